@@ -1,0 +1,256 @@
+"""Console, progress, error reporting and the batch conventions every processing command shares.
+
+Human output goes to stderr through :data:`console`; machine output (paths, JSON) goes
+to stdout through :func:`emit`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..errors import HsiuuError, ParameterError
+
+
+@dataclass
+class Settings:
+    quiet: bool = False
+    verbose: bool = False
+    debug: bool = False
+
+
+settings = Settings()
+console = Console(stderr=True, highlight=False)
+
+
+def info(message: str) -> None:
+    """A human message on stderr, silenced by ``-q``."""
+    if not settings.quiet:
+        console.print(message)
+
+
+def detail(message: str) -> None:
+    """A message shown only with ``-v``."""
+    if settings.verbose and not settings.quiet:
+        console.print(f"[dim]{message}[/dim]")
+
+
+def emit(text: str) -> None:
+    """Machine output on stdout (paths, JSON), flushed so pipelines see it at once."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def emit_json(payload: object) -> None:
+    emit(json.dumps(payload, indent=2, default=_json_default))
+
+
+def _json_default(value: object) -> object:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def report_error(message: str) -> None:
+    console.print(f"[bold red]error:[/bold red] {message}", soft_wrap=True, markup=True)
+
+
+@contextmanager
+def progress(description: str, total: float | None) -> Iterator[Callable[[float], None]]:
+    """A Rich progress bar on stderr; yields ``advance(n)``. Silent with -q or when stderr is no terminal."""
+    if settings.quiet or not console.is_terminal:
+        yield lambda _n=1: None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+class ErrorReportingGroup(typer.core.TyperGroup):
+    """Turns library errors into one-line messages with exit code 1 (tracebacks only with --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except HsiuuError as exc:
+            if settings.debug:
+                raise
+            report_error(str(exc))
+            raise click.exceptions.Exit(1) from None
+        except KeyboardInterrupt:
+            report_error("interrupted")
+            raise click.exceptions.Exit(130) from None
+        except MemoryError:
+            if settings.debug:
+                raise
+            report_error("out of memory; try a smaller --tile or fewer --jobs")
+            raise click.exceptions.Exit(1) from None
+        except Exception as exc:  # noqa: BLE001 - last line of defence, re-raised with --debug
+            if settings.debug:
+                raise
+            report_error(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
+            raise click.exceptions.Exit(1) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch conventions
+# ---------------------------------------------------------------------------------------------
+
+
+def expand_inputs(items: Sequence[str]) -> list[Path]:
+    """Expand globs, ``@list.txt`` files and ``-`` (paths on stdin) into paths, in order, without repeats."""
+    paths: list[Path] = []
+    for item in items:
+        if item == "-":
+            names = [line.strip() for line in sys.stdin if line.strip()]
+        elif item.startswith("@"):
+            list_file = Path(item[1:])
+            try:
+                names = [
+                    line.strip()
+                    for line in list_file.read_text().splitlines()
+                    if line.strip() and not line.lstrip().startswith("#")
+                ]
+            except OSError as exc:
+                raise ParameterError(f"cannot read input list: {exc.strerror}", list_file) from None
+        elif glob.has_magic(item):
+            names = sorted(glob.glob(item))
+            if not names:
+                raise ParameterError(f"no file matches the pattern '{item}'")
+        else:
+            names = [item]
+        for name in names:
+            path = Path(name)
+            if path not in paths:
+                paths.append(path)
+    if not paths:
+        raise ParameterError("no input given")
+    return paths
+
+
+def input_stem(path: Path) -> str:
+    """File name without its cube extension (``scene.hdr`` → ``scene``)."""
+    name = path.name
+    for suffix in (".hdr", ".img", ".dat", ".bsq", ".bil", ".bip", ".raw", ".tif", ".tiff", ".sli", ".csv"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def plan_outputs(
+    inputs: Sequence[Path],
+    *,
+    output: Path | None,
+    out_dir: Path | None,
+    template: str | None,
+    default_template: str,
+    default_ext: str,
+) -> list[Path]:
+    """One output path per input, following ``-o`` (single input) or ``--out-dir`` + ``--name``."""
+    if output is not None and out_dir is not None:
+        raise click.UsageError("give either -o/--output or --out-dir, not both")
+    if output is not None:
+        if len(inputs) > 1:
+            raise click.UsageError(f"-o/--output takes one input; got {len(inputs)}: use --out-dir")
+        return [output]
+    pattern = template or default_template
+    directory = out_dir if out_dir is not None else Path(".")
+    if out_dir is None and len(inputs) == 1 and template is None:
+        directory = inputs[0].parent
+    outputs: list[Path] = []
+    for path in inputs:
+        try:
+            name = pattern.format(stem=input_stem(path), ext=default_ext)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise click.UsageError(f"bad --name template '{pattern}': {exc}") from None
+        outputs.append(directory / name)
+    duplicates = {p for p in outputs if outputs.count(p) > 1}
+    if duplicates:
+        raise click.UsageError(f"several inputs map to the same output {sorted(duplicates)[0]}; change --name")
+    return outputs
+
+
+def run_batch(
+    jobs: Sequence[tuple[Path, Path]],
+    process: Callable[[Path, Path], Sequence[Path]],
+    *,
+    workers: int = 1,
+) -> None:
+    """Run ``process(input, output)`` for each pair; print each written path on stdout.
+
+    A failing input is reported and the others go on; the command exits 1 at the end if any failed.
+    """
+    failures = 0
+
+    def finish(source: Path, result: Sequence[Path] | BaseException) -> None:
+        nonlocal failures
+        if isinstance(result, BaseException):
+            failures += 1
+            if isinstance(result, HsiuuError) and not settings.debug:
+                report_error(str(result))
+            elif settings.debug:
+                console.print_exception()
+            else:
+                report_error(f"{source}: {type(result).__name__}: {result} (run with --debug for the traceback)")
+            return
+        for written in result:
+            emit(str(written))
+
+    if len(jobs) == 1:
+        # A single input fails like any command: the error handler of the app reports it.
+        source, target = jobs[0]
+        finish(source, process(source, target))
+        return
+
+    def guarded(pair: tuple[Path, Path]) -> Sequence[Path] | BaseException:
+        try:
+            return process(*pair)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported per input, batch goes on
+            return exc
+
+    if workers <= 1:
+        for pair in jobs:
+            finish(pair[0], guarded(pair))
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(guarded, pair): pair[0] for pair in jobs}
+            for future in as_completed(futures):
+                finish(futures[future], future.result())
+    if failures:
+        if not settings.quiet:
+            console.print(f"{failures} of {len(jobs)} inputs failed")
+        raise click.exceptions.Exit(1)
+
+
+def parse_creation_options(items: Sequence[str] | None) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"'{item}' is not KEY=VALUE", param_hint="--co")
+        options[key.strip().upper()] = value.strip()
+    return options

@@ -1,0 +1,49 @@
+"""Options shared by several subcommands, declared once (as rasterio's ``rio`` does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+Inputs = Annotated[
+    list[str],
+    typer.Argument(
+        help="Input cubes: files, shell globs, @list.txt (one path per line) or - (paths on stdin).",
+        show_default=False,
+    ),
+]
+Output = Annotated[
+    Optional[Path],
+    typer.Option("-o", "--output", help="Output path (one input only). Format from the extension unless --format."),
+]
+OutDir = Annotated[
+    Optional[Path],
+    typer.Option("--out-dir", help="Directory for outputs when processing several inputs."),
+]
+NameTemplate = Annotated[
+    Optional[str],
+    typer.Option(
+        "--name",
+        help="Output name template with --out-dir: {stem} (input name without extension) and {ext} "
+        "(output extension), e.g. '{stem}_x4{ext}'.",
+    ),
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
+Format = Annotated[
+    Optional[str],
+    typer.Option("-f", "--format", help="Output format: ENVI or GTiff (default: from the output extension)."),
+]
+CreationOptions = Annotated[
+    Optional[list[str]],
+    typer.Option("--co", help="GeoTIFF creation option KEY=VALUE (repeatable), e.g. COMPRESS=DEFLATE."),
+]
+Jobs = Annotated[int, typer.Option("-j", "--jobs", min=1, help="Inputs processed in parallel.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same result.")]
+Device = Annotated[
+    str,
+    typer.Option("--device", help="auto, cpu or cuda (auto: cuda when available)."),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
+Quicklook = Annotated[bool, typer.Option("--quicklook", help="Also write a PNG preview beside the output.")]

@@ -1,0 +1,108 @@
+"""The one in-memory cube model every command reads, transforms and writes."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+from affine import Affine
+
+
+@dataclass
+class Cube:
+    """A hyperspectral (or multispectral) image with the metadata analysts rely on.
+
+    ``data`` is rows × columns × bands in the file's own dtype and units (it may be a
+    read-only memory map). ``physical()`` gives float32 values with the scale factor
+    applied; ``valid_mask()`` says which pixels carry data.
+    """
+
+    data: np.ndarray
+    wavelengths: np.ndarray | None = None
+    """Band centres in nanometres (converted from µm on read)."""
+    fwhm: np.ndarray | None = None
+    """Full width at half maximum per band, nanometres."""
+    bad_bands: np.ndarray | None = None
+    """Boolean per band, True where the band is bad (ENVI ``bbl`` = 0)."""
+    nodata: float | None = None
+    """Value marking pixels without data (ENVI ``data ignore value``); may be NaN."""
+    scale_factor: float | None = None
+    """ENVI ``reflectance scale factor``: physical value = stored value / scale_factor."""
+    band_names: list[str] | None = None
+    crs: str | None = None
+    """Coordinate reference system as WKT (or an authority string such as ``EPSG:32611``)."""
+    transform: Affine | None = None
+    """Pixel-corner geotransform: (col, row) → map (x, y), rotation included."""
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    """Other header fields carried through verbatim (ENVI key → raw value text)."""
+
+    def __post_init__(self) -> None:
+        if self.data.ndim == 2:
+            self.data = self.data[:, :, np.newaxis]
+        if self.data.ndim != 3:
+            raise ValueError(f"cube data must be rows x cols x bands, got shape {self.data.shape}")
+        n = self.data.shape[2]
+        for name in ("wavelengths", "fwhm"):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value, dtype=np.float64).reshape(-1)
+                if value.size != n:
+                    raise ValueError(f"{name} has {value.size} values for {n} bands")
+                setattr(self, name, value)
+        if self.bad_bands is not None:
+            self.bad_bands = np.asarray(self.bad_bands, dtype=bool).reshape(-1)
+            if self.bad_bands.size != n:
+                raise ValueError(f"bad-band list has {self.bad_bands.size} values for {n} bands")
+        if self.band_names is not None and len(self.band_names) != n:
+            raise ValueError(f"{len(self.band_names)} band names for {n} bands")
+
+    @property
+    def rows(self) -> int:
+        return self.data.shape[0]
+
+    @property
+    def cols(self) -> int:
+        return self.data.shape[1]
+
+    @property
+    def bands(self) -> int:
+        return self.data.shape[2]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.data.shape  # type: ignore[return-value]
+
+    def physical(self) -> np.ndarray:
+        """Float32 values in physical units (scale factor applied); no-data left as stored."""
+        values = np.asarray(self.data, dtype=np.float32)
+        if self.scale_factor not in (None, 0, 1):
+            values = values / np.float32(self.scale_factor)
+        return values
+
+    def valid_mask(self) -> np.ndarray:
+        """Rows × cols boolean, False where a pixel is no-data in every band or non-finite in any."""
+        data = np.asarray(self.data)
+        valid = np.ones(data.shape[:2], dtype=bool)
+        if np.issubdtype(data.dtype, np.floating):
+            valid &= np.isfinite(data).all(axis=2)
+        if self.nodata is not None and not np.isnan(self.nodata):
+            valid &= ~(data == np.asarray(self.nodata).astype(data.dtype)).all(axis=2)
+        return valid
+
+    def replace(self, **changes) -> "Cube":
+        """A copy with some fields changed (metadata dict copied, arrays shared)."""
+        changes.setdefault("metadata", dict(self.metadata))
+        return dataclasses.replace(self, **changes)
+
+    def with_bands(self, data: np.ndarray, *, band_names: list[str] | None = None) -> "Cube":
+        """A cube on the same grid with a different set of bands (drops per-band metadata)."""
+        return self.replace(
+            data=data,
+            wavelengths=None,
+            fwhm=None,
+            bad_bands=None,
+            band_names=band_names,
+            scale_factor=None,
+        )
