@@ -1,0 +1,124 @@
+"""The conventions every command shares: global options, exit codes, batch inputs and outputs."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import click
+import pytest
+import typer
+
+from hsiuu_cli import __version__
+from hsiuu_cli.cli.app import app
+from hsiuu_cli.cli.common import ErrorReportingGroup, expand_inputs, plan_outputs, run_batch
+from hsiuu_cli.errors import CubeReadError, ParameterError
+
+
+def test_version_prints_on_stdout(runner):
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"hsiuu {__version__}"
+
+
+def test_unknown_option_is_a_usage_error(runner):
+    result = runner.invoke(app, ["--no-such-option"])
+    assert result.exit_code == 2
+
+
+def test_help_lists_every_command(runner):
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in ("superres", "unmix", "fuse", "train", "evaluate", "simulate", "info", "convert"):
+        assert name in result.stdout
+
+
+def _tiny_app(action):
+    demo = typer.Typer(cls=ErrorReportingGroup)
+
+    @demo.command()
+    def run() -> None:
+        action()
+
+    @demo.command()
+    def other() -> None:
+        pass
+
+    return demo
+
+
+def test_library_error_becomes_one_line_and_exit_1(runner):
+    def fail():
+        raise CubeReadError("truncated data file", path="scene.img")
+
+    result = runner.invoke(_tiny_app(fail), ["run"])
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "scene.img" in lines[0] and "truncated data file" in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_unexpected_error_has_no_traceback(runner):
+    def fail():
+        raise RuntimeError("boom")
+
+    result = runner.invoke(_tiny_app(fail), ["run"])
+    assert result.exit_code == 1
+    assert "boom" in result.stderr and "--debug" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_expand_inputs_globs_lists_and_stdin(tmp_path, monkeypatch):
+    for name in ("b.hdr", "a.hdr", "c.tif"):
+        (tmp_path / name).write_text("x")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# comment\n{tmp_path / 'c.tif'}\n\n")
+    found = expand_inputs([str(tmp_path / "*.hdr"), f"@{listing}"])
+    assert found == [tmp_path / "a.hdr", tmp_path / "b.hdr", tmp_path / "c.tif"]
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{tmp_path / 'a.hdr'}\n{tmp_path / 'c.tif'}\n"))
+    assert expand_inputs(["-"]) == [tmp_path / "a.hdr", tmp_path / "c.tif"]
+
+
+def test_expand_inputs_reports_empty_glob_and_missing_list(tmp_path):
+    with pytest.raises(ParameterError, match="no file matches"):
+        expand_inputs([str(tmp_path / "*.nothing")])
+    with pytest.raises(ParameterError, match="missing.txt"):
+        expand_inputs([f"@{tmp_path / 'missing.txt'}"])
+
+
+def test_plan_outputs_templates_and_conflicts(tmp_path):
+    inputs = [tmp_path / "one.hdr", tmp_path / "two.tif"]
+    outputs = plan_outputs(
+        inputs, output=None, out_dir=tmp_path / "out", template=None, default_template="{stem}_x4{ext}", default_ext=".hdr"
+    )
+    assert outputs == [tmp_path / "out" / "one_x4.hdr", tmp_path / "out" / "two_x4.hdr"]
+    with pytest.raises(click.UsageError):
+        plan_outputs(inputs, output=tmp_path / "x.hdr", out_dir=None, template=None, default_template="{stem}", default_ext="")
+    with pytest.raises(click.UsageError, match="same output"):
+        plan_outputs(inputs, output=None, out_dir=tmp_path, template="fixed{ext}", default_template="", default_ext=".hdr")
+
+
+def test_run_batch_goes_on_after_a_failure(capsys):
+    processed = []
+
+    def process(source: Path, target: Path):
+        if source.name == "bad":
+            raise CubeReadError("garbage header", path=source)
+        processed.append(source.name)
+        return [target]
+
+    jobs = [(Path("good1"), Path("out1")), (Path("bad"), Path("out2")), (Path("good2"), Path("out3"))]
+    with pytest.raises(click.exceptions.Exit) as stopped:
+        run_batch(jobs, process)
+    assert stopped.value.exit_code == 1
+    assert processed == ["good1", "good2"]
+    assert capsys.readouterr().out.split() == ["out1", "out3"]
+
+
+def test_run_batch_parallel_prints_every_output(capsys):
+    jobs = [(Path(f"in{i}"), Path(f"out{i}")) for i in range(6)]
+    run_batch(jobs, lambda source, target: [target], workers=3)
+    assert sorted(capsys.readouterr().out.split()) == sorted(f"out{i}" for i in range(6))
