@@ -6,13 +6,12 @@ import io
 import sys
 from pathlib import Path
 
-import click
 import pytest
 import typer
 
 from hsiuu_cli import __version__
 from hsiuu_cli.cli.app import app
-from hsiuu_cli.cli.common import ErrorReportingGroup, expand_inputs, plan_outputs, run_batch
+from hsiuu_cli.cli.common import ErrorReportingGroup, click_errors, expand_inputs, plan_outputs, run_batch
 from hsiuu_cli.errors import CubeReadError, ParameterError
 
 
@@ -95,9 +94,9 @@ def test_plan_outputs_templates_and_conflicts(tmp_path):
         inputs, output=None, out_dir=tmp_path / "out", template=None, default_template="{stem}_x4{ext}", default_ext=".hdr"
     )
     assert outputs == [tmp_path / "out" / "one_x4.hdr", tmp_path / "out" / "two_x4.hdr"]
-    with pytest.raises(click.UsageError):
+    with pytest.raises(click_errors.UsageError):
         plan_outputs(inputs, output=tmp_path / "x.hdr", out_dir=None, template=None, default_template="{stem}", default_ext="")
-    with pytest.raises(click.UsageError, match="same output"):
+    with pytest.raises(click_errors.UsageError, match="same output"):
         plan_outputs(inputs, output=None, out_dir=tmp_path, template="fixed{ext}", default_template="", default_ext=".hdr")
 
 
@@ -111,7 +110,7 @@ def test_run_batch_goes_on_after_a_failure(capsys):
         return [target]
 
     jobs = [(Path("good1"), Path("out1")), (Path("bad"), Path("out2")), (Path("good2"), Path("out3"))]
-    with pytest.raises(click.exceptions.Exit) as stopped:
+    with pytest.raises(typer.Exit) as stopped:
         run_batch(jobs, process)
     assert stopped.value.exit_code == 1
     assert processed == ["good1", "good2"]

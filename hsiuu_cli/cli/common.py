@@ -15,8 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-import click
 import typer
+
+try:  # typer >= 0.29 carries its own copy of click; its exceptions are the ones typer's main handles
+    from typer._click import exceptions as click_errors
+except ImportError:  # older typer runs on the click package
+    from click import exceptions as click_errors
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -89,29 +93,29 @@ def progress(description: str, total: float | None) -> Iterator[Callable[[float]
 class ErrorReportingGroup(typer.core.TyperGroup):
     """Turns library errors into one-line messages with exit code 1 (tracebacks only with --debug)."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (typer.Exit, typer.Abort, click_errors.ClickException):
             raise
         except HsiuuError as exc:
             if settings.debug:
                 raise
             report_error(str(exc))
-            raise click.exceptions.Exit(1) from None
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             report_error("interrupted")
-            raise click.exceptions.Exit(130) from None
+            raise typer.Exit(130) from None
         except MemoryError:
             if settings.debug:
                 raise
             report_error("out of memory; try a smaller --tile or fewer --jobs")
-            raise click.exceptions.Exit(1) from None
+            raise typer.Exit(1) from None
         except Exception as exc:  # noqa: BLE001 - last line of defence, re-raised with --debug
             if settings.debug:
                 raise
             report_error(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
-            raise click.exceptions.Exit(1) from None
+            raise typer.Exit(1) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,10 +174,10 @@ def plan_outputs(
 ) -> list[Path]:
     """One output path per input, following ``-o`` (single input) or ``--out-dir`` + ``--name``."""
     if output is not None and out_dir is not None:
-        raise click.UsageError("give either -o/--output or --out-dir, not both")
+        raise click_errors.UsageError("give either -o/--output or --out-dir, not both")
     if output is not None:
         if len(inputs) > 1:
-            raise click.UsageError(f"-o/--output takes one input; got {len(inputs)}: use --out-dir")
+            raise click_errors.UsageError(f"-o/--output takes one input; got {len(inputs)}: use --out-dir")
         return [output]
     pattern = template or default_template
     directory = out_dir if out_dir is not None else Path(".")
@@ -184,11 +188,11 @@ def plan_outputs(
         try:
             name = pattern.format(stem=input_stem(path), ext=default_ext)
         except (KeyError, IndexError, ValueError) as exc:
-            raise click.UsageError(f"bad --name template '{pattern}': {exc}") from None
+            raise click_errors.UsageError(f"bad --name template '{pattern}': {exc}") from None
         outputs.append(directory / name)
     duplicates = {p for p in outputs if outputs.count(p) > 1}
     if duplicates:
-        raise click.UsageError(f"several inputs map to the same output {sorted(duplicates)[0]}; change --name")
+        raise click_errors.UsageError(f"several inputs map to the same output {sorted(duplicates)[0]}; change --name")
     return outputs
 
 
@@ -243,7 +247,7 @@ def run_batch(
     if failures:
         if not settings.quiet:
             console.print(f"{failures} of {len(jobs)} inputs failed")
-        raise click.exceptions.Exit(1)
+        raise typer.Exit(1)
 
 
 def parse_creation_options(items: Sequence[str] | None) -> dict[str, str]:
@@ -251,6 +255,6 @@ def parse_creation_options(items: Sequence[str] | None) -> dict[str, str]:
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"'{item}' is not KEY=VALUE", param_hint="--co")
+            raise click_errors.BadParameter(f"'{item}' is not KEY=VALUE", param_hint="--co")
         options[key.strip().upper()] = value.strip()
     return options

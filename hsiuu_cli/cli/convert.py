@@ -1,8 +1,89 @@
-"""`hsiuu convert` (placeholder until its issue lands)."""
+"""`hsiuu convert IN OUT`: ENVI ↔ GeoTIFF, interleave and data-type changes, band subsets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from .options import CreationOptions, Format, Overwrite
 
-def convert_command() -> None:
-    """Not available yet."""
-    raise typer.Exit(1)
+DTYPES = ("uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64")
+INTERLEAVES = ("bsq", "bil", "bip")
+
+
+def convert_command(
+    source: Annotated[Path, typer.Argument(metavar="IN", help="Input cube (ENVI .hdr/data file or GeoTIFF).", show_default=False)],
+    target: Annotated[Path, typer.Argument(metavar="OUT", help="Output cube; format from the extension unless --format.", show_default=False)],
+    format: Format = None,
+    co: CreationOptions = None,
+    bands: Annotated[
+        Optional[str],
+        typer.Option(
+            "--bands",
+            help="Keep only these bands: indices from 0 with inclusive ranges (0-9,20), "
+            "wavelength ranges (400:700nm, 1.0:1.3um, open ends :700nm) or nearest band (550nm).",
+        ),
+    ] = None,
+    drop_bad_bands: Annotated[bool, typer.Option("--drop-bad-bands", help="Leave out bands flagged bad (ENVI bbl = 0).")] = False,
+    interleave: Annotated[
+        Optional[str],
+        typer.Option("--interleave", help="bsq, bil or bip (GeoTIFF: bsq or bip). Default: the input's, else bsq."),
+    ] = None,
+    dtype: Annotated[
+        Optional[str],
+        typer.Option("--dtype", help=f"Output data type: {', '.join(DTYPES)}. Float → integer rounds; values must fit."),
+    ] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Convert a cube between ENVI and GeoTIFF keeping wavelengths, FWHM, bad bands, no-data,
+    scale factor, band names and georeference; optionally subset bands or change interleave/type.
+
+    Prints the output path on stdout.
+    """
+    from ..errors import ParameterError
+    from ..io import check_output, describe_file, output_format, read_cube, write_cube
+    from ..io.bands import good_bands, parse_band_selection, select_bands
+    from .common import detail, emit, info, parse_creation_options
+
+    if interleave is not None and interleave.lower() not in INTERLEAVES:
+        raise typer.BadParameter(f"'{interleave}' is not one of {', '.join(INTERLEAVES)}", param_hint="--interleave")
+    if dtype is not None and dtype.lower() not in DTYPES:
+        raise typer.BadParameter(f"'{dtype}' is not one of {', '.join(DTYPES)}", param_hint="--dtype")
+    options = parse_creation_options(co)
+
+    cube = read_cube(source)
+    kind = output_format(target, format)
+    check_output(target, overwrite, format=kind)
+
+    if interleave is None:
+        stored = describe_file(source).get("interleave")
+        interleave = stored if stored in INTERLEAVES and (kind == "ENVI" or stored != "bil") else "bsq"
+
+    indices = list(range(cube.bands))
+    if bands is not None:
+        try:
+            indices = parse_band_selection(bands, cube)
+        except ParameterError as exc:
+            raise ParameterError(exc.message, source) from None
+    if drop_bad_bands:
+        keep = set(good_bands(cube))
+        indices = [i for i in indices if i in keep]
+        if not indices:
+            raise ParameterError("every selected band is flagged bad", source)
+    if len(indices) != cube.bands or indices != sorted(indices):
+        detail(f"keeping {len(indices)} of {cube.bands} bands")
+        cube = select_bands(cube, indices)
+
+    written = write_cube(
+        cube,
+        target,
+        format=kind,
+        overwrite=overwrite,
+        creation_options=options,
+        interleave=interleave.lower(),
+        dtype=dtype.lower() if dtype else None,
+    )
+    info(f"wrote {written} ({kind}, {cube.rows}×{cube.cols}×{cube.bands}, {interleave.lower()})")
+    emit(str(written))

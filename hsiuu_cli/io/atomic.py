@@ -1,0 +1,90 @@
+"""Atomic outputs: refuse existing files unless asked, write to temporaries, rename on success.
+
+A temporary lives in the output's own directory (so ``os.replace`` is a rename on one file
+system) and keeps the output's suffix (so libraries that choose a format from the extension,
+such as Pillow, still do the right thing). Any exception, KeyboardInterrupt included, removes
+the temporaries, so an interrupted run leaves no half-written file behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from ..errors import CubeWriteError, OutputExistsError
+
+
+def temporary_path(path: Path) -> Path:
+    """A hidden, unique name beside ``path`` with the same suffix."""
+    suffix = path.suffix
+    stem = path.name[: -len(suffix)] if suffix else path.name
+    return path.with_name(f".{stem}.hsiuu-tmp-{secrets.token_hex(4)}{suffix}")
+
+
+def check_directory(path: Path) -> None:
+    """CubeWriteError unless ``path``'s directory exists and accepts new files."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.exists():
+        raise CubeWriteError(f"output directory {directory} does not exist", path)
+    if not directory.is_dir():
+        raise CubeWriteError(f"{directory} is not a directory", path)
+    if path.is_dir():
+        raise CubeWriteError("output is an existing directory", path)
+    # os.access says yes to root and on read-only mounts, so try to create a file.
+    probe = temporary_path(path)
+    try:
+        with open(probe, "xb"):
+            pass
+    except OSError as exc:
+        raise CubeWriteError(f"output directory is not writable ({os.strerror(exc.errno or errno.EACCES)})", path) from None
+    probe.unlink(missing_ok=True)
+
+
+def check_outputs(paths: Sequence[Path], overwrite: bool) -> None:
+    """Check several files that make one output (an ENVI header and its data file)."""
+    for path in paths:
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise OutputExistsError("output exists; use --overwrite to replace it", path)
+    for path in paths:
+        check_directory(Path(path))
+
+
+@contextmanager
+def atomic_files(paths: Sequence[Path], overwrite: bool) -> Iterator[list[Path]]:
+    """Yield one temporary path per target; rename them all onto the targets on success."""
+    targets = [Path(p) for p in paths]
+    check_outputs(targets, overwrite)
+    temporaries = [temporary_path(p) for p in targets]
+    try:
+        yield temporaries
+        for temporary, target in zip(temporaries, targets):
+            if not temporary.exists():
+                raise CubeWriteError("nothing was written", target)
+        for temporary, target in zip(temporaries, targets):
+            try:
+                os.replace(temporary, target)
+            except OSError as exc:
+                raise CubeWriteError(f"cannot write output ({exc.strerror})", target) from None
+    except BaseException:
+        for temporary in temporaries:
+            try:
+                temporary.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise
+
+
+@contextmanager
+def atomic_write(path: str | Path, overwrite: bool) -> Iterator[Path]:
+    """Context manager yielding a temporary path for ``path``; renamed onto it on success.
+
+    >>> with atomic_write("preview.png", overwrite=False) as tmp:
+    ...     image.save(tmp)
+    """
+    with atomic_files([Path(path)], overwrite) as (temporary,):
+        yield temporary

@@ -1,0 +1,194 @@
+"""GeoTIFF reading and writing, and the Salton Sea ENVI → GeoTIFF → ENVI round trip."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+
+from hsiuu_cli.cube import Cube
+from hsiuu_cli.errors import CubeReadError, CubeWriteError, OutputExistsError
+from hsiuu_cli.io import envi, read_cube, write_cube
+
+
+def full_cube(dtype=np.float32, nodata=-1.0) -> Cube:
+    rng = np.random.default_rng(3)
+    data = (rng.uniform(0, 100, (6, 7, 4))).astype(dtype)
+    transform = Affine.translation(350000.25, 4200000.5) @ Affine.rotation(-12.5) @ Affine.scale(2.5, -2.5)
+    return Cube(
+        data,
+        wavelengths=np.array([450.123456789, 550.5, 650.0, 1000.0 / 3]),
+        fwhm=np.array([10.1, 10.2, 10.3, 1.0 / 7]),
+        bad_bands=np.array([False, True, False, False]),
+        nodata=nodata,
+        scale_factor=10000.0,
+        band_names=["blue", "green", "red", "nir edge"],
+        crs="EPSG:32633",
+        transform=Affine(*transform[:6]),
+        description="synthetic cube",
+        metadata={"sensor type": "test", "map info": "{ UTM , 1 , 1 , 1 , 2 , 3 , 3 , 33 , North , WGS-84 }"},
+    )
+
+
+def assert_same_cube(actual: Cube, expected: Cube) -> None:
+    np.testing.assert_array_equal(actual.data, expected.data)
+    assert actual.data.dtype == expected.data.dtype
+    for name in ("wavelengths", "fwhm", "bad_bands"):
+        np.testing.assert_array_equal(getattr(actual, name), getattr(expected, name))
+    assert actual.band_names == expected.band_names
+    assert actual.nodata == expected.nodata
+    assert actual.scale_factor == expected.scale_factor
+    assert actual.description == expected.description
+    assert CRS.from_user_input(actual.crs) == CRS.from_user_input(expected.crs)
+    assert actual.transform.almost_equals(expected.transform, precision=1e-9)
+
+
+def test_every_field_survives_a_geotiff(tmp_path):
+    cube = full_cube()
+    write_cube(cube, tmp_path / "c.tif")
+    back = read_cube(tmp_path / "c.tif")
+    assert_same_cube(back, cube)
+    assert back.metadata == cube.metadata
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tif"]  # no .aux.xml
+
+
+def test_tags_are_where_other_tools_look(tmp_path):
+    cube = full_cube()
+    write_cube(cube, tmp_path / "c.tif")
+    with rasterio.open(tmp_path / "c.tif") as src:
+        assert src.descriptions == ("blue", "green", "red", "nir edge")
+        assert src.nodata == -1.0
+        assert src.tags(4)["wavelength"] == repr(1000.0 / 3)
+        assert src.tags(4)["wavelength_units"] == "nm"
+        assert float(src.tags(4, ns="IMAGERY")["CENTRAL_WAVELENGTH_UM"]) == (1000.0 / 3) / 1000.0
+        assert float(src.tags(4, ns="IMAGERY")["FWHM_UM"]) == (1.0 / 7) / 1000.0
+        assert src.tags(2)["bbl"] == "0" and src.tags(1)["bbl"] == "1"
+        assert src.tags()["scale_factor"] == "10000"
+        assert src.scales[0] == pytest.approx(1e-4)
+        assert src.tags(ns="ENVI")["sensor type"] == "test"
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_imagery_domain_alone_gives_wavelengths(tmp_path):
+    path = tmp_path / "gdal.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=2, height=2, count=2, dtype="uint16") as dst:
+        dst.write(np.ones((2, 2, 2), np.uint16))
+        dst.update_tags(1, ns="IMAGERY", CENTRAL_WAVELENGTH_UM="0.4925", FWHM_UM="0.066")
+        dst.update_tags(2, ns="IMAGERY", CENTRAL_WAVELENGTH_UM="0.5598", FWHM_UM="0.036")
+    cube = read_cube(path)
+    np.testing.assert_allclose(cube.wavelengths, [492.5, 559.8])
+    np.testing.assert_allclose(cube.fwhm, [66, 36])
+    assert cube.crs is None and cube.transform is None
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"])
+def test_geotiff_dtypes(tmp_path, dtype):
+    cube = full_cube(dtype=np.dtype(dtype), nodata=0)
+    write_cube(cube, tmp_path / "d.tif")
+    assert_same_cube(read_cube(tmp_path / "d.tif"), cube)
+
+
+def test_creation_options_and_interleave(tmp_path):
+    cube = full_cube()
+    write_cube(cube, tmp_path / "z.tif", creation_options={"COMPRESS": "DEFLATE", "TILED": "YES"}, interleave="bip")
+    with rasterio.open(tmp_path / "z.tif") as src:
+        assert src.compression.name.lower() == "deflate"
+        assert src.profile["tiled"] and src.interleaving.name.lower() == "pixel"
+    assert_same_cube(read_cube(tmp_path / "z.tif"), cube)
+
+
+@pytest.mark.parametrize("options, message", [({"COMPRESS": "NOPE"}, "COMPRESS"), ({"NO_SUCH": "1"}, "NO_SUCH")])
+def test_rejected_creation_option_leaves_nothing(tmp_path, options, message):
+    with pytest.raises(CubeWriteError, match=message) as err:
+        write_cube(full_cube(), tmp_path / "z.tif", creation_options=options)
+    assert "z.tif" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bil_geotiff_is_refused(tmp_path):
+    with pytest.raises(CubeWriteError, match="interleave 'bil'"):
+        write_cube(full_cube(), tmp_path / "z.tif", interleave="bil")
+
+
+def test_non_georeferenced_cube(tmp_path):
+    cube = Cube(np.arange(24, dtype=np.uint8).reshape(2, 3, 4))
+    write_cube(cube, tmp_path / "p.tif")
+    back = read_cube(tmp_path / "p.tif")
+    assert back.transform is None and back.crs is None
+    np.testing.assert_array_equal(back.data, cube.data)
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a raster\n", b"II*\x00garbage"])
+def test_empty_or_non_raster_tiff(tmp_path, content):
+    path = tmp_path / "bad.tif"
+    path.write_bytes(content)
+    with pytest.raises(CubeReadError) as err:
+        read_cube(path)
+    assert "bad.tif" in str(err.value) and "\n" not in str(err.value)
+    assert path.read_bytes() == content
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_existing_geotiff_is_refused(tmp_path):
+    write_cube(full_cube(), tmp_path / "c.tif")
+    with pytest.raises(OutputExistsError, match="c.tif"):
+        write_cube(full_cube(), tmp_path / "c.tif")
+    write_cube(full_cube(), tmp_path / "c.tif", overwrite=True)
+
+
+def test_envi_geotiff_envi_keeps_everything(tmp_path):
+    cube = full_cube(dtype=np.int16, nodata=-9999)
+    cube.metadata.pop("map info")
+    write_cube(cube, tmp_path / "a.hdr", interleave="bil")
+    write_cube(read_cube(tmp_path / "a.hdr"), tmp_path / "b.tif")
+    write_cube(read_cube(tmp_path / "b.tif"), tmp_path / "c.hdr")
+    assert_same_cube(read_cube(tmp_path / "c.hdr"), cube)
+    assert envi.read_header(tmp_path / "c.hdr")["map info"] == envi.read_header(tmp_path / "a.hdr")["map info"]
+
+
+@pytest.mark.realdata
+def test_salton_sea_envi_to_geotiff_to_envi(shared_data, tmp_path):
+    source = shared_data / "scenes" / "salton_sea" / "salton_sea.hdr"
+    before = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (source, source.with_suffix(".img"))]
+    original = read_cube(source)
+
+    write_cube(original, tmp_path / "salton.tif")
+    tiff = read_cube(tmp_path / "salton.tif")
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        with rasterio.open(source.with_suffix(".img")) as gdal_envi, rasterio.open(tmp_path / "salton.tif") as gtiff:
+            # GDAL sees the same pixels at the same places in the input and in our GeoTIFF.
+            assert gtiff.transform.almost_equals(gdal_envi.transform, precision=1e-9)
+            assert gtiff.crs == gdal_envi.crs == CRS.from_epsg(32611)
+
+    write_cube(tiff, tmp_path / "salton.hdr")
+    final = read_cube(tmp_path / "salton.hdr")
+    assert (tmp_path / "salton.img").read_bytes() == source.with_suffix(".img").read_bytes()
+    np.testing.assert_array_equal(final.wavelengths, original.wavelengths)
+    np.testing.assert_array_equal(final.fwhm, original.fwhm)
+    np.testing.assert_array_equal(final.bad_bands, original.bad_bands)
+    assert final.crs == original.crs == "EPSG:32611"
+    assert final.transform.almost_equals(original.transform, precision=1e-9)
+    rotation = math.degrees(math.atan2(final.transform.d, final.transform.a))
+    assert rotation == pytest.approx(34.0)
+    original_fields, final_fields = envi.read_header(source), envi.read_header(tmp_path / "salton.hdr")
+    for key in ("map info", "bbl", "data type", "interleave", "byte order", "samples", "lines", "bands"):
+        assert final_fields[key] == original_fields[key], key
+    assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in (source, source.with_suffix(".img"))] == before
+    assert sorted(p.name for p in source.parent.iterdir()) == ["salton_sea.hdr", "salton_sea.img"]
+
+
+def test_interrupted_geotiff_write_leaves_nothing(tmp_path, monkeypatch):
+    from hsiuu_cli.io import geotiff
+
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(geotiff, "_write_metadata", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_cube(full_cube(), tmp_path / "c.tif")
+    assert list(tmp_path.iterdir()) == []
