@@ -81,12 +81,19 @@ class Cube:
             values = values / np.float32(self.scale_factor)
         return values
 
-    def valid_mask(self) -> np.ndarray:
-        """Rows × cols boolean, False where a pixel is no-data in every band or non-finite in any."""
+    def valid_mask(self, bands: np.ndarray | None = None) -> np.ndarray:
+        """Rows × cols boolean, True where a pixel carries data.
+
+        A pixel is no-data when it holds the no-data value in every band, or a non-finite value in
+        any of ``bands`` (default: the bands not flagged bad, so a bad band full of NaN, as AVIRIS
+        water-vapour bands often are, does not void every pixel).
+        """
         data = np.asarray(self.data)
+        if bands is None:
+            bands = np.arange(self.bands) if self.bad_bands is None else np.flatnonzero(~self.bad_bands)
         valid = np.ones(data.shape[:2], dtype=bool)
         if np.issubdtype(data.dtype, np.floating):
-            valid &= np.isfinite(data).all(axis=2)
+            valid &= np.isfinite(data[:, :, bands]).all(axis=2)
         if self.nodata is not None and not np.isnan(self.nodata):
             valid &= ~(data == np.asarray(self.nodata).astype(data.dtype)).all(axis=2)
         return valid
