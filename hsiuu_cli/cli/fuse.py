@@ -1,8 +1,186 @@
-"""`hsiuu fuse` (placeholder until its issue lands)."""
+"""`hsiuu fuse LR_HSI HR_MSI --srf NAME -o OUT`: HSI–MSI fusion onto the high-resolution grid."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from .options import CreationOptions, Device, Format, Json, Overwrite, Quicklook, Seed
 
-def fuse_command() -> None:
-    """Not available yet."""
-    raise typer.Exit(1)
+
+class Method(str, Enum):
+    spectramorph = "spectramorph"
+    cnmf = "cnmf"
+    gsa = "gsa"
+    bicubic = "bicubic"
+
+
+def fuse_command(
+    lr_hsi: Annotated[Path, typer.Argument(help="Low-resolution hyperspectral cube (ENVI or GeoTIFF).", show_default=False)],
+    hr_msi: Annotated[
+        Path,
+        typer.Argument(help="High-resolution multispectral, RGB or panchromatic image of the same place.", show_default=False),
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Fused cube (.hdr/.img ENVI or .tif GeoTIFF).")],
+    srf: Annotated[
+        Optional[str],
+        typer.Option(
+            "--srf",
+            help="The MSI's spectral responses: built-in name (sentinel2a, landsat8, pleiades1a, ikonos, nikon_d700; "
+            "'name:band,...' picks bands in the MSI's order) or a CSV wavelength_nm,<band>,...",
+        ),
+    ] = None,
+    srf_matrix: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--srf-matrix",
+            help="Instead of --srf: CSV matrix with one row per HSI band and one column per MSI band "
+            "(weights; each column is normalised to sum 1). Needed when the HSI has no wavelengths.",
+        ),
+    ] = None,
+    method: Annotated[Method, typer.Option("--method", "-m", help="Fusion method.")] = Method.spectramorph,
+    endmembers: Annotated[
+        Optional[str],
+        typer.Option(
+            "--endmembers",
+            "-k",
+            help="Number of endmembers K, or 'auto' (spectramorph, cnmf).",
+            show_default="spectramorph 8, cnmf min(30, bands)",
+        ),
+    ] = None,
+    psf_sigma: Annotated[
+        Optional[float],
+        typer.Option("--psf-sigma", min=0.0, help="Gaussian PSF sigma in MSI pixels.", show_default="estimated from the data"),
+    ] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="SpectraMorph training iterations (full batch, L-BFGS).", show_default="150")] = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+    save_abundances: Annotated[
+        bool, typer.Option("--save-abundances", help="Also write the coefficient maps as <output>_abundances (same format).")
+    ] = False,
+    save_endmembers: Annotated[
+        bool,
+        typer.Option("--save-endmembers", help="Also write the endmember spectra as <output>_endmembers.sli (+.hdr) and .csv."),
+    ] = False,
+    quicklook: Quicklook = False,
+    json_output: Json = False,
+    format: Format = None,
+    co: CreationOptions = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Fuse a low-resolution hyperspectral cube with a high-resolution multispectral/RGB/pan image.
+
+    The output is on the MSI's grid with the HSI's bands, wavelengths and band metadata; pixels
+    without data in either input are NaN. Prints the output path (or, with --json, a summary).
+    """
+    import tempfile
+
+    from ..fusion import cubes
+    from ..fusion.quicklook import write_quicklook
+    from ..io import check_output, output_files, output_format, read_cube, write_cube, write_library
+    from ..io.atomic import check_outputs
+    from .common import detail, emit, emit_json, info, parse_creation_options, progress
+
+    if srf is None and srf_matrix is None:
+        raise typer.BadParameter("give the MSI's spectral response with --srf NAME|FILE.csv or --srf-matrix FILE.csv")
+    if srf is not None and srf_matrix is not None:
+        raise typer.BadParameter("give either --srf or --srf-matrix, not both")
+    if device not in ("auto", "cpu", "cuda"):
+        raise typer.BadParameter(f"'{device}' is not auto, cpu or cuda", param_hint="--device")
+    k_value: int | str | None = None
+    if endmembers is not None:
+        if endmembers.strip().lower() == "auto":
+            k_value = "auto"
+        else:
+            try:
+                k_value = int(endmembers)
+            except ValueError:
+                raise typer.BadParameter(f"'{endmembers}' is not a number or 'auto'", param_hint="--endmembers") from None
+            if k_value < 1:
+                raise typer.BadParameter("must be at least 1", param_hint="--endmembers")
+    creation = parse_creation_options(co)
+
+    kind = output_format(output, format)
+    ext = ".tif" if kind == "GTiff" else ".hdr"
+    stem = output.name[: -len(output.suffix)] if output.suffix else output.name
+    abundance_path = output.with_name(f"{stem}_abundances{ext}")
+    library_paths = [output.with_name(f"{stem}_endmembers{s}") for s in (".sli", ".hdr", ".csv")]
+    quicklook_path = output.with_name(f"{stem}_quicklook.png")
+    if save_endmembers or save_abundances:
+        if method in (Method.gsa, Method.bicubic):
+            raise typer.BadParameter(f"--method {method.value} has no endmembers or abundances to save")
+    check_output(output, overwrite, format=kind)
+    if save_abundances:
+        check_output(abundance_path, overwrite, format=kind)
+    if save_endmembers:
+        check_outputs(library_paths, overwrite)
+    if quicklook:
+        check_outputs([quicklook_path], overwrite)
+
+    lr_cube, msi_cube = read_cube(lr_hsi), read_cube(hr_msi)
+    pair = cubes.align_pair(lr_cube, msi_cube, lr_hsi, hr_msi)
+    if pair.cropped:
+        detail(f"using the overlap of the two grids: HSI {pair.lr.rows}×{pair.lr.cols}, MSI {pair.hr.rows}×{pair.hr.cols}")
+    matrix, srf_name = cubes.resolve_srf(pair.lr, pair.hr, srf=srf, matrix_path=srf_matrix, lr_path=lr_hsi, msi_path=hr_msi)
+    detail(
+        f"fusing {lr_hsi.name} ({pair.lr.rows}×{pair.lr.cols}×{pair.lr.bands}) with {hr_msi.name} "
+        f"({pair.hr.rows}×{pair.hr.cols}×{pair.hr.bands}, {srf_name}), ratio {pair.ratio}, method {method.value}"
+    )
+    passes = 2 if method is Method.spectramorph else 1
+    written: list[Path] = []  # outputs, as reported
+    files: list[Path] = []  # every file behind them, removed again if a later output fails
+    with tempfile.TemporaryDirectory(prefix=".hsiuu-fuse-", dir=output.parent if str(output.parent) else ".") as scratch:
+        with progress("fusing", passes * pair.hr.rows) as advance:
+            fused_cube, result = cubes.fuse_cubes(
+                pair.lr,
+                pair.hr,
+                matrix,
+                lr_path=lr_hsi,
+                msi_path=hr_msi,
+                scratch=Path(scratch),
+                method=method.value,
+                endmembers=k_value,
+                psf_sigma=psf_sigma,
+                epochs=epochs,
+                seed=seed,
+                device=device,
+                return_abundances=save_abundances,
+                advance=advance,
+            )
+        try:
+            written.append(write_cube(fused_cube, output, format=kind, overwrite=overwrite, creation_options=creation))
+            files.extend(output_files(output, kind))
+            if save_abundances:
+                k = result.abundances.shape[2]
+                maps = fused_cube.with_bands(result.abundances, band_names=[f"endmember {i + 1}" for i in range(k)])
+                maps = maps.replace(nodata=fused_cube.nodata, description=f"{fused_cube.description}: coefficient maps")
+                written.append(write_cube(maps, abundance_path, format=kind, overwrite=overwrite, creation_options=creation))
+                files.extend(output_files(abundance_path, kind))
+            if save_endmembers:
+                library = cubes.endmember_library(result, pair.lr)
+                for path in (library_paths[0], library_paths[2]):
+                    files.extend(write_library(library, path, overwrite=overwrite))
+                    written.append(path)
+            if quicklook:
+                written.append(write_quicklook(quicklook_path, pair.lr, pair.hr, fused_cube, result.valid, overwrite=overwrite))
+                files.append(quicklook_path)
+        except BaseException:
+            # the outputs of one run come as a set: none is left behind when a later one fails
+            for path in files:
+                path.unlink(missing_ok=True)
+            raise
+        fused_cube = result.fused = None  # release the memory map before its folder goes
+    summary = dict(result.info)
+    summary.update(output=str(output), inputs=[str(lr_hsi), str(hr_msi)], srf=srf_name, outputs=[str(p) for p in written])
+    if json_output:
+        emit_json(summary)
+    else:
+        loss = summary.get("training_loss")
+        extra = f", K={summary['endmembers']}" if "endmembers" in summary else ""
+        extra += f", training loss {loss:.3g}" if isinstance(loss, float) else ""
+        info(f"done in {summary['seconds']:.1f} s{extra}; PSF σ={summary.get('psf_sigma', '-')} px")
+        for path in written:
+            emit(str(path))

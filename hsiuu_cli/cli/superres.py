@@ -1,8 +1,106 @@
-"""`hsiuu superres` (placeholder until its issue lands)."""
+"""`hsiuu superres SCENE... --scale s`: sharpen cubes with a shipped or trained model (or bicubic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from .common import expand_inputs, info, parse_creation_options, plan_outputs, progress, run_batch
+from .options import CreationOptions, Device, Format, Inputs, Jobs, NameTemplate, OutDir, Output, Overwrite
 
-def superres_command() -> None:
-    """Not available yet."""
-    raise typer.Exit(1)
+DEFAULT_TEMPLATE = "{stem}_x{scale}{ext}"
+
+
+def _default_extension(inputs: list[Path], format: str | None) -> str:
+    if format is not None:
+        return ".tif" if format.strip().lower() in ("gtiff", "geotiff", "tif", "tiff") else ".hdr"
+    return ".tif" if all(p.suffix.lower() in (".tif", ".tiff") for p in inputs) else ".hdr"
+
+
+def superres_command(
+    inputs: Inputs,
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Up-sampling factor: 2, 3, 4 or 8 with a model; any integer ≥ 2 with bicubic.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Shipped model name or model file (.onnx); default: the shipped model that fits the scene.")] = None,
+    method: Annotated[str, typer.Option("--method", help="model, or bicubic (the baseline).")] = "model",
+    tile: Annotated[int, typer.Option("--tile", min=8, help="Tile side in LR pixels; memory grows with it, not with the scene.")] = 128,
+    device: Device = "auto",
+    calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Scale the model's detail by a gain (0–1) fitted on the scene degraded once more, so a model that does not suit the sensor falls back towards bicubic.")] = True,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="Output data type (default: the input's; integer outputs are rounded and keep the scale factor).")] = None,
+    output: Output = None,
+    out_dir: OutDir = None,
+    name: NameTemplate = None,
+    format: Format = None,
+    co: CreationOptions = None,
+    overwrite: Overwrite = False,
+    jobs: Jobs = 1,
+) -> None:
+    """Super-resolve hyperspectral cubes by an integer factor (UnmixingSR, tiled, ONNX on CPU).
+
+    Shipped models: aviris_x2 and aviris_x4 for AVIRIS-like VNIR-SWIR cubes (145-228 good bands),
+    agnostic_x2 and agnostic_x4 for any other band count or sensor. Without --model, the first that
+    fits the scene is used.
+    """
+    import numpy as np
+
+    from ..errors import HsiuuError, ModelError, ParameterError
+    from ..io import check_output, read_cube, write_cube
+    from ..superres import choose_model, load_model
+    from ..superres.inference import super_resolve_cube
+    from ..superres.registry import check_scale
+
+    if method not in ("model", "bicubic"):
+        raise typer.BadParameter(f"'{method}' is not a method (use model or bicubic)", param_hint="--method")
+    if method == "model":
+        check_scale(scale)
+    elif scale < 2:
+        raise ParameterError(f"scale must be an integer of at least 2, got {scale}")
+    out_dtype = None
+    if dtype is not None:
+        try:
+            out_dtype = np.dtype(dtype)
+        except TypeError:
+            raise typer.BadParameter(f"'{dtype}' is not a data type", param_hint="--dtype") from None
+    creation_options = parse_creation_options(co)
+    paths = expand_inputs(inputs)
+    template = None if name is None else name.replace("{scale}", str(scale))
+    targets = plan_outputs(
+        paths,
+        output=output,
+        out_dir=out_dir,
+        template=template,
+        default_template=DEFAULT_TEMPLATE.replace("{scale}", str(scale)),
+        default_ext=_default_extension(paths, format),
+    )
+    requested = load_model(model) if (model is not None and method == "model") else None
+
+    def process(source: Path, target: Path) -> list[Path]:
+        check_output(target, overwrite, format=format)
+        cube = read_cube(source)
+        chosen = None
+        if method == "model":
+            try:
+                chosen = choose_model(cube, scale, requested)
+            except ModelError as exc:
+                if exc.path is None:
+                    raise ModelError(exc.message, source) from None
+                raise
+        tiles = -(-cube.rows // tile) * -(-cube.cols // tile)
+        with progress(f"{source.name} ×{scale}", tiles) as advance:
+            try:
+                result, plan = super_resolve_cube(
+                    cube, scale, chosen, method=method, tile=tile, device=device, dtype=out_dtype,
+                    calibrate=calibrate, progress=advance,
+                )
+            except HsiuuError as exc:
+                if exc.path is None:
+                    raise type(exc)(exc.message, source) from None
+                raise
+            what = "bicubic" if chosen is None else f"{chosen.describe()} on {plan.backend}"
+            gain = "" if chosen is None else f", detail gain {plan.gain:.2f} ({plan.gain_source})"
+            info(f"{source.name}: ×{scale} with {what}, tiles of {plan.tile} + {plan.halo} LR px{gain}")
+            written = write_cube(result, target, format=format, overwrite=overwrite, creation_options=creation_options)
+        return [written]
+
+    run_batch(list(zip(paths, targets)), process, workers=jobs)

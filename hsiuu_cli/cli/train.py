@@ -1,5 +1,115 @@
-"""`hsiuu train` (placeholder until its issue lands)."""
+"""`hsiuu train`: train models on your own cubes."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
-train_app = typer.Typer(help="Train models.", no_args_is_help=True)
+from .common import detail, emit, info
+from .options import Device, Overwrite, Seed
+
+train_app = typer.Typer(help="Train models on your own cubes.", no_args_is_help=True)
+
+
+def _command_line(data: list[str], values: dict) -> str:
+    """The exact command that reproduces this run, every option spelled out."""
+    parts = ["hsiuu", "train", "superres", *data]
+    for flag, value in values.items():
+        if value is None or value is False:
+            continue
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                parts += [flag, str(item)]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+@train_app.command("superres")
+def superres_train_command(
+    data: Annotated[list[str], typer.Argument(help="HR training cubes (ENVI/GeoTIFF files or folders, searched recursively).", show_default=False)],
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Up-sampling factor: 2, 3, 4 or 8.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Model name with folder, e.g. models/my_sensor_x4 (writes .onnx, .safetensors, .json, .md).")],
+    self_supervised: Annotated[bool, typer.Option("--self", help="No HR data: each scene learns to restore itself degraded ×scale.")] = False,
+    band_agnostic: Annotated[bool, typer.Option("--band-agnostic", help="Band-wise network that serves any band count (else UnmixingSR for this sensor family).")] = False,
+    unmixing: Annotated[bool, typer.Option("--unmixing/--no-unmixing", help="Auxiliary unmixing task and material-aware module (UnmixingSR).")] = True,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs of the SR step.")] = 20,
+    steps_per_epoch: Annotated[int, typer.Option("--steps-per-epoch", min=1, help="Batches per epoch.")] = 50,
+    unmixing_steps: Annotated[int, typer.Option("--unmixing-steps", min=0, help="Batches of step I (LR unmixing).")] = 200,
+    patch: Annotated[Optional[int], typer.Option("--patch", min=4, help="HR patch side in pixels (default 16 LR pixels: 16 × scale).")] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Patches per batch.")] = 16,
+    learning_rate: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate (cosine decay to 0).")] = 1e-3,
+    width: Annotated[Optional[int], typer.Option("--width", min=1, help="Feature channels (default 48 UnmixingSR, 32 band-wise).")] = None,
+    depth: Annotated[Optional[int], typer.Option("--depth", min=1, help="GRAM blocks (default 4 UnmixingSR, 3 band-wise).")] = None,
+    channels: Annotated[int, typer.Option("--channels", min=1, help="Spectral channels of UnmixingSR (bands are resampled to these).")] = 64,
+    endmembers: Annotated[int, typer.Option("--endmembers", min=1, help="Endmembers of the auxiliary unmixing.")] = 6,
+    beta: Annotated[float, typer.Option("--beta", min=0.0, help="Weight of the LR-HR abundance-consistency loss.")] = 1e-3,
+    degradation: Annotated[str, typer.Option("--degradation", help="How LR is made from HR: bicubic (antialiased) or gaussian (PSF σ = scale/2).")] = "bicubic",
+    val: Annotated[Optional[list[Path]], typer.Option("--val", help="Validation cube (repeatable); never trained on. Default: --val-fraction of the data.")] = None,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.95, help="Share of scenes held out for validation (one scene: its bottom rows).")] = 0.2,
+    init: Annotated[Optional[str], typer.Option("--init", help="Start from this model's weights (shipped name or path), e.g. to refine with --self.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint an interrupted run left beside the output.")] = False,
+    description: Annotated[str, typer.Option("--description", help="Text for the model card.")] = "",
+    device: Device = "auto",
+    seed: Seed = 0,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for PyTorch (default: all cores).")] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Train a super-resolution model and export it (ONNX + safetensors + model card)."""
+    from ..superres.training import TrainingOptions, collect_cubes, train_and_export
+    from .common import progress
+
+    options = TrainingOptions(
+        scale=scale, band_agnostic=band_agnostic, width=width, depth=depth, channels=channels,
+        endmembers=endmembers, unmixing=unmixing, epochs=epochs, steps_per_epoch=steps_per_epoch,
+        unmixing_steps=unmixing_steps, patch=patch, batch=batch, learning_rate=learning_rate, beta=beta,
+        val_fraction=val_fraction, degradation=degradation, self_supervised=self_supervised, seed=seed,
+        device=device, threads=threads, init=init,
+    )
+    options.check()
+    paths = collect_cubes(data)
+    val_paths = collect_cubes(val) if val else None
+    command = _command_line(
+        data,
+        {
+            "--scale": scale, "-o": str(output), "--self": self_supervised, "--band-agnostic": band_agnostic,
+            "--no-unmixing": not unmixing, "--epochs": epochs, "--steps-per-epoch": steps_per_epoch,
+            "--unmixing-steps": unmixing_steps, "--patch": patch, "--batch": batch, "--lr": learning_rate,
+            "--width": width, "--depth": depth, "--channels": None if band_agnostic else channels,
+            "--endmembers": None if band_agnostic else endmembers, "--beta": None if band_agnostic else beta,
+            "--degradation": degradation, "--val": [str(v) for v in val] if val else None,
+            "--val-fraction": None if val else val_fraction, "--init": init, "--seed": seed,
+            "--description": description or None,
+        },
+    )
+    info(f"training on {len(paths)} cube{'s' if len(paths) != 1 else ''} (×{scale}, "
+         f"{'band-wise' if band_agnostic else 'UnmixingSR'})")
+    has_unmixing = not band_agnostic and unmixing and init is None
+    total = epochs * steps_per_epoch + (unmixing_steps if has_unmixing else 0)
+    with progress("training", total) as advance:
+        def on_progress(event: dict) -> None:
+            if event["phase"] in ("unmixing", "sr"):
+                advance(1)
+            elif event["phase"] == "epoch":
+                gain = event.get("val_psnr_gain_db")
+                detail(f"epoch {event['epoch']}: loss {event['train_loss']:.4f}"
+                       + ("" if gain is None else f", validation {gain:+.2f} dB over bicubic"))
+            elif event["phase"] == "resume":
+                info(f"resuming after epoch {event['epoch']}")
+
+        written, card = train_and_export(
+            paths, options, output, val_paths=val_paths, resume=resume, overwrite=overwrite, command=command,
+            description=description, on_progress=on_progress,
+        )
+    metrics = card.get("metrics")
+    if metrics:
+        mean = metrics["mean"]
+        info(f"validation: PSNR {mean['psnr']:.2f} dB (bicubic {mean['psnr_bicubic']:.2f}), "
+             f"SAM {mean['sam']:.3f}° (bicubic {mean['sam_bicubic']:.3f}°)")
+    for path in written.values():
+        emit(str(path))

@@ -1,0 +1,357 @@
+"""Benchmark of `hsiuu fuse`: SpectraMorph against CNMF, GSA and bicubic on simulated pairs, the
+real Houston pair (Wald protocol), SpectraMorph's design choices, speed and peak memory.
+
+Run from the repository root (Markdown tables on stdout; ``--json FILE`` also saves the figures):
+
+    python bench/fuse.py quality      # every case × every method: PSNR, SAM, ERGAS, SSIM, seconds
+    python bench/fuse.py ablation     # SpectraMorph variants (coefficients, prior, consistency, K)
+    python bench/fuse.py houston      # real CASI + RGB pair, both degraded ×4, compared with the CASI
+    python bench/fuse.py speed        # 512×512 MSI + 64×64×31 HSI, ratio 8: `hsiuu fuse` end to end
+    python bench/fuse.py memory       # peak RSS of `hsiuu fuse` for a 4000×4000 MSI (ratio 8, 31 bands)
+
+Simulated cases are built as `hsiuu simulate` builds them, with hsiuu_cli.degrade: the reference
+cube (good bands) divided by its maximum, a Gaussian PSF (σ = ratio/2 HR pixels, sampled at the
+block pixel (ratio−1)//2, i.e. every 4th pixel from pixel 1 at ratio 4), the MSI through
+hsiuu_cli.srf's response matrix for the reference's wavelengths, no noise. Metrics are
+hsiuu_cli.metrics (PSNR: mean over bands, peak = the reference's maximum). Torch and BLAS use
+``--threads`` threads (default 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ARGS = None
+
+
+def _threads_from_argv() -> int:
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            return int(sys.argv[i + 1])
+    return 2
+
+
+# BLAS reads these at import: set them before numpy loads
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = str(_threads_from_argv())
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = Path(os.environ.get("HSIUU_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+from hsiuu_cli import degrade, metrics  # noqa: E402
+from hsiuu_cli.cube import Cube  # noqa: E402
+from hsiuu_cli.fusion import fuse  # noqa: E402
+from hsiuu_cli.io import read_cube, write_cube  # noqa: E402
+from hsiuu_cli.srf import load_srf, srf_matrix  # noqa: E402
+
+METHODS = ("spectramorph", "cnmf", "gsa", "bicubic")
+SCENES = {
+    "jasper": "unmixing/jasper_ridge/jasper_ridge.hdr",
+    "samson": "unmixing/samson/samson.hdr",
+    "salton": "scenes/salton_sea/salton_sea.hdr",
+    "muufl": "scenes/muufl_gulfport/muufl_gulfport.hdr",
+}
+IKONOS4 = "ikonos:blue,green,red,nir"
+# (name, scene, ratio, SRF[, HSI SNR dB, MSI SNR dB])
+CASES = [
+    ("Jasper Ridge ×4, IKONOS 4 bands", "jasper", 4, IKONOS4),
+    ("Jasper Ridge ×4, Sentinel-2 (12 bands)", "jasper", 4, "sentinel2a"),
+    ("Jasper Ridge ×4, IKONOS pan", "jasper", 4, "ikonos:pan"),
+    ("Jasper Ridge ×4, RGB (Nikon D700)", "jasper", 4, "nikon_d700"),
+    ("Samson ×4, IKONOS 4 bands", "samson", 4, IKONOS4),
+    ("Samson ×4, IKONOS pan", "samson", 4, "ikonos:pan"),
+    ("Salton Sea ×4, Sentinel-2 (12 bands)", "salton", 4, "sentinel2a"),
+    ("Salton Sea ×4, IKONOS pan", "salton", 4, "ikonos:pan"),
+    ("MUUFL Gulfport ×4, IKONOS 4 bands", "muufl", 4, IKONOS4),
+    ("MUUFL Gulfport ×4, IKONOS pan", "muufl", 4, "ikonos:pan"),
+    ("Jasper Ridge ×4, IKONOS 4 bands, SNR 30/35 dB", "jasper", 4, IKONOS4, 30, 35),
+    ("Jasper Ridge ×4, IKONOS pan, SNR 30/35 dB", "jasper", 4, "ikonos:pan", 30, 35),
+    ("Salton Sea ×4, Sentinel-2, SNR 25/30 dB", "salton", 4, "sentinel2a", 25, 30),
+]
+
+
+def set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def warm_up() -> None:
+    """One tiny run of every method, so that import and first-call costs stay out of the timings."""
+    rng = np.random.default_rng(0)
+    lr = rng.random((8, 8, 12)).astype(np.float32)
+    msi = degrade.resize_bicubic(lr, 32, 32)[:, :, :3]
+    matrix = np.eye(12)[:, :3]
+    for method in METHODS:
+        fuse(lr, msi, matrix, method=method, epochs=2, endmembers=2)
+
+
+def simulated_case(scene: str, ratio: int, srf_name: str, snr: float | None = None, msi_snr: float | None = None):
+    """(reference H×W×B, LR-HSI, MSI, SRF matrix) exactly as `hsiuu simulate --snr S --msi-snr M
+    --seed 0` would make them (noise: LR first, then MSI, from one generator)."""
+    cube = read_cube(DATA / SCENES[scene])
+    good = np.arange(cube.bands) if cube.bad_bands is None else np.flatnonzero(~cube.bad_bands)
+    reference = cube.physical()[:, :, good].astype(np.float64)
+    finite = np.isfinite(reference).all(axis=(0, 1))
+    reference, good = reference[:, :, finite], good[finite]
+    rows, cols = (cube.rows // ratio) * ratio, (cube.cols // ratio) * ratio
+    reference = reference[:rows, :cols] / reference.max()
+    fwhm = None if cube.fwhm is None else cube.fwhm[good]
+    matrix = srf_matrix(load_srf(srf_name), cube.wavelengths[good], fwhm)
+    lr = degrade.spatial_degrade(reference, ratio, sigma=degrade.default_sigma(ratio))
+    msi = degrade.spectral_degrade(reference, matrix)
+    rng = np.random.default_rng(0)
+    if snr is not None:
+        lr = degrade.add_noise(lr, snr, rng)
+    if msi_snr is not None:
+        msi = degrade.add_noise(msi, msi_snr, rng)
+    return reference.astype(np.float32), lr.astype(np.float32), msi.astype(np.float32), matrix
+
+
+def scores(result: np.ndarray, reference: np.ndarray, ratio: int, mask=None) -> dict:
+    report = metrics.quality_report(result, reference, scale=ratio, mask=mask)
+    return {key: float(report[key]) for key in ("psnr", "sam", "ergas", "ssim")}
+
+
+def timed_fuse(lr, msi, matrix, method, **options):
+    started = time.perf_counter()
+    result = fuse(lr, msi, matrix, method=method, seed=0, **options)
+    return result, time.perf_counter() - started
+
+
+def table(rows: list[dict], columns: list[str], title: str) -> str:
+    lines = [f"**{title}**", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row.get(column, "")
+            cells.append(f"{value:.2f}" if isinstance(value, float) else str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_quality(args) -> list[dict]:
+    rows = []
+    for name, scene, ratio, srf_name, *noise in CASES:
+        if args.case and not any(part.lower() in name.lower() for part in args.case):
+            continue
+        reference, lr, msi, matrix = simulated_case(scene, ratio, srf_name, *noise)
+        for method in METHODS:
+            result, seconds = timed_fuse(lr, msi, matrix, method)
+            row = {"case": name, "method": method, **scores(result.fused, reference, ratio), "seconds": seconds}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    print(table(rows, ["case", "method", "psnr", "sam", "ergas", "ssim", "seconds"], "Simulated pairs"))
+    return rows
+
+
+ABLATIONS = [
+    ("default", {}),
+    ("coefficients ≥ 0 (softplus)", {"coefficients": "nonneg"}),
+    ("coefficients ≥ 0, sum to 1 (softmax)", {"coefficients": "simplex"}),
+    ("prior as network input (paper: 4 PCs)", {"prior": "input"}),
+    ("no coarse prior", {"prior": "none"}),
+    ("training input = LR-HSI through the SRF (paper)", {"train_input": "srf"}),
+    ("no consistency step (network only)", {"consistency": False}),
+    ("consistency with the LR-HSI only (λ = 0)", {"msi_weight": 0.0}),
+    ("no signal-subspace denoising", {"denoise": False}),
+    ("μ not scaled with the HSI's noise", {"noise_adaptive": False}),
+    ("Adam, 1200 epochs (instead of L-BFGS, 150)", {"optimizer": "adam", "epochs": 1200}),
+    ("K = 4", {"endmembers": 4}),
+    ("K = 16", {"endmembers": 16}),
+    ("K = auto (HySime)", {"endmembers": "auto"}),
+    ("PSF σ given (2 px) instead of estimated", {"psf_sigma": 2.0}),
+]
+ABLATION_CASES = [CASES[0], CASES[2], CASES[6], CASES[8], CASES[10], CASES[12]]
+
+
+def run_ablation(args) -> list[dict]:
+    rows = []
+    for name, scene, ratio, srf_name, *noise in ABLATION_CASES:
+        reference, lr, msi, matrix = simulated_case(scene, ratio, srf_name, *noise)
+        for label, options in ABLATIONS:
+            result, seconds = timed_fuse(lr, msi, matrix, "spectramorph", **options)
+            row = {"case": name, "variant": label, **scores(result.fused, reference, ratio), "seconds": seconds,
+                   "K": result.info["endmembers"]}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    print(table(rows, ["case", "variant", "psnr", "sam", "ergas", "ssim", "K", "seconds"], "SpectraMorph design choices"))
+    return rows
+
+
+def run_houston(args) -> list[dict]:
+    """Wald protocol on the real pair: both degraded ×4, fused, compared with the original CASI cube."""
+    hsi = read_cube(DATA / "scenes/houston2018/houston_hsi.hdr")
+    rgb = read_cube(DATA / "scenes/houston2018/houston_rgb.hdr")
+    reference = hsi.physical().astype(np.float32)
+    colour = np.where(rgb.valid_mask()[:, :, None], rgb.physical(), np.nan).astype(np.float32)
+    ratio = 4
+    lr = degrade.spatial_degrade(reference, ratio, sigma=degrade.default_sigma(ratio))
+    msi = degrade.spatial_degrade(colour, ratio, sigma=degrade.default_sigma(ratio))
+    response = load_srf("nikon_d700").select(rgb.band_names)
+    matrix = srf_matrix(response, hsi.wavelengths)
+    rows = []
+    for psf in ("estimated", "given σ = 2"):
+        for method in METHODS:
+            if method == "bicubic" and psf != "estimated":
+                continue
+            options = {} if psf == "estimated" else {"psf_sigma": 2.0}
+            result, seconds = timed_fuse(lr, msi, matrix, method, **options)
+            row = {"method": method, "PSF": "-" if method == "bicubic" else psf,
+                   **scores(result.fused, reference, ratio, mask=result.valid), "seconds": seconds}
+            if method != "bicubic":
+                row["fit σ"] = result.info["psf_sigma"]
+                row["MSI trust"] = float(np.mean(result.info["msi_trust"]))
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    title = "Houston 2018 CASI + RGB, Wald ×4 (32×32×48 + 128×128×3 → 128×128×48)"
+    print(table(rows, ["method", "PSF", "psnr", "sam", "ergas", "ssim", "fit σ", "MSI trust", "seconds"], title))
+    return rows
+
+
+def _write_speed_inputs(folder: Path, rows: int, bands: int, ratio: int) -> tuple[Path, Path, np.ndarray]:
+    """A CAVE-sized case: the Houston CASI cube mirrored and tiled to rows × rows, resampled to
+    ``bands`` bands over 400–1000 nm (the reference; the D700 responds up to 950 nm), its LR version and its Nikon D700 RGB image."""
+    hsi = read_cube(DATA / "scenes/houston2018/houston_hsi.hdr")
+    source = hsi.physical()
+    block = np.concatenate(
+        [np.concatenate([source, source[:, ::-1]], axis=1), np.concatenate([source[::-1], source[::-1, ::-1]], axis=1)],
+        axis=0,
+    )
+    reps = int(np.ceil(rows / block.shape[0]))
+    tiled = np.tile(block, (reps, reps, 1))[:rows, :rows]
+    wavelengths = np.linspace(400.0, 1000.0, bands)
+    # linear interpolation between the CASI bands, as a 48 × 31 matrix
+    resample = np.stack([np.interp(wavelengths, hsi.wavelengths, unit) for unit in np.eye(hsi.bands)])
+    reference = (tiled @ resample).astype(np.float32)
+    reference /= reference.max()
+    matrix = srf_matrix(load_srf("nikon_d700"), wavelengths)
+    lr = degrade.spatial_degrade(reference, ratio, sigma=degrade.default_sigma(ratio))
+    msi = degrade.spectral_degrade(reference, matrix)
+    lr_path = write_cube(Cube(lr, wavelengths=wavelengths), folder / "lr.hdr")
+    msi_path = write_cube(Cube(msi, band_names=list(load_srf("nikon_d700").band_names)), folder / "msi.hdr")
+    return lr_path, msi_path, reference
+
+
+def _run_cli(args_list: list[str], threads: int) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (MiB) and stdout of `python -m hsiuu_cli ...` in a fresh process."""
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = str(threads)
+    code = (
+        "import resource, sys, torch; torch.set_num_threads(%d); from hsiuu_cli.cli.app import app; "
+        "sys.argv = ['hsiuu'] + sys.argv[1:]\n"
+        "try:\n    app()\nfinally:\n"
+        "    print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)" % threads
+    )
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code, *args_list], cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    peak = [line for line in done.stderr.splitlines() if line.startswith("peak_rss_kib")]
+    return seconds, int(peak[-1].split()[1]) // 1024, done.stdout
+
+
+def run_speed(args) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        lr_path, msi_path, reference = _write_speed_inputs(folder, 512, 31, 8)
+        for method in METHODS:
+            output = folder / f"{method}.hdr"
+            seconds, peak, stdout = _run_cli(
+                ["fuse", str(lr_path), str(msi_path), "--srf", "nikon_d700", "-o", str(output), "--method", method, "--json"],
+                args.threads,
+            )
+            summary = json.loads(stdout)
+            fused = read_cube(output).physical()
+            row = {"case": "512×512 RGB + 64×64×31 HSI, ratio 8", "method": method, "end-to-end s": seconds,
+                   "fusion s": summary["seconds"], "peak RSS MiB": peak, **scores(fused, reference, 8)}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    print(table(rows, ["case", "method", "end-to-end s", "fusion s", "peak RSS MiB", "psnr", "sam"], "Speed"))
+    return rows
+
+
+def run_memory(args) -> list[dict]:
+    """`hsiuu fuse` onto a 4000×4000 grid: 500×500×31 HSI, 4000×4000×4 MSI (inputs written as ENVI)."""
+    rows_hr, ratio, bands = args.size, 8, 31
+    rows_lr = rows_hr // ratio
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(dir=args.scratch) as folder:
+        folder = Path(folder)
+        hsi = read_cube(DATA / "scenes/houston2018/houston_hsi.hdr")
+        source = hsi.physical()[:, :, np.linspace(0, hsi.bands - 1, bands).round().astype(int)]
+        reps = int(np.ceil(rows_lr / source.shape[0]))
+        lr = np.tile(source, (reps, reps, 1))[:rows_lr, :rows_lr].astype(np.float32)
+        lr /= lr.max()
+        wavelengths = hsi.wavelengths[np.linspace(0, hsi.bands - 1, bands).round().astype(int)]
+        matrix = srf_matrix(load_srf(IKONOS4), wavelengths)
+        lr_path = write_cube(Cube(lr, wavelengths=wavelengths), folder / "lr.hdr")
+        # the MSI: the LR-HSI through the SRF, enlarged strip by strip, with texture the HSI cannot have
+        msi = np.lib.format.open_memmap(folder / "msi.npy", mode="w+", dtype=np.float32, shape=(rows_hr, rows_hr, 4))
+        lr_msi = lr @ matrix.astype(np.float32)
+        step = 64
+        for start in range(0, rows_lr, step):
+            stop = min(start + step, rows_lr)
+            lo, hi = max(0, start - 3), min(rows_lr, stop + 3)
+            enlarged = degrade.resize_bicubic(lr_msi[lo:hi], (hi - lo) * ratio, rows_hr)
+            block = enlarged[(start - lo) * ratio : (start - lo) * ratio + (stop - start) * ratio]
+            block *= 1.0 + 0.05 * rng.standard_normal(block.shape[:2])[:, :, None].astype(np.float32)
+            msi[start * ratio : stop * ratio] = block
+        msi_path = write_cube(Cube(msi, band_names=["blue", "green", "red", "nir"]), folder / "msi.hdr")
+        del msi
+        output = folder / "fused.hdr"
+        seconds, peak, stdout = _run_cli(
+            ["fuse", str(lr_path), str(msi_path), "--srf", IKONOS4, "-o", str(output), "--json"], args.threads
+        )
+        fused_bytes = rows_hr * rows_hr * bands * 4
+        row = {
+            "case": f"{rows_hr}×{rows_hr}×4 MSI + {rows_lr}×{rows_lr}×{bands} HSI, ratio 8",
+            "wall s": seconds,
+            "peak RSS MiB": peak,
+            "fused cube float32 MiB": fused_bytes / 2**20,
+            "fused cube float64 MiB": 2 * fused_bytes / 2**20,
+            "fusion s": json.loads(stdout)["seconds"],
+        }
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    print(table([row], list(row), "Peak memory"))
+    return [row]
+
+
+def main() -> None:
+    global ARGS
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["quality", "ablation", "houston", "speed", "memory", "all"])
+    parser.add_argument("--threads", type=int, default=2, help="torch/BLAS threads (default 2)")
+    parser.add_argument("--case", action="append", help="only cases whose name contains this (quality)")
+    parser.add_argument("--size", type=int, default=4000, help="HR grid size for memory (default 4000)")
+    parser.add_argument("--scratch", default=None, help="folder for the memory case's files (about 4 GB)")
+    parser.add_argument("--json", type=Path, help="also save the figures here")
+    args = parser.parse_args()
+    ARGS = args
+    set_threads(args.threads)
+    if args.what in ("quality", "ablation", "houston", "all"):
+        warm_up()
+    runners = {"quality": run_quality, "ablation": run_ablation, "houston": run_houston, "speed": run_speed,
+               "memory": run_memory}
+    chosen = list(runners) if args.what == "all" else [args.what]
+    figures = {name: runners[name](args) for name in chosen}
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

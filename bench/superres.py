@@ -1,0 +1,267 @@
+"""Benchmark of `hsiuu superres`: quality against bicubic on held-out scenes, the unmixing
+ablation, ONNX CPU throughput and peak memory for a large output.
+
+Run from the repository root (results go to stdout as Markdown tables; ``--json`` also saves them):
+
+    python bench/superres.py quality                      # shipped models vs bicubic, ×2 and ×4, two degradations
+    python bench/superres.py ablation --without runs/aviris_x4_nounmix
+    python bench/superres.py throughput                   # output megavoxels per second at ×4
+    python bench/superres.py memory                       # peak RSS of `hsiuu superres` for a 4000×4000×100 output
+
+Scenes are the ones held out of training (see the model cards): the AVIRIS family (three ABU
+scenes and Cuprite) and sensors no model saw (ROSIS Pavia University, CASI MUUFL Gulfport and
+Houston 2018, a colour camera). LR cubes are made from them with hsiuu_cli.degrade, the code
+behind `hsiuu simulate`; metrics come from hsiuu_cli.metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hsiuu_cli.cube import Cube  # noqa: E402
+from hsiuu_cli.degrade import spatial_degrade  # noqa: E402
+from hsiuu_cli.io import read_cube, write_cube  # noqa: E402
+from hsiuu_cli.metrics import ergas, psnr, sam, ssim  # noqa: E402
+from hsiuu_cli.superres import choose_model, load_model  # noqa: E402
+from hsiuu_cli.superres.inference import super_resolve_cube  # noqa: E402
+
+FAMILY = [
+    "sr_pool/abu-airport-4.hdr",
+    "sr_pool/abu-beach-3.hdr",
+    "sr_pool/abu-urban-3.hdr",
+    "unmixing/cuprite/cuprite.hdr",
+]
+OTHER = [
+    "scenes/pavia_university/pavia_lr_hsi.hdr",
+    "scenes/muufl_gulfport/muufl_gulfport.hdr",
+    "scenes/houston2018/houston_hsi.hdr",
+    "scenes/houston2018/houston_rgb.hdr",
+]
+
+
+def load_reference(path: Path) -> Cube:
+    """The held-out HR scene: good bands only, physical values, no-data filled with band means."""
+    cube = read_cube(path)
+    good = np.ones(cube.bands, bool) if cube.bad_bands is None else ~cube.bad_bands
+    values = cube.physical()[:, :, good]
+    valid = Cube(data=values, nodata=cube.nodata).valid_mask()
+    if not valid.all():
+        values = np.where(valid[:, :, None], values, values[valid].mean(axis=0)).astype(np.float32)
+    wavelengths = None if cube.wavelengths is None else cube.wavelengths[good]
+    return Cube(data=values, wavelengths=wavelengths)
+
+
+def scores(result: np.ndarray, reference: np.ndarray, scale: int) -> dict:
+    return {
+        "psnr": psnr(result, reference),
+        "sam": sam(result, reference),
+        "ergas": ergas(result, reference, scale),
+        "ssim": ssim(result, reference),
+    }
+
+
+def run_method(lr: Cube, scale: int, model, calibrate: bool) -> tuple[np.ndarray, object]:
+    method = "bicubic" if model is None else "model"
+    result, plan = super_resolve_cube(lr, scale, model, method=method, dtype=np.float32, calibrate=calibrate)
+    return np.asarray(result.data), plan
+
+
+def quality(args) -> list[dict]:
+    rows = []
+    for group, scenes in (("AVIRIS family", FAMILY), ("other sensors", OTHER)):
+        for relative in scenes:
+            reference_full = load_reference(args.data / relative)
+            for scale in args.scales:
+                for degradation in args.degradations:
+                    h = reference_full.rows // scale * scale
+                    w = reference_full.cols // scale * scale
+                    reference = reference_full.data[:h, :w]
+                    lr = Cube(data=spatial_degrade(reference, scale, method=degradation).astype(np.float32),
+                              wavelengths=reference_full.wavelengths)
+                    base = {"group": group, "scene": Path(relative).stem, "bands": reference.shape[2],
+                            "hr": f"{h}×{w}", "scale": scale, "degradation": degradation}
+                    bicubic, _ = run_method(lr, scale, None, False)
+                    rows.append({**base, "method": "bicubic", **scores(bicubic, reference, scale)})
+                    chosen = choose_model(lr, scale)
+                    others = [load_model(name) for name in args.also if name != chosen.name]
+                    candidates = [chosen] + [m for m in others if m.scale == scale]
+                    for model in candidates:
+                        for calibrate in (False, True):
+                            started = time.perf_counter()
+                            result, plan = run_method(lr, scale, model, calibrate)
+                            rows.append({
+                                **base,
+                                "method": model.name + (" +cal" if calibrate else ""),
+                                "default": model is chosen and calibrate,
+                                "gain": round(plan.gain, 3),
+                                "seconds": round(time.perf_counter() - started, 2),
+                                **scores(result, reference, scale),
+                            })
+                    print(f"  {relative} ×{scale} {degradation}: done", file=sys.stderr, flush=True)
+    print_quality(rows)
+    return rows
+
+
+def print_quality(rows: list[dict]) -> None:
+    print("\n### Per scene\n")
+    print("| group | scene | bands | HR | scale | LR made by | method | PSNR dB | SAM ° | ERGAS | SSIM | gain |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['group']} | {r['scene']} | {r['bands']} | {r['hr']} | ×{r['scale']} | {r['degradation']} | "
+              f"{r['method']} | {r['psnr']:.2f} | {r['sam']:.3f} | {r['ergas']:.3f} | {r['ssim']:.4f} | "
+              f"{r.get('gain', '')} |")
+    print("\n### Means over scenes: model minus bicubic\n")
+    print("| group | scale | LR made by | method | PSNR dB (model / bicubic, Δ) | SAM ° (model / bicubic, change) | ERGAS (model / bicubic) | SSIM (model / bicubic) | scenes worse than bicubic (PSNR) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    keys = sorted({(r["group"], r["scale"], r["degradation"]) for r in rows})
+    for group, scale, degradation in keys:
+        subset = [r for r in rows if (r["group"], r["scale"], r["degradation"]) == (group, scale, degradation)]
+        baseline = {r["scene"]: r for r in subset if r["method"] == "bicubic"}
+        methods = sorted({r["method"].replace(" +cal", "") for r in subset if r["method"] != "bicubic"})
+        for name in methods:
+            for label in (name, name + " +cal"):
+                chosen = [r for r in subset if r["method"] == label]
+                if not chosen:
+                    continue
+                mean = {k: float(np.mean([r[k] for r in chosen])) for k in ("psnr", "sam", "ergas", "ssim")}
+                base = {k: float(np.mean([baseline[r["scene"]][k] for r in chosen])) for k in ("psnr", "sam", "ergas", "ssim")}
+                worse = sum(r["psnr"] < baseline[r["scene"]]["psnr"] - 1e-6 for r in chosen)
+                print(f"| {group} | ×{scale} | {degradation} | {label} | {mean['psnr']:.2f} / {base['psnr']:.2f} "
+                      f"({mean['psnr'] - base['psnr']:+.2f}) | {mean['sam']:.3f} / {base['sam']:.3f} "
+                      f"({100 * (mean['sam'] / base['sam'] - 1):+.1f} %) | {mean['ergas']:.3f} / {base['ergas']:.3f} | "
+                      f"{mean['ssim']:.4f} / {base['ssim']:.4f} | {worse} of {len(chosen)} |")
+
+
+def ablation(args) -> list[dict]:
+    rows = []
+    models = {"with unmixing": load_model(args.with_model), "without unmixing": load_model(args.without)}
+    for relative in FAMILY:
+        reference_full = load_reference(args.data / relative)
+        for degradation in args.degradations:
+            scale = models["with unmixing"].scale
+            h, w = reference_full.rows // scale * scale, reference_full.cols // scale * scale
+            reference = reference_full.data[:h, :w]
+            lr = Cube(data=spatial_degrade(reference, scale, method=degradation).astype(np.float32))
+            bicubic, _ = run_method(lr, scale, None, False)
+            rows.append({"scene": Path(relative).stem, "degradation": degradation, "variant": "bicubic", **scores(bicubic, reference, scale)})
+            for label, model in models.items():
+                result, _ = run_method(lr, scale, model, False)
+                rows.append({"scene": Path(relative).stem, "degradation": degradation, "variant": label, **scores(result, reference, scale)})
+    print(f"\n### Ablation (×{models['with unmixing'].scale}, networks alone, no calibration)\n")
+    print("| LR made by | variant | PSNR dB | SAM ° | ERGAS | SSIM |")
+    print("|---|---|---|---|---|---|")
+    for degradation in args.degradations:
+        for variant in ("bicubic", "without unmixing", "with unmixing"):
+            chosen = [r for r in rows if r["degradation"] == degradation and r["variant"] == variant]
+            mean = {k: float(np.mean([r[k] for r in chosen])) for k in ("psnr", "sam", "ergas", "ssim")}
+            print(f"| {degradation} | {variant} | {mean['psnr']:.2f} | {mean['sam']:.3f} | {mean['ergas']:.3f} | {mean['ssim']:.4f} |")
+    return rows
+
+
+def throughput(args) -> list[dict]:
+    rows = []
+    rng = np.random.default_rng(0)
+    for name, bands in (("aviris_x4", 188), ("agnostic_x4", 100)):
+        model = load_model(name)
+        lr = Cube(data=rng.random((args.size, args.size, bands), dtype=np.float32))
+        for calibrate in (False, True):
+            super_resolve_cube(Cube(data=lr.data[:32, :32]), 4, model, dtype=np.float32, calibrate=False, threads=args.threads)
+            started = time.perf_counter()
+            result, plan = super_resolve_cube(lr, 4, model, dtype=np.float32, calibrate=calibrate, threads=args.threads, tile=args.tile)
+            np.asarray(result.data)
+            seconds = time.perf_counter() - started
+            voxels = args.size * 4 * args.size * 4 * bands
+            rows.append({"model": name, "bands": bands, "lr": f"{args.size}×{args.size}", "calibrate": calibrate,
+                         "seconds": round(seconds, 2), "mvoxels_per_s": round(voxels / seconds / 1e6, 2)})
+        started = time.perf_counter()
+        result, _ = super_resolve_cube(lr, 4, None, method="bicubic", dtype=np.float32)
+        np.asarray(result.data)
+        seconds = time.perf_counter() - started
+        rows.append({"model": "bicubic", "bands": bands, "lr": f"{args.size}×{args.size}", "calibrate": False,
+                     "seconds": round(seconds, 2), "mvoxels_per_s": round(args.size**2 * 16 * bands / seconds / 1e6, 2)})
+    print(f"\n### Throughput at ×4 (ONNX Runtime, {args.threads} threads, tile {args.tile}; whole pipeline: bicubic base, "
+          "normalisation, network, in memory)\n")
+    print("| model | bands | LR size | calibration | seconds | output Mvoxel/s |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['bands']} | {r['lr']} | {'on' if r['calibrate'] else 'off'} | {r['seconds']} | {r['mvoxels_per_s']} |")
+    return rows
+
+
+def memory(args) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory(dir=args.tmp) as folder:
+        folder = Path(folder)
+        rng = np.random.default_rng(0)
+        lr = (rng.random((args.rows, args.cols, args.bands), dtype=np.float32) * 5000).astype(np.int16)
+        source = folder / "large_lr.hdr"
+        write_cube(Cube(data=lr, scale_factor=10000.0), source)
+        del lr
+        for suffix in args.formats:
+            target = folder / f"large_x4{suffix}"
+            command = [sys.executable, "-m", "hsiuu_cli", "-q", "superres", str(source), "--scale", "4",
+                       "--model", args.model, "-o", str(target), "--tile", str(args.tile)]
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            started = time.perf_counter()
+            completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+            seconds = time.perf_counter() - started
+            peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            if completed.returncode != 0:
+                raise SystemExit(completed.stderr)
+            size_gb = sum(p.stat().st_size for p in folder.glob("large_x4*")) / 1e9
+            voxels = args.rows * 4 * args.cols * 4 * args.bands
+            rows.append({"output": f"{args.rows * 4}×{args.cols * 4}×{args.bands} int16 {suffix}", "peak_rss_mb": round(peak_mb),
+                         "max_rss_before_mb": round(before / 1024), "seconds": round(seconds, 1),
+                         "mvoxels_per_s": round(voxels / seconds / 1e6, 2), "output_gb": round(size_gb, 2),
+                         "command": " ".join(command[1:])})
+            for path in folder.glob("large_x4*"):
+                path.unlink()
+    print("\n### Peak memory of a large output (`hsiuu superres` in a subprocess, RSS from getrusage)\n")
+    print("| output | peak RSS MB | seconds | output Mvoxel/s (end to end, with writing) |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['output']} | {r['peak_rss_mb']} | {r['seconds']} | {r['mvoxels_per_s']} |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["quality", "ablation", "throughput", "memory"])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--degradations", nargs="+", default=["bicubic", "gaussian"])
+    parser.add_argument("--also", nargs="*", default=["agnostic_x2", "agnostic_x4"],
+                        help="models to run besides the one chosen automatically (when the scale fits)")
+    parser.add_argument("--with-model", default="aviris_x4")
+    parser.add_argument("--without", default="runs/aviris_x4_nounmix")
+    parser.add_argument("--size", type=int, default=256, help="LR side for throughput")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--tile", type=int, default=128)
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--cols", type=int, default=1000)
+    parser.add_argument("--bands", type=int, default=100)
+    parser.add_argument("--model", default="agnostic_x4")
+    parser.add_argument("--formats", nargs="+", default=[".hdr", ".tif"])
+    parser.add_argument("--tmp", default=None)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    rows = {"quality": quality, "ablation": ablation, "throughput": throughput, "memory": memory}[args.part](args)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

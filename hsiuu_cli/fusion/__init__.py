@@ -1,0 +1,285 @@
+"""HSI–MSI fusion: a low-resolution hyperspectral cube and a high-resolution multispectral, RGB or
+panchromatic image of the same place give a hyperspectral cube on the high-resolution grid.
+
+Methods: ``spectramorph`` (default; :mod:`.spectramorph`), ``cnmf`` (Yokoya et al. 2012),
+``gsa`` (Aiazzi et al. 2007, extended to hyperspectral), ``bicubic`` (the HSI enlarged, no MSI).
+
+Python API on numpy arrays (rows × cols × bands):
+
+    result = fuse(lr_hsi, hr_msi, srf_matrix, method="spectramorph", seed=0)
+    result.fused        # H × W × B float32, NaN where either input has no data
+
+and :func:`run_pipeline`, the adapter contract of the HyperBench fusion benchmark.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InvalidDataError, ParameterError, ShapeMismatchError
+from .observation import SensorFit, fit_sensor, msi_trust, signal_subspace
+
+METHODS = ("spectramorph", "cnmf", "gsa", "bicubic")
+DEFAULT_ENDMEMBERS = 8
+STRIP_BYTES = 64 * 2**20
+"""Working-set target per HR row strip; bounds memory whatever the size of the HR grid."""
+
+
+@dataclass
+class FusionResult:
+    fused: np.ndarray
+    """H × W × B float32 in the LR-HSI's units; NaN where either input has no data."""
+    valid: np.ndarray
+    """H × W, True where the fused pixel carries data."""
+    method: str
+    endmembers: np.ndarray | None = None
+    """K × B spectra in the LR-HSI's units (spectramorph, cnmf)."""
+    abundances: np.ndarray | None = None
+    """H × W × K coefficient maps (spectramorph, cnmf; when asked for)."""
+    info: dict = field(default_factory=dict)
+    """Summary: method, endmembers, epochs, training_loss, seconds, ratio, PSF, MSI calibration."""
+
+
+def _as_cube(array: np.ndarray, name: str) -> np.ndarray:
+    data = np.asarray(array)
+    if data.ndim == 2:
+        data = data[:, :, np.newaxis]
+    if data.ndim != 3:
+        raise ShapeMismatchError(f"the {name} must be rows × cols × bands, got shape {data.shape}")
+    return data
+
+
+def _valid(data: np.ndarray, given: np.ndarray | None, name: str) -> np.ndarray:
+    valid = np.ones(data.shape[:2], dtype=bool) if given is None else np.asarray(given, dtype=bool).copy()
+    if valid.shape != data.shape[:2]:
+        raise ShapeMismatchError(f"the {name} mask has shape {valid.shape}, the image {data.shape[:2]}")
+    if np.issubdtype(data.dtype, np.floating):
+        for start in range(0, data.shape[0], 256):
+            valid[start : start + 256] &= np.isfinite(data[start : start + 256]).all(axis=2)
+    if not valid.any():
+        raise InvalidDataError(f"the {name} has no valid pixel (all no-data)")
+    return valid
+
+
+def _ratio(lr: np.ndarray, msi: np.ndarray) -> int:
+    (h, w), (rows, cols) = lr.shape[:2], msi.shape[:2]
+    if rows < h or cols < w:
+        raise ShapeMismatchError(f"the MSI ({rows}×{cols}) is smaller than the HSI ({h}×{w}); give the high-resolution image second")
+    if rows % h or cols % w or rows // h != cols // w:
+        raise ShapeMismatchError(
+            f"the MSI ({rows}×{cols}) is not an integer multiple of the HSI ({h}×{w}): "
+            f"ratios {rows / h:g} (rows) and {cols / w:g} (columns)"
+        )
+    return rows // h
+
+
+def _fill_gaps(lr: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """LR pixels without data take their nearest valid neighbour (only to keep filters finite)."""
+    if valid.all():
+        return lr
+    from scipy import ndimage
+
+    indices = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
+    return lr[indices[0], indices[1]]
+
+
+def fuse(
+    lr_hsi: np.ndarray,
+    hr_msi: np.ndarray,
+    srf_matrix: np.ndarray,
+    *,
+    method: str = "spectramorph",
+    endmembers: int | str | None = None,
+    psf_sigma: float | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    lr_valid: np.ndarray | None = None,
+    msi_valid: np.ndarray | None = None,
+    return_abundances: bool = False,
+    out: np.ndarray | None = None,
+    advance: Callable[[float], None] = lambda n: None,
+    **method_options,
+) -> FusionResult:
+    """Fuse ``lr_hsi`` (h × w × B) and ``hr_msi`` (H × W × b, H = ratio·h) through ``srf_matrix`` (B × b).
+
+    ``out`` may be a preallocated H × W × B float32 array (e.g. a memory map) to fill; otherwise
+    one is allocated. ``lr_valid``/``msi_valid`` mark pixels with data (non-finite values are
+    always treated as no-data). ``advance`` receives progress in HR rows (two passes for
+    spectramorph with the consistency step). Extra keyword arguments tune the method
+    (see :class:`hsiuu_cli.fusion.spectramorph.SpectraMorphSettings`).
+    """
+    started = time.perf_counter()
+    if method not in METHODS:
+        raise ParameterError(f"unknown fusion method '{method}' (use {', '.join(METHODS)})")
+    lr = _as_cube(lr_hsi, "HSI")
+    msi = _as_cube(hr_msi, "MSI")
+    srf = np.asarray(srf_matrix, dtype=np.float64)
+    bands, msi_bands = lr.shape[2], msi.shape[2]
+    if srf.ndim != 2 or srf.shape != (bands, msi_bands):
+        raise ShapeMismatchError(
+            f"the spectral-response matrix has shape {srf.shape}; expected {bands} HSI bands × {msi_bands} MSI bands"
+        )
+    if not np.isfinite(srf).all() or (srf.sum(axis=0) <= 0).any():
+        raise ShapeMismatchError("every MSI band needs a positive, finite spectral response over the HSI's bands")
+    srf = srf / srf.sum(axis=0, keepdims=True)
+    ratio = _ratio(lr, msi)
+    lr_ok = _valid(lr, lr_valid, "HSI")
+    msi_ok = _valid(msi, msi_valid, "MSI")
+    rows_hr, cols_hr = msi.shape[:2]
+    valid_hr = msi_ok & np.repeat(np.repeat(lr_ok, ratio, axis=0), ratio, axis=1)
+    if not valid_hr.any():
+        raise InvalidDataError("the HSI and the MSI have no valid pixel in common")
+
+    lr_values = _fill_gaps(np.where(lr_ok[:, :, None], lr, 0).astype(np.float32), lr_ok)
+    scale = float(np.abs(lr_values[lr_ok]).max())
+    if not np.isfinite(scale) or scale == 0:
+        raise InvalidDataError("the HSI is zero everywhere it has data")
+    lr_values = lr_values / np.float32(scale)
+
+    k = _resolve_endmembers(endmembers, lr_values[lr_ok], bands, method)
+    if psf_sigma is not None and not (np.isfinite(psf_sigma) and psf_sigma >= 0):
+        raise ParameterError(f"PSF sigma must be a non-negative number of HR pixels, got {psf_sigma}")
+    if epochs is not None and epochs < 1:
+        raise ParameterError(f"epochs must be at least 1, got {epochs}")
+
+    if out is None:
+        out = np.empty((rows_hr, cols_hr, bands), dtype=np.float32)
+    elif out.shape != (rows_hr, cols_hr, bands):
+        raise ShapeMismatchError(f"the output array has shape {out.shape}, expected {(rows_hr, cols_hr, bands)}")
+    strip_rows = max(ratio, (STRIP_BYTES // max(1, cols_hr * (bands + 2 * k + msi_bands) * 4 * 4)) // ratio * ratio)
+
+    info: dict = {"method": method, "ratio": ratio}
+    sensor: SensorFit | None = None
+    if method != "bicubic":
+        sensor = fit_sensor(msi, msi_ok, (lr_values @ srf).astype(np.float32), lr_ok, ratio, sigma=psf_sigma)
+        info.update(
+            psf_sigma=round(sensor.spatial.sigma, 4),
+            psf_phase=[round(sensor.spatial.phase_rows, 4), round(sensor.spatial.phase_cols, 4)],
+            msi_gain=(sensor.gain * scale).tolist(),
+            msi_offset=(sensor.offset * scale).tolist(),
+            msi_fit_residual=round(sensor.residual, 6),
+        )
+        trust = msi_trust(sensor, lr_values[lr_ok], srf)
+        info["msi_trust"] = [round(float(t), 4) for t in trust.relative]
+        info["hsi_noise"] = round(trust.hsi_error, 6)
+
+    def msi_strip(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        values = np.asarray(msi[start:stop], dtype=np.float32)
+        ok = msi_ok[start:stop]
+        calibrated = values * sensor.gain.astype(np.float32) + sensor.offset.astype(np.float32)
+        return np.where(ok[:, :, None], calibrated, 0.0).astype(np.float32), ok
+
+    endmember_spectra = abundances = None
+    if method == "spectramorph":
+        from .spectramorph import SpectraMorphSettings, fuse_spectramorph
+
+        settings = SpectraMorphSettings(endmembers=k, seed=seed, device=device, **method_options)
+        if settings.denoise:
+            # the LR-HSI restricted to its signal subspace: noise outside it is not fused into the result
+            subspace = signal_subspace(lr_values[lr_ok], trust.hsi_noise_variance)
+            lr_values = (lr_values @ subspace @ subspace.T).astype(np.float32)
+            info["signal_subspace"] = subspace.shape[1]
+        if epochs is not None:
+            settings.epochs = epochs
+        abundances_out = np.empty((rows_hr, cols_hr, k), dtype=np.float32) if return_abundances else None
+        output = fuse_spectramorph(
+            lr_values, lr_ok, msi_strip, (rows_hr, cols_hr), srf, sensor, out, settings, trust,
+            strip_rows=strip_rows, abundances_out=abundances_out, advance=advance,
+        )
+        endmember_spectra, abundances = output.endmembers * scale, output.abundances
+        info.update(endmembers=k, epochs=output.epochs, training_loss=output.training_loss,
+                    coefficients=settings.coefficients, prior=output.prior, consistency=settings.consistency)
+    elif method == "cnmf":
+        from .cnmf import fuse_cnmf
+
+        output = fuse_cnmf(lr_values, lr_ok, msi_strip, (rows_hr, cols_hr), srf, sensor, out, k,
+                           seed=seed, return_abundances=return_abundances, **method_options)
+        endmember_spectra, abundances = output.endmembers * scale, output.abundances
+        info.update(endmembers=k, iterations=output.iterations, training_loss=output.loss)
+        advance(rows_hr)
+    elif method == "gsa":
+        from .gsa import fuse_gsa
+
+        fuse_gsa(lr_values, lr_ok, msi_strip, (rows_hr, cols_hr), sensor, out, strip_rows=strip_rows)
+        advance(rows_hr)
+    else:
+        from .bicubic import fuse_bicubic
+
+        fuse_bicubic(lr_values, out, strip_rows=strip_rows)
+        advance(rows_hr)
+
+    for start in range(0, rows_hr, strip_rows):
+        stop = min(start + strip_rows, rows_hr)
+        block = np.asarray(out[start:stop], dtype=np.float32) * np.float32(scale)
+        block[~valid_hr[start:stop]] = np.nan
+        out[start:stop] = block
+    if abundances is not None:
+        abundances[~valid_hr] = np.nan
+    info["seconds"] = round(time.perf_counter() - started, 3)
+    return FusionResult(out, valid_hr, method, endmember_spectra, abundances, info)
+
+
+def _resolve_endmembers(endmembers: int | str | None, pixels: np.ndarray, bands: int, method: str) -> int:
+    if endmembers is None:
+        if method == "cnmf":
+            from .cnmf import default_endmembers
+
+            return min(default_endmembers(bands), pixels.shape[0])
+        k = min(DEFAULT_ENDMEMBERS, bands, pixels.shape[0])
+    elif endmembers == "auto":
+        from .spectramorph import auto_endmembers
+
+        k = auto_endmembers(pixels)
+    else:
+        try:
+            k = int(endmembers)
+        except (TypeError, ValueError):
+            raise ParameterError(f"endmembers must be a positive integer or 'auto', got '{endmembers}'") from None
+        if k < 1:
+            raise ParameterError(f"endmembers must be at least 1, got {k}")
+    if method in ("spectramorph", "cnmf"):
+        if k > bands:
+            raise ParameterError(f"{k} endmembers is more than the HSI's {bands} bands")
+        if k > pixels.shape[0]:
+            raise ParameterError(f"{k} endmembers is more than the HSI's {pixels.shape[0]} valid pixels")
+    return k
+
+
+def run_pipeline(HR_MSI, LR_HSI, srf, psf=None, metadata=None) -> np.ndarray:  # noqa: N803 - the benchmark's names
+    """The HyperBench fusion adapter: the fused H × W × B array from an HR-MSI (H × W × b) and an
+    LR-HSI (h × w × B).
+
+    ``srf``: the B × b spectral-response matrix (b × B is accepted and transposed). ``psf``: None
+    (estimated from the data), a Gaussian σ in HR pixels, or a 2-D kernel (its σ is taken from its
+    second moment). ``metadata``: optional dict; keys ``method``, ``seed``, ``endmembers``,
+    ``epochs`` and ``device`` are passed on to :func:`fuse`. NaN marks pixels without data.
+    """
+    hsi = _as_cube(np.asarray(LR_HSI, dtype=np.float32), "LR_HSI")
+    msi = _as_cube(np.asarray(HR_MSI, dtype=np.float32), "HR_MSI")
+    matrix = np.asarray(srf, dtype=np.float64)
+    if matrix.ndim == 2 and matrix.shape == (msi.shape[2], hsi.shape[2]) and matrix.shape[0] != matrix.shape[1]:
+        matrix = matrix.T
+    options = dict(metadata or {})
+    known = {"method", "seed", "endmembers", "epochs", "device"}
+    kwargs = {key: options[key] for key in known if key in options}
+    return fuse(hsi, msi, matrix, psf_sigma=_psf_sigma(psf), **kwargs).fused
+
+
+def _psf_sigma(psf) -> float | None:
+    if psf is None:
+        return None
+    kernel = np.asarray(psf, dtype=np.float64)
+    if kernel.ndim == 0:
+        return float(kernel)
+    if kernel.ndim != 2 or kernel.sum() <= 0:
+        raise ParameterError(f"psf must be a Gaussian sigma or a 2-D kernel, got shape {kernel.shape}")
+    kernel = kernel / kernel.sum()
+    rows, cols = np.indices(kernel.shape, dtype=np.float64)
+    mean_r, mean_c = (kernel * rows).sum(), (kernel * cols).sum()
+    variance = 0.5 * ((kernel * (rows - mean_r) ** 2).sum() + (kernel * (cols - mean_c) ** 2).sum())
+    return float(np.sqrt(variance))

@@ -1,0 +1,266 @@
+"""Fusion of cubes as read from files: grids, spectral responses, bad bands and no-data.
+
+:func:`align_pair` brings the LR-HSI and the HR-MSI onto nested grids (georeferenced inputs:
+same CRS, integer pixel-size ratio, LR pixel corners on HR pixel corners, both cut to their
+overlap; others: an integer size ratio). :func:`resolve_srf` builds the B × b matrix from a
+built-in/CSV SRF (resampled to the HSI's wavelengths) or a matrix CSV. :func:`fuse_cubes` runs
+:func:`hsiuu_cli.fusion.fuse` on the HSI's good bands and returns the output cube on the MSI's grid
+with the HSI's spectral metadata.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from affine import Affine
+
+from ..cube import Cube
+from ..errors import GridError, HsiuuError, ShapeMismatchError, SpectralResponseError
+from ..grid import ORIGIN_TOLERANCE, check_grids, pixel_size, scaled_transform
+from ..io.envi import same_crs
+from . import FusionResult, fuse
+from .bicubic import BicubicStrips
+
+RATIO_TOLERANCE = 1e-3
+
+
+@dataclass
+class AlignedPair:
+    lr: Cube
+    hr: Cube
+    ratio: int
+    cropped: bool
+
+
+def _crop(cube: Cube, rows: slice, cols: slice) -> Cube:
+    transform = None if cube.transform is None else cube.transform @ Affine.translation(cols.start, rows.start)
+    return cube.replace(data=cube.data[rows, cols], transform=transform)
+
+
+def align_pair(lr: Cube, hr: Cube, lr_path: Path, hr_path: Path) -> AlignedPair:
+    """Cut both cubes to their common extent on nested grids; GridError/ShapeMismatchError when impossible."""
+    if hr.rows < lr.rows or hr.cols < lr.cols:
+        raise ShapeMismatchError(
+            f"the MSI ({hr.rows}×{hr.cols}) is smaller than the HSI ({lr.rows}×{lr.cols}); "
+            "give the low-resolution hyperspectral cube first and the high-resolution image second",
+            hr_path,
+        )
+    if lr.transform is None or hr.transform is None:
+        return AlignedPair(lr, hr, check_grids(lr, hr, lr_path, hr_path), False)
+
+    if lr.crs is not None and hr.crs is not None and not same_crs(lr.crs, hr.crs):
+        raise GridError(f"{lr_path} and {hr_path} are in different coordinate reference systems; reproject one first", hr_path)
+    lr_size, hr_size = pixel_size(lr.transform), pixel_size(hr.transform)
+    estimate = lr_size[0] / hr_size[0]
+    ratio = max(1, round(estimate))
+    for axis in (0, 1):
+        if not math.isclose(lr_size[axis] / hr_size[axis], ratio, rel_tol=RATIO_TOLERANCE):
+            raise GridError(
+                f"the pixel sizes ({lr_size[axis]:g} in {lr_path}, {hr_size[axis]:g} in {hr_path}) are not in an "
+                "integer ratio; resample one image first",
+                hr_path,
+            )
+    col0, row0 = ~hr.transform @ (lr.transform.c, lr.transform.f)
+    offsets = (round(row0), round(col0))
+    if abs(row0 - offsets[0]) > ORIGIN_TOLERANCE or abs(col0 - offsets[1]) > ORIGIN_TOLERANCE:
+        raise GridError(
+            f"the grids are misaligned: the HSI's pixel corners fall {row0 - math.floor(row0):.2f}, "
+            f"{col0 - math.floor(col0):.2f} HR pixels off the MSI's; resample one image onto the other's grid",
+            hr_path,
+        )
+    windows = []
+    for offset, lr_count, hr_count in ((offsets[0], lr.rows, hr.rows), (offsets[1], lr.cols, hr.cols)):
+        first = max(0, math.ceil(-offset / ratio))
+        last = min(lr_count, math.floor((hr_count - offset) / ratio))
+        if last <= first:
+            raise GridError(f"{lr_path} and {hr_path} do not overlap", hr_path)
+        windows.append((slice(first, last), slice(offset + ratio * first, offset + ratio * last)))
+    (lr_rows, hr_rows), (lr_cols, hr_cols) = windows
+    cropped = (lr_rows, lr_cols) != (slice(0, lr.rows), slice(0, lr.cols)) or (hr_rows, hr_cols) != (
+        slice(0, hr.rows),
+        slice(0, hr.cols),
+    )
+    lr_c, hr_c = _crop(lr, lr_rows, lr_cols), _crop(hr, hr_rows, hr_cols)
+    return AlignedPair(lr_c, hr_c, check_grids(lr_c, hr_c, lr_path, hr_path), cropped)
+
+
+def good_bands(cube: Cube) -> np.ndarray:
+    return np.arange(cube.bands) if cube.bad_bands is None else np.flatnonzero(~cube.bad_bands)
+
+
+def read_matrix_csv(path: Path, rows_all: int, rows_good: int, msi_bands: int) -> tuple[np.ndarray, bool]:
+    """A B × b matrix from CSV (an optional header row of names, '#' comments); returns it and
+    whether it covers all HSI bands (True) or only the good ones."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = [r for r in csv.reader(handle) if r and not r[0].lstrip().startswith("#")]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpectralResponseError(f"cannot read the SRF matrix: {exc}", path) from None
+    try:
+        float(rows[0][0])
+    except (ValueError, IndexError):
+        rows = rows[1:]
+    try:
+        matrix = np.array([[float(v) for v in r] for r in rows], dtype=np.float64)
+    except ValueError as exc:
+        raise SpectralResponseError(f"the SRF matrix holds a non-numeric value ({exc})", path) from None
+    if matrix.ndim != 2 or matrix.size == 0:
+        raise SpectralResponseError("the SRF matrix CSV is empty or ragged", path)
+    if matrix.shape[1] != msi_bands:
+        raise ShapeMismatchError(
+            f"the SRF matrix has {matrix.shape[1]} columns but the MSI has {msi_bands} bands "
+            "(one row per HSI band, one column per MSI band)",
+            path,
+        )
+    if matrix.shape[0] not in (rows_all, rows_good):
+        raise ShapeMismatchError(
+            f"the SRF matrix has {matrix.shape[0]} rows but the HSI has {rows_all} bands"
+            + (f" ({rows_good} good)" if rows_good != rows_all else ""),
+            path,
+        )
+    if not np.isfinite(matrix).all() or (matrix < 0).any() or (matrix.sum(axis=0) <= 0).any():
+        raise SpectralResponseError("SRF matrix weights must be finite, non-negative, with a positive sum per column", path)
+    return matrix, matrix.shape[0] == rows_all
+
+
+def resolve_srf(
+    lr: Cube,
+    msi: Cube,
+    *,
+    srf: str | None,
+    matrix_path: Path | None,
+    lr_path: Path,
+    msi_path: Path,
+) -> tuple[np.ndarray, str]:
+    """The B_good × b spectral-response matrix and a name for it."""
+    from ..srf import load_srf, srf_matrix
+
+    good = good_bands(lr)
+    if matrix_path is not None:
+        matrix, full = read_matrix_csv(matrix_path, lr.bands, good.size, msi.bands)
+        return (matrix[good] if full else matrix), str(matrix_path)
+    if lr.wavelengths is None:
+        raise SpectralResponseError(
+            "the HSI has no wavelengths, so the SRF cannot be resampled to its bands; "
+            "give the B × b matrix with --srf-matrix",
+            lr_path,
+        )
+    response = load_srf(srf)
+    if response.bands != msi.bands:
+        names = [n.strip().lower() for n in (msi.band_names or [])]
+        known = {n.lower() for n in response.band_names}
+        if names and len(names) == msi.bands and all(n in known for n in names):
+            response = response.select(names)
+        else:
+            raise ShapeMismatchError(
+                f"SRF '{response.name}' has {response.bands} bands ({', '.join(response.band_names)}) but the MSI has "
+                f"{msi.bands}; pick bands in the MSI's order with '{response.name}:band,...'",
+                msi_path,
+            )
+    elif msi.band_names and len(msi.band_names) == msi.bands:
+        # same count: follow the MSI's band order when its names are the SRF's
+        names = [n.strip().lower() for n in msi.band_names]
+        if sorted(names) == sorted(n.lower() for n in response.band_names):
+            response = response.select(names)
+    fwhm = None if lr.fwhm is None else lr.fwhm[good]
+    try:
+        matrix = srf_matrix(response, lr.wavelengths[good], fwhm)
+    except SpectralResponseError as exc:
+        raise SpectralResponseError(exc.message, lr_path) from None
+    return matrix, response.name
+
+
+class _GoodBandView:
+    """Row-strip access to the good bands of a full-band output array (fusion writes good bands only)."""
+
+    def __init__(self, full: np.ndarray, bands: np.ndarray):
+        self.full, self.bands = full, bands
+        self.shape = full.shape[:2] + (bands.size,)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return self.full[rows][:, :, self.bands]
+
+    def __setitem__(self, rows: slice, value: np.ndarray) -> None:
+        self.full[rows][:, :, self.bands] = value
+
+
+def allocate(shape: tuple[int, int, int], scratch: Path | None, threshold_bytes: int = 512 * 2**20) -> np.ndarray:
+    """A float32 array, memory-mapped in ``scratch`` when it would exceed ``threshold_bytes``."""
+    size = int(np.prod(shape)) * 4
+    if scratch is None or size <= threshold_bytes:
+        return np.empty(shape, dtype=np.float32)
+    return np.memmap(scratch / "fused.f32", dtype=np.float32, mode="w+", shape=shape)
+
+
+def fuse_cubes(
+    lr_cube: Cube,
+    msi_cube: Cube,
+    matrix: np.ndarray,
+    *,
+    lr_path: Path,
+    msi_path: Path,
+    scratch: Path | None = None,
+    **options,
+) -> tuple[Cube, FusionResult]:
+    """Fuse two aligned cubes; the output cube is on the MSI's grid with the HSI's band metadata.
+
+    Bad bands of the HSI are left out of the fusion and written as the HSI's band enlarged (bicubic).
+    """
+    good = good_bands(lr_cube)
+    lr_valid = lr_cube.valid_mask()
+    msi_valid = msi_cube.valid_mask()
+    lr = lr_cube.physical()
+    msi = msi_cube.data  # stored values: the fit of the MSI's gain absorbs any scale factor; read strip by strip
+    rows_hr, cols_hr = msi_cube.rows, msi_cube.cols
+    full = allocate((rows_hr, cols_hr, lr_cube.bands), scratch)
+    out = full if good.size == lr_cube.bands else _GoodBandView(full, good)
+    try:
+        result = fuse(lr[:, :, good], msi, matrix, lr_valid=lr_valid, msi_valid=msi_valid, out=out, **options)
+    except HsiuuError as exc:
+        if exc.path is not None:
+            raise
+        which = msi_path if isinstance(exc, (ShapeMismatchError, GridError)) or "MSI" in exc.message else lr_path
+        raise type(exc)(exc.message, which) from None
+    bad = np.setdiff1d(np.arange(lr_cube.bands), good)
+    if bad.size:
+        ratio = rows_hr // lr_cube.rows
+        strips = BicubicStrips(lr[:, :, bad].astype(np.float32), ratio)
+        step = max(ratio, (2**24 // max(1, cols_hr * bad.size)) // ratio * ratio)
+        for start in range(0, rows_hr, step):
+            stop = min(start + step, rows_hr)
+            block = full[start:stop]
+            block[:, :, bad] = strips.strip(start // ratio, stop // ratio)
+            block[~result.valid[start:stop]] = np.nan
+            full[start:stop] = block
+    result.fused = full
+    cube = Cube(
+        data=full,
+        wavelengths=lr_cube.wavelengths,
+        fwhm=lr_cube.fwhm,
+        bad_bands=lr_cube.bad_bands,
+        nodata=float("nan") if not result.valid.all() else None,
+        scale_factor=None,
+        band_names=lr_cube.band_names,
+        crs=msi_cube.crs if msi_cube.transform is not None else lr_cube.crs,
+        transform=msi_cube.transform if msi_cube.transform is not None or lr_cube.transform is None
+        else scaled_transform(lr_cube.transform, rows_hr // lr_cube.rows),
+        description=f"hsiuu fuse ({result.method}) of {lr_path.name} and {msi_path.name}",
+        metadata=dict(lr_cube.metadata),
+    )
+    return cube, result
+
+
+def endmember_library(result: FusionResult, lr_cube: Cube):
+    """The fusion's endmembers as a spectral library over the HSI's good bands."""
+    from ..io import SpectralLibrary
+
+    good = good_bands(lr_cube)
+    return SpectralLibrary(
+        spectra=result.endmembers.astype(np.float32),
+        names=[f"endmember {i + 1}" for i in range(result.endmembers.shape[0])],
+        wavelengths=None if lr_cube.wavelengths is None else lr_cube.wavelengths[good],
+    )

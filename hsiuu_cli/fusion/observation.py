@@ -1,0 +1,361 @@
+"""The observation model shared by the fusion methods, its estimation from the data, and the exact
+consistency solve.
+
+The low-resolution HSI is modelled as the high-resolution cube blurred by a separable Gaussian PSF
+and sampled every ``ratio`` pixels: ``Y_b = Gr X_b Gcᵀ`` with sparse (h × H) and (w × W) matrices.
+This is the same Gaussian blur + decimation as :func:`hsiuu_cli.degrade.spatial_degrade` (reflect
+borders, kernel over ±ceil(3σ)) written as explicit matrices, because fusion needs what simulation
+does not: the adjoint, a sub-pixel sampling phase (real LR pixels are centred between HR pixels at
+even ratios) and a least-squares solve. ``tests/test_fusion_observation.py`` checks the two agree.
+
+The MSI is modelled as ``M = gain · (X R) + offset`` per band, with R the B × b spectral-response
+matrix: real MSIs (8-bit RGB, radiance vs reflectance) are in other units than the HSI, so gain and
+offset are estimated together with the PSF by regressing the MSI, taken to the LR grid, on the
+LR-HSI seen through the SRF.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, sparse
+
+from ..errors import InvalidDataError
+
+TRUNCATE = 3.0
+"""The PSF is cut at ±ceil(3σ) pixels, as :func:`hsiuu_cli.degrade.kernel_size_for_sigma`."""
+MIN_SIGMA = 0.05
+FIT_WINDOW = 96
+"""The PSF and radiometry are fitted on at most this many LR rows and columns (from the middle)."""
+
+
+@dataclass
+class SpatialModel:
+    """Gaussian PSF (σ in HR pixels) and the HR coordinate of LR pixel 0's centre along rows/columns."""
+
+    ratio: int
+    sigma: float
+    phase_rows: float
+    phase_cols: float
+
+    def matrices(self, rows_lr: int, cols_lr: int, rows_hr: int, cols_hr: int) -> tuple[sparse.csr_array, sparse.csr_array]:
+        return (
+            sampling_matrix(rows_lr, rows_hr, self.ratio, self.sigma, self.phase_rows),
+            sampling_matrix(cols_lr, cols_hr, self.ratio, self.sigma, self.phase_cols),
+        )
+
+
+def sampling_matrix(n_lr: int, n_hr: int, ratio: int, sigma: float, phase: float) -> sparse.csr_array:
+    """(n_lr × n_hr): row i holds the Gaussian weights of LR sample i, centred at HR ``ratio·i + phase``.
+
+    Borders reflect as scipy's 'reflect' mode (…2 1 0 | 0 1 2…); each row sums to 1.
+    """
+    sigma = max(float(sigma), MIN_SIGMA)
+    radius = int(np.ceil(TRUNCATE * sigma))
+    centres = ratio * np.arange(n_lr, dtype=np.float64) + phase
+    # HR pixels within radius + ½ of the centre: ±radius for integer centres, as degrade's kernel,
+    # and a support symmetric about half-integer centres
+    nearest = np.floor(centres + 0.5).astype(np.int64)
+    offsets = np.arange(-radius - 1, radius + 2)
+    positions = nearest[:, None] + offsets[None, :]
+    distance = positions - centres[:, None]
+    weights = np.exp(-0.5 * (distance / sigma) ** 2)
+    weights[np.abs(distance) > radius + 0.5 + 1e-9] = 0.0
+    reflected = _reflect(positions, n_hr)
+    rows = np.repeat(np.arange(n_lr), offsets.size)
+    matrix = sparse.coo_array(
+        (weights.ravel(), (rows, reflected.ravel())), shape=(n_lr, n_hr)
+    ).tocsr()
+    matrix.sum_duplicates()
+    totals = np.asarray(matrix.sum(axis=1)).ravel()
+    return sparse.csr_array(sparse.diags_array(1.0 / totals) @ matrix)
+
+
+def _reflect(positions: np.ndarray, n: int) -> np.ndarray:
+    period = 2 * n
+    wrapped = np.mod(positions, period)
+    return np.where(wrapped >= n, period - 1 - wrapped, wrapped)
+
+
+def apply_spatial(cube: np.ndarray, gr: sparse.csr_array, gc: sparse.csr_array) -> np.ndarray:
+    """Gr · X_b · Gcᵀ for every band of a rows × cols × bands array (float32 out)."""
+    rows, cols, bands = cube.shape
+    half = gr @ cube.reshape(rows, cols * bands)  # (h, W·bands)
+    half = half.reshape(gr.shape[0], cols, bands).transpose(1, 0, 2).reshape(cols, -1)
+    out = (gc @ half).reshape(gc.shape[0], gr.shape[0], bands).transpose(1, 0, 2)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+LR_ROWS_PER_BLOCK = 64
+"""MSI rows are taken to the LR grid in blocks of this many LR rows: a fixed partition, so that the
+sums (and the training they feed) do not depend on the memory budget."""
+
+
+def msi_on_lr_grid(msi_strip, gr: sparse.csr_array, gc: sparse.csr_array, ratio: int) -> tuple[np.ndarray, np.ndarray]:
+    """The MSI blurred and sampled onto the LR grid (read in blocks of rows), and which LR pixels
+    see only MSI pixels with data."""
+    rows_hr = gr.shape[1]
+    block = LR_ROWS_PER_BLOCK * ratio
+    values = np.zeros((gr.shape[0], gc.shape[0], 0))
+    gaps = np.zeros((gr.shape[0], gc.shape[0]))
+    for start in range(0, rows_hr, block):
+        stop = min(start + block, rows_hr)
+        msi, valid = msi_strip(start, stop)
+        rows = sparse.csr_array(gr[:, start:stop])
+        part = apply_spatial(np.where(valid[:, :, None], msi, 0.0).astype(np.float32), rows, gc).astype(np.float64)
+        values = part if values.shape[2] == 0 else values + part
+        gaps += apply_spatial((~valid).astype(np.float32)[:, :, None], rows, gc)[:, :, 0]
+    return values.astype(np.float32), gaps <= 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# Estimation of the PSF and of the MSI's radiometry
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SensorFit:
+    spatial: SpatialModel
+    gain: np.ndarray
+    """Per MSI band: MSI ≈ gain · (X R) + offset."""
+    offset: np.ndarray
+    residual: float
+    """Share of the LR MSI variance the model leaves unexplained (0 = perfect), mean over bands."""
+    error_power: np.ndarray
+    """Per MSI band: the model's mean squared error relative to the band's mean square."""
+
+
+def fit_sensor(
+    msi: np.ndarray,
+    msi_valid: np.ndarray,
+    lr_through_srf: np.ndarray,
+    lr_valid: np.ndarray,
+    ratio: int,
+    *,
+    sigma: float | None = None,
+) -> SensorFit:
+    """Estimate the PSF (σ unless given, sampling phase per axis) and the MSI gain/offset per band.
+
+    Minimises the unexplained variance of the LR-HSI seen through the SRF (``lr_through_srf``,
+    h × w × b) when regressed, band by band, on the MSI blurred and sampled by the candidate PSF.
+    A coarse search (a phase common to both axes, then σ) is refined by Nelder–Mead over
+    (σ, row phase, column phase).
+    """
+    # a window of at most FIT_WINDOW² LR pixels in the middle keeps the fit's cost bounded
+    rows_lr_all, cols_lr_all, _ = lr_through_srf.shape
+    window = []
+    for count in (rows_lr_all, cols_lr_all):
+        size = min(count, FIT_WINDOW)
+        start = (count - size) // 2
+        window.append(slice(start, start + size))
+    lr_rows, lr_cols = window
+    lr_through_srf, lr_valid = lr_through_srf[lr_rows, lr_cols], lr_valid[lr_rows, lr_cols]
+    hr_rows = slice(ratio * lr_rows.start, ratio * lr_rows.stop)
+    hr_cols = slice(ratio * lr_cols.start, ratio * lr_cols.stop)
+    msi, msi_valid = msi[hr_rows, hr_cols], msi_valid[hr_rows, hr_cols]
+    rows_lr, cols_lr, _ = lr_through_srf.shape
+    rows_hr, cols_hr, _ = msi.shape
+    # LR pixels whose PSF reaches past a cut (not an image border) see the wrong border handling
+    margin = int(np.ceil((TRUNCATE * 2.0 * ratio + ratio) / ratio))
+    interior = np.ones((rows_lr, cols_lr), dtype=bool)
+    if lr_rows.start > 0:
+        interior[:margin] = False
+    if lr_rows.stop < rows_lr_all:
+        interior[rows_lr - margin :] = False
+    if lr_cols.start > 0:
+        interior[:, :margin] = False
+    if lr_cols.stop < cols_lr_all:
+        interior[:, cols_lr - margin :] = False
+    lr_valid = lr_valid & interior
+    filled = np.where(msi_valid[:, :, None], msi, 0.0).astype(np.float32)
+    invalid = (~msi_valid).astype(np.float32)[:, :, None]
+    has_gaps = not msi_valid.all()
+
+    def regress(model: SpatialModel) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        gr, gc = model.matrices(rows_lr, cols_lr, rows_hr, cols_hr)
+        projected = apply_spatial(filled, gr, gc)
+        use = lr_valid
+        if has_gaps:
+            use = use & ~(apply_spatial(invalid, gr, gc)[:, :, 0] > 1e-6)
+        if use.sum() < 3:
+            raise InvalidDataError("too few pixels where both inputs carry data to relate the MSI to the HSI")
+        x = projected[use].astype(np.float64)
+        y = lr_through_srf[use].astype(np.float64)
+        xc, yc = x - x.mean(0), y - y.mean(0)
+        sxx = (xc**2).sum(0)
+        gain = np.where(sxx > 0, (xc * yc).sum(0) / np.maximum(sxx, 1e-30), 0.0)
+        offset = y.mean(0) - gain * x.mean(0)
+        errors = ((yc - gain * xc) ** 2).sum(0)
+        unexplained = errors / np.maximum((yc**2).sum(0), 1e-30)
+        error_power = errors / np.maximum((y**2).sum(0), 1e-30)
+        return float(unexplained.mean()), gain, offset, error_power
+
+    def model_for(s: float, phase_rows: float, phase_cols: float) -> SpatialModel:
+        return SpatialModel(ratio, float(s), float(phase_rows), float(phase_cols))
+
+    # coarse search: the sampling phase at a typical σ, then σ at that phase; Nelder–Mead refines both
+    centre = (ratio - 1) / 2.0
+    typical = sigma if sigma is not None else ratio / 2.0
+    phases = np.arange(-0.5, ratio, 0.5)
+    _, p0 = min((regress(model_for(typical, p, p))[0], p) for p in sorted(phases, key=lambda p: abs(p - centre)))
+    candidates = [sigma] if sigma is not None else list(ratio * np.array([0.1, 0.25, 0.4, 0.55, 0.7, 0.9, 1.15]))
+    best = min(((regress(model_for(s, p0, p0))[0], s, p0) for s in candidates), key=lambda item: item[0])
+    _, s0, p0 = best
+
+    def objective(params: np.ndarray) -> float:
+        s = sigma if sigma is not None else params[0]
+        if s < MIN_SIGMA or s > 2.0 * ratio:
+            return np.inf
+        return regress(model_for(s, params[-2], params[-1]))[0]
+
+    start = np.array([p0, p0] if sigma is not None else [s0, p0, p0])
+    steps = np.full(start.size, 0.5)
+    if sigma is None:
+        steps[0] = 0.1 * ratio
+    refined = optimize.minimize(
+        objective,
+        start,
+        method="Nelder-Mead",
+        options={"xatol": 0.02, "fatol": 1e-7, "maxfev": 60, "initial_simplex": np.vstack([start, start + np.diag(steps)])},
+    )
+    params = refined.x if refined.fun <= best[0] else start
+    model = model_for(sigma if sigma is not None else params[0], params[-2], params[-1])
+    residual, gain, offset, error_power = regress(model)
+    return SensorFit(model, gain, offset, residual, error_power)
+
+
+ERROR_FLOOR = 1e-4
+"""Relative error power below which an observation counts as exact (an SNR of 40 dB)."""
+
+
+@dataclass
+class Trust:
+    relative: np.ndarray
+    """Per MSI band: the LR-HSI's relative error power over the MSI's, at most 1 (1: the MSI is as
+    good as the HSI; a noise-free simulated pair gives 1)."""
+    weights: np.ndarray
+    """Per MSI band: the MSI term's weight against the LR-HSI term for the consistency solve, in
+    the solver's units (each band's residual divided by its response's norm)."""
+    hsi_error: float
+    """The LR-HSI's relative noise power (at least :data:`ERROR_FLOOR`)."""
+    hsi_noise_variance: float
+    """The LR-HSI's estimated noise variance per band (not floored)."""
+
+
+def msi_trust(fit: SensorFit, lr_pixels: np.ndarray, srf: np.ndarray, max_pixels: int = 20000) -> Trust:
+    """How far the MSI can be trusted against the LR-HSI: maximum a posteriori weights, i.e. inverse
+    error variances.
+
+    The MSI's error is what the sensor model leaves unexplained at LR (SRF mismatch,
+    misregistration, non-linear radiometry, noise); the LR-HSI's is its noise, estimated per band
+    by regression on the other bands (HySime). Both are relative error powers floored at
+    :data:`ERROR_FLOOR`, so a noise-free simulated pair counts both as exact.
+    """
+    from ..unmixing.hysime import estimate_noise
+
+    pixels = np.asarray(lr_pixels, dtype=np.float64)
+    if pixels.shape[0] > max_pixels:
+        pixels = pixels[np.linspace(0, pixels.shape[0] - 1, max_pixels).astype(int)]
+    hsi_power = max(float((pixels**2).mean()), 1e-30)
+    # regression on the other bands needs more pixels than bands: with few pixels, use a spread subset of bands
+    count = min(pixels.shape[1], pixels.shape[0] // 2)
+    noise_relative = 0.0
+    if count >= 3:
+        subset = pixels[:, np.unique(np.linspace(0, pixels.shape[1] - 1, count).round().astype(int))]
+        noise_relative = float((estimate_noise(subset) ** 2).mean() / max((subset**2).mean(), 1e-30))
+    hsi_error = max(ERROR_FLOOR, noise_relative)
+    msi_error = np.maximum(fit.error_power, ERROR_FLOOR)
+    msi_power = np.maximum(((pixels @ srf) ** 2).mean(axis=0), 1e-30)
+    # absolute error variances: HSI band residual e_Y·P_Y, MSI band residual e_M·P_Z (÷‖R‖² in solver units)
+    weights = (hsi_error * hsi_power) / (msi_error * msi_power) * (srf**2).sum(axis=0)
+    return Trust(np.minimum(1.0, hsi_error / msi_error), weights, hsi_error, noise_relative * hsi_power)
+
+
+def signal_subspace(pixels: np.ndarray, noise_variance: float) -> np.ndarray:
+    """Orthonormal B × p basis of the directions whose power exceeds twice what white noise of the
+    given per-band variance can reach: the HySime criterion, with noise's largest sample
+    eigenvalue σ²(1 + √(B/N))² (Marchenko–Pastur) since N pixels may be few."""
+    y = np.asarray(pixels, dtype=np.float64)
+    values, vectors = np.linalg.eigh(y.T @ y / y.shape[0])
+    order = np.argsort(values)[::-1]
+    edge = noise_variance * (1.0 + np.sqrt(y.shape[1] / y.shape[0])) ** 2
+    keep = max(1, int(np.sum(values > 2.0 * edge)))
+    return vectors[:, order[:keep]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Consistency: the cube closest to a prior that agrees with both observations
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConsistencySolver:
+    """argmin_X ‖Gr X Gcᵀ − Y‖² + Σ_j w_j ‖(X R_j − M_j) / ‖R_j‖‖² + μ‖X − X₀‖², solved exactly.
+
+    Dividing each MSI band by its response's norm weighs the bands alike whatever their
+    bandwidth; ``msi_weights`` (w_j) then says how far each is trusted. The correction is restricted
+    to the spectral basis ``basis`` (B × p orthonormal), rotated so that the weighted R Rᵀ is
+    diagonal in it: every basis direction k is then an independent spatial problem
+    (AᵀA + c_k I) z = rhs with A = Gc ⊗ Gr, whose inverse follows from the Woodbury identity with
+    the small LR matrices GrGrᵀ and GcGcᵀ — no iteration, a few sparse passes over the HR grid.
+
+    Gaps are neutral: LR pixels outside ``lr_valid`` take the prior's own LR image, and the caller
+    gives the prior's SRF image where the MSI has none.
+
+    Strip by strip so that memory stays bounded: :meth:`accumulate` every HR row strip (prior and
+    calibrated MSI), :meth:`finish`, then :meth:`correct` every strip.
+    """
+
+    gr: sparse.csr_array
+    gc: sparse.csr_array
+    lr_hsi: np.ndarray
+    lr_valid: np.ndarray
+    srf: np.ndarray
+    basis: np.ndarray
+    msi_weights: np.ndarray
+    prior_weight: float
+
+    def __post_init__(self) -> None:
+        band_scale = np.sqrt(np.asarray(self.msi_weights, dtype=np.float64)) / np.linalg.norm(self.srf, axis=0)
+        projected_srf = self.basis.T @ (self.srf * band_scale)  # p × b
+        values, rotation = np.linalg.eigh(projected_srf @ projected_srf.T)
+        self.basis = (self.basis @ rotation).astype(np.float32)
+        # calibrated MSI ↦ its weighted, unit-response values times R̂ᵀV
+        self.msi_to_basis = (band_scale[:, None] * (rotation.T @ projected_srf).T).astype(np.float32)
+        self.weights = np.clip(values, 0.0, None) + self.prior_weight
+        self.eig_rows, self.vec_rows = np.linalg.eigh((self.gr @ self.gr.T).toarray())
+        self.eig_cols, self.vec_cols = np.linalg.eigh((self.gc @ self.gc.T).toarray())
+        self.gr_t = sparse.csr_array(self.gr.T)
+        self.gc_t = sparse.csr_array(self.gc.T)
+        p = self.basis.shape[1]
+        self.lr_in_basis = (self.lr_hsi @ self.basis).astype(np.float64)
+        self.projected_terms = np.zeros(self.lr_in_basis.shape[:2] + (p,))
+        self.projected_prior = np.zeros_like(self.projected_terms)
+
+    def _terms(self, prior: np.ndarray, msi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        prior_in_basis = prior @ self.basis
+        return prior_in_basis, msi @ self.msi_to_basis + self.prior_weight * prior_in_basis
+
+    def accumulate(self, prior: np.ndarray, msi: np.ndarray, start: int, stop: int) -> None:
+        prior_in_basis, terms = self._terms(prior, msi)
+        rows = sparse.csr_array(self.gr[:, start:stop])
+        self.projected_terms += apply_spatial(terms, rows, self.gc)
+        if not self.lr_valid.all():
+            self.projected_prior += apply_spatial(prior_in_basis, rows, self.gc)
+
+    def finish(self) -> None:
+        self.lr_in_basis[~self.lr_valid] = self.projected_prior[~self.lr_valid]
+        gram_rows, gram_cols = self.vec_rows * self.eig_rows @ self.vec_rows.T, self.vec_cols * self.eig_cols @ self.vec_cols.T
+        projected_rhs = np.einsum("hi,ijp,jw->hwp", gram_rows, self.lr_in_basis, gram_cols, optimize=True)
+        projected_rhs += self.projected_terms
+        inner = np.einsum("ih,ijp,jw->hwp", self.vec_rows, projected_rhs, self.vec_cols, optimize=True)
+        inner /= self.weights[None, None, :] + self.eig_rows[:, None, None] * self.eig_cols[None, :, None]
+        self.inverse_lr = np.einsum("hi,ijp,wj->hwp", self.vec_rows, inner, self.vec_cols, optimize=True)
+
+    def correct(self, prior: np.ndarray, msi: np.ndarray, start: int, stop: int) -> np.ndarray:
+        prior_in_basis, terms = self._terms(prior, msi)
+        rows_t = sparse.csr_array(self.gr_t[start:stop])
+        rhs = apply_spatial(self.lr_in_basis - self.inverse_lr, rows_t, self.gc_t) + terms
+        solution = rhs / self.weights[None, None, :].astype(np.float32)
+        return (prior + (solution - prior_in_basis) @ self.basis.T).astype(np.float32)

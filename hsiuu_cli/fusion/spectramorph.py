@@ -1,0 +1,322 @@
+"""SpectraMorph HSI–MSI fusion: an unmixing bottleneck learnt self-supervised at low resolution.
+
+1. Endmembers E (K × B) by NMF of the LR-HSI pixels (scikit-learn).
+2. A compact MLP maps a pixel's multispectral values to K coefficients; the spectrum is
+   coefficients · E. The coarse spectral prior (CSP) gives spectral context, so that a one-band
+   pan still works: by default (``prior="residual"``) the CSP — the LR-HSI enlarged to the pixel's
+   grid — is the base spectrum, the network sees the MSI's detail against it (MSI − CSP·R, and
+   the MSI values themselves when it has more than one band) and its coefficients · E correct the
+   base. ``prior="input"`` feeds the CSP's principal components to the network as the paper does;
+   ``prior="none"`` leaves the CSP out.
+3. Training at low resolution through the SRF, full batch: input = the LR-HSI seen through the SRF
+   (a simulated LR-MSI) with the CSP one scale coarser, target = the LR-HSI.
+4. Inference on the HR-MSI, strip by strip (memory bounded by the strip, not the grid).
+5. Consistency: the cube closest to that prediction that, blurred and sampled by the PSF
+   (estimated from the data or given), reproduces the LR-HSI and, through the SRF, the MSI
+   (:class:`hsiuu_cli.fusion.observation.ConsistencySolver`).
+
+docs/benchmarks.md (section Fusion) has the measurements behind each default. All arrays handled
+here are already scaled (LR-HSI / its peak) and gap-filled by :func:`hsiuu_cli.fusion.fuse`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..degrade import resize_bicubic
+from ..errors import ParameterError
+from .bicubic import BicubicStrips
+from .observation import ERROR_FLOOR, ConsistencySolver, SensorFit, Trust, apply_spatial, msi_on_lr_grid
+
+COEFFICIENTS = ("free", "nonneg", "simplex")
+PRIORS = ("residual", "input", "none")
+
+
+@dataclass
+class SpectraMorphSettings:
+    endmembers: int = 8
+    epochs: int = 150
+    """Full-batch optimiser iterations (L-BFGS: each may evaluate the loss more than once)."""
+    hidden: int = 32
+    optimizer: str = "lbfgs"
+    """lbfgs (strong-Wolfe line search) or adam (cosine-annealed from ``learning_rate``)."""
+    learning_rate: float = 1e-2
+    coefficients: str = "free"
+    """free (as the reference code), nonneg (softplus) or simplex (softmax: non-negative, sum to one)."""
+    prior: str = "residual"
+    """How the coarse spectral prior enters: residual, input or none (see the module docstring)."""
+    prior_components: int = 4
+    """Principal components of the prior fed to the network with ``prior="input"``."""
+    consistency: bool = True
+    msi_weight: float = 1.0
+    """Multiplies the MSI term's weight in the consistency step, which is otherwise the maximum a
+    posteriori one (:func:`hsiuu_cli.fusion.observation.msi_trust`); 0: LR-HSI consistency only."""
+    prior_weight: float = 1e-3
+    """μ: weight of the network's prediction in the consistency step."""
+    correction_rank: int = 64
+    noise_adaptive: bool = True
+    denoise: bool = True
+    shrink_detail: bool = True
+    """Scale the network's correction of the coarse prior by the MSI's trust (residual prior only)."""
+    train_input: str = "msi"
+    """Training input: msi (the MSI taken to the LR grid through the fitted PSF and calibration)
+    or srf (the LR-HSI through the SRF, as the paper; identical when the sensor model fits exactly)."""
+    """Spectral directions the consistency step may correct (the LR-HSI's leading ones)."""
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.coefficients not in COEFFICIENTS:
+            raise ParameterError(f"coefficients must be one of {', '.join(COEFFICIENTS)}, got '{self.coefficients}'")
+        if self.prior not in PRIORS:
+            raise ParameterError(f"prior must be one of {', '.join(PRIORS)}, got '{self.prior}'")
+        if self.optimizer not in ("lbfgs", "adam"):
+            raise ParameterError(f"optimizer must be lbfgs or adam, got '{self.optimizer}'")
+        if self.epochs < 1 or self.hidden < 1:
+            raise ParameterError("epochs and hidden units must be at least 1")
+
+
+@dataclass
+class SpectraMorphOutput:
+    endmembers: np.ndarray
+    training_loss: float
+    epochs: int
+    abundances: np.ndarray | None
+    prior: str
+    """The prior mode actually used (residual/input fall back to none on a tiny LR-HSI)."""
+
+
+def resolve_device(device: str):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("--device cuda asked for, but PyTorch sees no CUDA GPU")
+    return torch.device(device)
+
+
+def endmembers_nmf(pixels: np.ndarray, k: int, seed: int, max_pixels: int = 20000) -> np.ndarray:
+    """NMF endmembers (K × B, rows scaled to unit peak) of non-negative-clipped pixels (N × B)."""
+    import warnings
+
+    from sklearn.decomposition import NMF
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(seed)
+    if pixels.shape[0] > max_pixels:
+        pixels = pixels[np.sort(rng.choice(pixels.shape[0], max_pixels, replace=False))]
+    data = np.clip(pixels, 0.0, None).astype(np.float64)
+    model = NMF(n_components=k, init="nndsvda", max_iter=300, tol=1e-4, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(data)
+    spectra = model.components_
+    peaks = spectra.max(axis=1, keepdims=True)
+    return (spectra / np.where(peaks > 0, peaks, 1.0)).astype(np.float32)
+
+
+def coarser_prior(channels: np.ndarray, ratio: int, sensor: SensorFit) -> np.ndarray | None:
+    """``channels`` (LR grid) one scale coarser through the same PSF, enlarged back: the training-time
+    counterpart of the enlarged LR-HSI at HR. None when the LR grid is under 2 × ratio pixels."""
+    rows, cols, _ = channels.shape
+    coarse_rows, coarse_cols = rows // ratio, cols // ratio
+    if coarse_rows < 2 or coarse_cols < 2:
+        return None
+    gr, gc = sensor.spatial.matrices(coarse_rows, coarse_cols, coarse_rows * ratio, coarse_cols * ratio)
+    coarse = apply_spatial(channels[: coarse_rows * ratio, : coarse_cols * ratio], gr, gc)
+    enlarged = resize_bicubic(coarse, coarse_rows * ratio, coarse_cols * ratio)
+    return np.pad(enlarged, ((0, rows - coarse_rows * ratio), (0, cols - coarse_cols * ratio), (0, 0)), mode="edge")
+
+
+def fuse_spectramorph(
+    lr: np.ndarray,
+    lr_valid: np.ndarray,
+    msi_strip: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+    hr_shape: tuple[int, int],
+    srf: np.ndarray,
+    sensor: SensorFit,
+    out: np.ndarray,
+    settings: SpectraMorphSettings,
+    trust: Trust,
+    *,
+    strip_rows: int,
+    abundances_out: np.ndarray | None = None,
+    advance: Callable[[float], None] = lambda n: None,
+) -> SpectraMorphOutput:
+    """Fuse into ``out`` (H × W × B float32, filled strip by strip).
+
+    ``lr`` is the scaled, gap-filled LR-HSI (h × w × B) with ``lr_valid`` marking real pixels;
+    ``msi_strip(start, stop)`` returns HR rows start:stop of the calibrated MSI (in the units of
+    ``lr`` seen through ``srf``) and their validity. ``strip_rows`` is a multiple of the ratio.
+    """
+    import torch
+
+    ratio = sensor.spatial.ratio
+    rows_hr, cols_hr = hr_shape
+    rows_lr, cols_lr, bands = lr.shape
+    msi_bands = srf.shape[1]
+    device = resolve_device(settings.device)
+    torch.manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)
+
+    pixels = lr[lr_valid]
+    endmembers = endmembers_nmf(pixels, settings.endmembers, settings.seed)
+    gr, gc = sensor.spatial.matrices(rows_lr, cols_lr, rows_hr, cols_hr)
+    train_valid = lr_valid
+    if settings.train_input == "msi":
+        # the real MSI taken to the LR grid: its actual relation to the HSI (SRF mismatch, misregistration)
+        lr_msi, complete = msi_on_lr_grid(msi_strip, gr, gc, ratio)
+        train_valid = lr_valid & complete
+        if train_valid.sum() < max(2 * settings.endmembers, 8):
+            lr_msi, train_valid = lr @ srf, lr_valid
+    else:
+        lr_msi = lr @ srf
+
+    # the coarse spectral prior: at HR the LR-HSI enlarged; in training the LR-HSI one scale coarser, enlarged
+    prior = settings.prior
+    coarse_lr = coarser_prior(lr, ratio, sensor) if prior != "none" else None
+    if coarse_lr is None:
+        prior = "none"  # an LR-HSI under 2 × ratio pixels has no coarser scale to learn from
+    mean = pixels.mean(axis=0)
+    components = np.linalg.svd(pixels - mean, full_matrices=False)[2][: settings.prior_components].astype(np.float32)
+    # a single band is brightness only: as an input it lets the network memorise the few LR pixels
+    with_msi = msi_bands > 1
+
+    def features(msi: np.ndarray, coarse: np.ndarray | None) -> np.ndarray:
+        if prior == "none":
+            return msi
+        if prior == "input":
+            return np.concatenate([msi, (coarse - mean) @ components.T], axis=-1)
+        detail = msi - coarse @ srf
+        return np.concatenate([detail, msi], axis=-1) if with_msi else detail
+
+    train_x = features(lr_msi, coarse_lr)[train_valid].astype(np.float32)
+    train_y = lr[train_valid] - coarse_lr[train_valid] if prior == "residual" else lr[train_valid]
+    feature_mean = train_x.mean(axis=0)
+    feature_scale = train_x.std(axis=0) + 1e-6 * max(float(np.abs(train_x).max()), 1e-12)
+
+    def standardise(values: np.ndarray) -> "torch.Tensor":
+        return torch.from_numpy(((values - feature_mean) / feature_scale).astype(np.float32)).to(device)
+
+    k = settings.endmembers
+    network = torch.nn.Sequential(
+        torch.nn.Linear(train_x.shape[1], settings.hidden),
+        torch.nn.GELU(),
+        torch.nn.Linear(settings.hidden, settings.hidden),
+        torch.nn.GELU(),
+        torch.nn.Linear(settings.hidden, k),
+    )
+    with torch.no_grad():  # seeded initialisation, independent of the global RNG's history
+        for layer in network:
+            if isinstance(layer, torch.nn.Linear):
+                bound = 1.0 / np.sqrt(layer.in_features)
+                layer.weight.uniform_(-bound, bound, generator=generator)
+                layer.bias.uniform_(-bound, bound, generator=generator)
+    network = network.to(device)
+    e = torch.from_numpy(endmembers).to(device)
+
+    def coefficients(x: "torch.Tensor") -> "torch.Tensor":
+        raw = network(x)
+        if settings.coefficients == "simplex":
+            return torch.softmax(raw, dim=1)
+        if settings.coefficients == "nonneg":
+            return torch.nn.functional.softplus(raw)
+        return raw
+
+    inputs = standardise(train_x)
+    targets = torch.from_numpy(train_y.astype(np.float32)).to(device)
+    if settings.optimizer == "lbfgs":
+        optimiser = torch.optim.LBFGS(network.parameters(), lr=1.0, max_iter=settings.epochs, history_size=20,
+                                      line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-15)
+
+        def closure():
+            optimiser.zero_grad(set_to_none=True)
+            value = torch.mean((coefficients(inputs) @ e - targets) ** 2)
+            value.backward()
+            return value
+
+        loss = optimiser.step(closure)
+    else:
+        optimiser = torch.optim.Adam(network.parameters(), lr=settings.learning_rate)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, settings.epochs)
+        for _ in range(settings.epochs):
+            optimiser.zero_grad(set_to_none=True)
+            loss = torch.mean((coefficients(inputs) @ e - targets) ** 2)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+    network.eval()
+    with torch.no_grad():
+        loss_value = float(torch.mean((coefficients(inputs) @ e - targets) ** 2))
+
+    enlarged = BicubicStrips(lr, ratio)
+    detail_gain = np.float32(np.mean(trust.relative)) if settings.shrink_detail else np.float32(1.0)
+    solver = None
+    if settings.consistency:
+        basis = correction_basis(pixels, srf, settings.correction_rank)
+        weights = settings.msi_weight * trust.weights
+        # the prior's weight grows with the LR-HSI's noise (a fixed prior variance against noisier data),
+        # so that the LR consistency does not turn into noise-amplifying deconvolution
+        prior_weight = settings.prior_weight * trust.hsi_error / ERROR_FLOOR if settings.noise_adaptive else settings.prior_weight
+        solver = ConsistencySolver(gr, gc, lr, lr_valid, srf, basis, weights, prior_weight)
+
+    def predict(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        msi, valid = msi_strip(start, stop)
+        coarse = enlarged.strip(start // ratio, stop // ratio)
+        # MSI gaps take the enlarged LR-HSI's SRF image, so the network sees plausible values there
+        filled = np.where(valid[:, :, None], msi, coarse @ srf)
+        with torch.no_grad():
+            coef = coefficients(standardise(features(filled, coarse).reshape(-1, train_x.shape[1])))
+            spectra = (coef @ e).cpu().numpy().reshape(stop - start, cols_hr, bands)
+        if prior == "residual":
+            # the MSI-borne correction, shrunk by how far the MSI agrees with the HSI (1 on a consistent pair)
+            spectra = coarse + detail_gain * spectra
+        return spectra, msi, valid, coef.cpu().numpy().reshape(stop - start, cols_hr, k)
+
+    def msi_for_solve(spectra: np.ndarray, msi: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        # where the MSI has a gap, the prior's own SRF image: no pull either way
+        return np.where(valid[:, :, None], msi, spectra @ srf)
+
+    strips = [(start, min(start + strip_rows, rows_hr)) for start in range(0, rows_hr, strip_rows)]
+    for start, stop in strips:
+        spectra, msi, valid, coef = predict(start, stop)
+        out[start:stop] = spectra
+        if abundances_out is not None:
+            abundances_out[start:stop] = coef
+        if solver is not None:
+            solver.accumulate(spectra, msi_for_solve(spectra, msi, valid), start, stop)
+        advance(stop - start)
+    if solver is not None:
+        solver.finish()
+        for start, stop in strips:
+            msi, valid = msi_strip(start, stop)
+            first_guess = np.asarray(out[start:stop], dtype=np.float32)
+            out[start:stop] = solver.correct(first_guess, msi_for_solve(first_guess, msi, valid), start, stop)
+            advance(stop - start)
+    return SpectraMorphOutput(endmembers, loss_value, settings.epochs, abundances_out, prior)
+
+
+def correction_basis(pixels: np.ndarray, srf: np.ndarray, rank: int) -> np.ndarray:
+    """Orthonormal B × p basis: the LR-HSI's leading right singular vectors and the SRF's columns."""
+    bands = pixels.shape[1]
+    if rank >= bands:
+        return np.eye(bands)
+    leading = np.linalg.svd(pixels.astype(np.float64), full_matrices=False)[2][:rank].T
+    q, _ = np.linalg.qr(np.concatenate([srf / np.linalg.norm(srf, axis=0), leading], axis=1))
+    return q[:, : min(bands, rank + srf.shape[1])]
+
+
+AUTO_RANGE = (2, 16)
+
+
+def auto_endmembers(pixels: np.ndarray) -> int:
+    """K for ``--endmembers auto``: the HySime signal-subspace dimension of the LR pixels, within 2–16."""
+    from ..unmixing.hysime import hysime
+
+    low, high = AUTO_RANGE
+    high = min(high, pixels.shape[1], pixels.shape[0])
+    return int(np.clip(hysime(pixels.astype(np.float64)).n_endmembers, min(low, high), high))

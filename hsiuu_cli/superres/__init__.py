@@ -1,0 +1,68 @@
+"""Single-image super-resolution of hyperspectral cubes (UnmixingSR and a band-wise variant).
+
+>>> from hsiuu_cli.superres import super_resolve
+>>> hr = super_resolve(lr, 4)                     # shipped model that fits the band count, ONNX on CPU
+>>> hr = super_resolve(lr, 4, method="bicubic")   # the baseline
+>>> hr = super_resolve(lr, 4, model="models/my_sensor_x4.onnx", tile=64)
+
+Modules: ``network`` (PyTorch networks), ``preprocess`` (normalisation, spectral adapter, band
+groups), ``training`` (two-step training), ``export`` (ONNX, safetensors, model cards),
+``registry`` (shipped models and checksums), ``inference`` (tiled ONNX/PyTorch inference).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..cube import Cube
+from .registry import LoadedModel, check_fits, check_scale, list_models, load_model, select_model
+
+__all__ = ["choose_model", "list_models", "load_model", "super_resolve"]
+
+
+def good_band_info(cube: Cube) -> tuple[int, np.ndarray | None]:
+    """Number of good bands and their wavelengths (None when the cube has none)."""
+    good = np.ones(cube.bands, bool) if cube.bad_bands is None else ~cube.bad_bands
+    wavelengths = None if cube.wavelengths is None else cube.wavelengths[good]
+    return int(good.sum()), wavelengths
+
+
+def choose_model(cube: Cube, scale: int, model: str | Path | LoadedModel | None = None) -> LoadedModel:
+    """The model for a scene: the one asked for (checked to fit), else the first shipped one that fits."""
+    scale = check_scale(scale)
+    bands, wavelengths = good_band_info(cube)
+    if model is None:
+        return select_model(scale, bands, wavelengths)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    check_fits(loaded, scale, bands, wavelengths)
+    return loaded
+
+
+def super_resolve(
+    array: np.ndarray,
+    scale: int,
+    model: str | Path | LoadedModel | None = None,
+    *,
+    method: str = "model",
+    tile: int = 128,
+    device: str = "auto",
+    calibrate: bool = True,
+    wavelengths: np.ndarray | None = None,
+    bad_bands: np.ndarray | None = None,
+) -> np.ndarray:
+    """Super-resolve a rows × cols × bands array by ``scale``; float32 rows·s × cols·s × bands.
+
+    ``model``: a shipped model's name, a path to a model, or None for the shipped model that
+    fits the band count (and wavelengths, when given). ``method="bicubic"`` needs no model.
+    NaN pixels are filled for the network and come back NaN.
+    """
+    from .inference import super_resolve_cube
+
+    cube = Cube(data=np.asarray(array), wavelengths=wavelengths, bad_bands=bad_bands)
+    loaded = choose_model(cube, scale, model) if method == "model" else None
+    result, _ = super_resolve_cube(
+        cube, scale, loaded, method=method, tile=tile, device=device, dtype=np.float32, calibrate=calibrate
+    )
+    return np.asarray(result.data)

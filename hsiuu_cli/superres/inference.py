@@ -1,0 +1,450 @@
+"""Tiled super-resolution of whole scenes: ONNX Runtime on CPU, PyTorch on CUDA.
+
+The scene is processed in strips of ``tile`` LR rows, each cut into ``tile``-wide windows
+that carry a halo of the model's receptive field (plus the bicubic support) on every side. A
+window's core is therefore computed from exactly the pixels the whole scene would give it:
+no seams, and memory set by the tile size and scene width, never by the scene's area. The
+output is an array-like (:class:`SuperResolvedArray`) that computes strips as a writer asks
+for rows, so a scene larger than memory streams from input to output.
+
+Per scene, before any tile: statistics for normalisation (from a subsample of the LR scene),
+fill values for no-data pixels, and (``calibrate``) a residual gain from a self-check, where the
+LR scene is degraded once more by the scale and the model's residual is scaled by the least-
+squares gain in [0, 1] that best restores it. A model that does not suit the sensor is thus
+pulled back towards bicubic rather than allowed to do worse.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..cube import Cube
+from ..errors import InvalidDataError, ParameterError
+from .export import HALO_MARGIN
+from .preprocess import (
+    SceneStatistics,
+    adapter_matrix,
+    add_groups,
+    band_groups,
+    group_context,
+    scene_statistics,
+    slots_per_band,
+    to_channels_first,
+)
+from .registry import LoadedModel
+
+BAND_CHUNK = 32
+"""Bands up-sampled by bicubic at a time, bounding the transient memory of a window."""
+CALIBRATION_CROP = 192
+"""Largest side (LR pixels) of the central crop the residual gain is estimated on."""
+CALIBRATION_MIN_SIDE = 12
+"""Smallest side (coarse pixels) of the self-check; smaller scenes keep a gain of 1."""
+METHODS = ("model", "bicubic")
+GROUP_CHUNK = 16
+"""Band groups per network call."""
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Back-ends: groups (N, group + 1, h, w) [and spectrum (1, C, h, w)] → residual (N, group, s·h, s·w)
+# ---------------------------------------------------------------------------------------------
+
+
+class OnnxBackend:
+    name = "onnxruntime-cpu"
+
+    def __init__(self, model: LoadedModel, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or available_cores()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(model.onnx, options, providers=["CPUExecutionProvider"])
+
+    def run(self, groups: np.ndarray, spectrum: np.ndarray | None = None) -> np.ndarray:
+        feeds = {"groups": np.ascontiguousarray(groups, dtype=np.float32)}
+        if spectrum is not None:
+            feeds["spectrum"] = np.ascontiguousarray(spectrum, dtype=np.float32)
+        return self.session.run(None, feeds)[0]
+
+
+class TorchBackend:
+    def __init__(self, model: LoadedModel, device: str):
+        import torch
+        from safetensors.torch import load
+
+        from .network import build_network
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.name = f"pytorch-{self.device.type}"
+        network = build_network(model.info.config)
+        network.load_state_dict(load(model.weights()))
+        self.network = network.to(self.device).eval()
+
+    def run(self, groups: np.ndarray, spectrum: np.ndarray | None = None) -> np.ndarray:
+        def tensor(values):
+            return self.torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(self.device)
+
+        with self.torch.inference_mode():
+            return self.network(tensor(groups), None if spectrum is None else tensor(spectrum)).float().cpu().numpy()
+
+
+def resolve_device(device: str) -> str:
+    """'cpu' or 'cuda' for a requested auto/cpu/cuda."""
+    device = (device or "auto").lower()
+    if device not in ("auto", "cpu", "cuda"):
+        raise ParameterError(f"unknown device '{device}' (use auto, cpu or cuda)")
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise ParameterError("--device cuda was asked for but PyTorch sees no CUDA device")
+    return "cpu"
+
+
+def make_backend(model: LoadedModel, device: str, threads: int | None = None):
+    if resolve_device(device) == "cuda":
+        return TorchBackend(model, "cuda")
+    return OnnxBackend(model, threads)
+
+
+# ---------------------------------------------------------------------------------------------
+# The resolver
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What runs on a scene (reported to users and benchmark logs)."""
+
+    method: str
+    scale: int
+    tile: int
+    halo: int
+    model: str | None = None
+    backend: str | None = None
+    gain: float = 1.0
+    gain_source: str = "none"
+
+
+class SuperResolver:
+    """Super-resolves one scene (a :class:`Cube`, possibly memory-mapped) strip by strip."""
+
+    def __init__(
+        self,
+        cube: Cube,
+        scale: int,
+        model: LoadedModel | None,
+        *,
+        method: str = "model",
+        tile: int = 128,
+        device: str = "auto",
+        threads: int | None = None,
+        calibrate: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ):
+        if method not in METHODS:
+            raise ParameterError(f"unknown method '{method}' (use {' or '.join(METHODS)})")
+        if tile < 8:
+            raise ParameterError(f"tile must be at least 8 LR pixels, got {tile}")
+        if isinstance(scale, bool) or int(scale) != scale or scale < 2:
+            raise ParameterError(f"scale must be an integer of at least 2, got {scale}")
+        if method == "model" and model is None:
+            raise ParameterError("method 'model' needs a model")
+        if method == "model" and model.scale != scale:
+            raise ParameterError(f"model {model.name} is ×{model.scale}, not ×{scale}")
+        self.cube = cube
+        self.scale = int(scale)
+        self.method = method
+        self.model = model if method == "model" else None
+        self.tile = int(tile)
+        self.progress = progress or (lambda _n=1: None)
+        self.halo = HALO_MARGIN if self.model is None else self.model.info.halo
+        self.good = np.arange(cube.bands) if cube.bad_bands is None else np.flatnonzero(~cube.bad_bands)
+        if self.model is not None and self.good.size == 0:
+            raise InvalidDataError("every band is flagged bad; nothing for the model to work on")
+        self._statistics()
+        self.backend = None
+        self.plan = Plan(method, self.scale, self.tile, self.halo, None if self.model is None else self.model.name)
+        if self.model is not None:
+            self.backend = make_backend(self.model, device, threads)
+            self.plan.backend = self.backend.name
+            config = self.model.info.config
+            self.groups = band_groups(self.good.size, config.group)
+            self.slots = slots_per_band(self.groups, self.good.size)
+            self.to_channels = adapter_matrix(self.good.size, config.channels) if config.unmixing else None
+            self.gain = 1.0
+            if calibrate:
+                self._calibrate()
+            else:
+                self.plan.gain_source = "calibration off"
+
+    # -- scene statistics ------------------------------------------------------------------
+
+    def _valid(self, block: np.ndarray) -> np.ndarray:
+        """Pixels with data in the good bands (bad bands are often all NaN and must not void a pixel)."""
+        return Cube(data=block[:, :, self.good], nodata=self.cube.nodata).valid_mask()
+
+    def _read(self, rows: slice, cols: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """Physical float32 values (no-data and stray non-finite values filled) and the validity mask of a window."""
+        block = np.asarray(self.cube.data[rows, cols])
+        values = self.cube.replace(data=block).physical()
+        valid = self._valid(block)
+        if not valid.all():
+            values = np.where(valid[:, :, np.newaxis], values, self.fill[np.newaxis, np.newaxis, :])
+        if not np.isfinite(values).all():
+            values = np.where(np.isfinite(values), values, self.fill[np.newaxis, np.newaxis, :])
+        return values.astype(np.float32, copy=False), valid
+
+    def _statistics(self) -> None:
+        rows, cols = self.cube.rows, self.cube.cols
+        step = max(1, int(np.sqrt(rows * cols / 250_000)))
+        block = np.asarray(self.cube.data[::step, ::step])
+        values = self.cube.replace(data=block).physical()
+        valid = self._valid(block)
+        if not valid.any():
+            raise InvalidDataError("the scene has no valid pixels (all no-data or non-finite)")
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bad bands
+            fill = np.nanmean(values[valid], axis=0)
+        self.empty_bands = np.flatnonzero(~np.isfinite(fill))
+        """Bands without a single finite value: they stay NaN."""
+        self.fill = np.where(np.isfinite(fill), fill, 0.0).astype(np.float32)
+        self.stats: SceneStatistics | None = None
+        if self.model is not None:
+            good_values = values[:, :, self.good]
+            self.stats = scene_statistics(good_values, valid)
+
+    def _calibrate(self) -> None:
+        from ..degrade import resize_bicubic, spatial_degrade
+
+        s = self.scale
+        side_rows = min(self.cube.rows, CALIBRATION_CROP) // s * s
+        side_cols = min(self.cube.cols, CALIBRATION_CROP) // s * s
+        if min(side_rows, side_cols) < CALIBRATION_MIN_SIDE * s:
+            self.plan.gain_source = "scene too small for a self-check"
+            return
+        r0 = (self.cube.rows - side_rows) // 2
+        c0 = (self.cube.cols - side_cols) // 2
+        crop, _ = self._read(slice(r0, r0 + side_rows), slice(c0, c0 + side_cols))
+        crop = crop[:, :, self.good]
+        coarse = spatial_degrade(crop, s, method=self.model.info.degradation)
+        base = resize_bicubic(coarse, side_rows, side_cols)
+        residual = self._residual(coarse)
+        weights = (1.0 / self.stats.std.astype(np.float64)) ** 2  # each band alike, as in the metrics
+        target = (crop - base).astype(np.float64)
+        energy = float(np.einsum("ijk,ijk,k->", residual, residual, weights, dtype=np.float64))
+        if energy <= 0:
+            return
+        gain = float(np.einsum("ijk,ijk,k->", residual, target, weights, dtype=np.float64)) / energy
+        self.gain = float(np.clip(gain, 0.0, 1.0))
+        self.plan.gain = self.gain
+        self.plan.gain_source = f"self-check on a {side_rows}×{side_cols} crop degraded ×{s}"
+
+    # -- per window --------------------------------------------------------------------------
+
+    def _residual(self, window: np.ndarray, core: tuple[slice, slice] = (slice(None), slice(None))) -> np.ndarray:
+        """rows × cols × good bands (physical) → the model's residual on the ``core`` HR pixels, × good bands."""
+        config = self.model.info.config
+        context = group_context(to_channels_first(self.stats.normalise(window)), self.groups)
+        spectrum = None
+        if config.unmixing:
+            spectrum = to_channels_first(self.stats.relative(window), self.to_channels)[np.newaxis]
+        total = None
+        # Groups go in chunks, each cropped to the core at once, so memory stays near one tile's
+        # output; the small unmixing encoder reruns per chunk.
+        for start in range(0, len(context), GROUP_CHUNK):
+            chunk = self.backend.run(context[start : start + GROUP_CHUNK], spectrum)[:, :, core[0], core[1]]
+            if total is None:
+                total = np.zeros((self.good.size,) + chunk.shape[2:], dtype=np.float32)
+            add_groups(total, chunk, self.groups[start : start + GROUP_CHUNK])
+        total /= self.slots[:, None, None]
+        return self.stats.residual_to_physical(np.moveaxis(total, 0, -1))
+
+    def _window(self, window: np.ndarray, core_rows: slice, core_cols: slice) -> np.ndarray:
+        """Super-resolve a window and return the HR pixels of its core."""
+        from ..degrade import resize_bicubic
+
+        s = self.scale
+        rows, cols, bands = window.shape
+        out = np.empty((core_rows.stop - core_rows.start, core_cols.stop - core_cols.start, bands), np.float32)
+        for start in range(0, bands, BAND_CHUNK):
+            chunk = slice(start, min(bands, start + BAND_CHUNK))
+            out[:, :, chunk] = resize_bicubic(window[:, :, chunk], rows * s, cols * s)[core_rows, core_cols]
+        if self.model is not None and self.gain > 0:
+            out[:, :, self.good] += np.float32(self.gain) * self._residual(window[:, :, self.good], (core_rows, core_cols))
+        return out
+
+    def strip(
+        self, lr_start: int, lr_stop: int, convert: Callable[[np.ndarray], np.ndarray] | None = None, dtype=np.float32
+    ) -> np.ndarray:
+        """HR rows for LR rows ``lr_start:lr_stop``: (s·rows) × (s·cols) × bands, NaN where no data.
+
+        ``convert`` turns each window's float32 pixels into ``dtype`` as they come, so a strip
+        is held once, in the output type.
+        """
+        s, halo, tile = self.scale, self.halo, self.tile
+        rows, cols = self.cube.rows, self.cube.cols
+        top, bottom = max(0, lr_start - halo), min(rows, lr_stop + halo)
+        values, valid = self._read(slice(top, bottom))
+        invalid = ~valid[lr_start - top : lr_stop - top]
+        out = np.empty(((lr_stop - lr_start) * s, cols * s, self.cube.bands), dtype)
+        core_rows = slice((lr_start - top) * s, (lr_stop - top) * s)
+        for c0 in range(0, cols, tile):
+            c1 = min(cols, c0 + tile)
+            left, right = max(0, c0 - halo), min(cols, c1 + halo)
+            core = self._window(values[:, left:right], core_rows, slice((c0 - left) * s, (c1 - left) * s))
+            missing = invalid[:, c0:c1]
+            if missing.any():
+                core[np.repeat(np.repeat(missing, s, axis=0), s, axis=1)] = np.nan
+            if self.empty_bands.size:
+                core[:, :, self.empty_bands] = np.nan
+            out[:, c0 * s : c1 * s] = core if convert is None else convert(core)
+            self.progress(1)
+        return out
+
+
+class SuperResolvedArray:
+    """The output of a :class:`SuperResolver` as a read-only array-like that computes rows on demand.
+
+    Writers that walk a cube by row blocks (as ``hsiuu_cli.io`` does) get strips computed once,
+    in order; ``numpy.asarray`` computes the whole scene.
+    """
+
+    ndim = 3
+
+    def __init__(self, resolver: SuperResolver, dtype=np.float32, scale_factor: float | None = None, nodata=None):
+        self.resolver = resolver
+        s = resolver.scale
+        self.shape = (resolver.cube.rows * s, resolver.cube.cols * s, resolver.cube.bands)
+        self.dtype = np.dtype(dtype)
+        self.scale_factor = scale_factor
+        self.nodata = nodata
+        self._cached: tuple[int, int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _strip_of(self, hr_row: int) -> tuple[int, int, np.ndarray]:
+        if self._cached is not None and self._cached[0] <= hr_row < self._cached[1]:
+            return self._cached
+        self._cached = None  # let the previous strip go before the next is made
+        s, tile = self.resolver.scale, self.resolver.tile
+        lr_start = (hr_row // s) // tile * tile
+        lr_stop = min(self.resolver.cube.rows, lr_start + tile)
+        self._cached = (lr_start * s, lr_stop * s, self.resolver.strip(lr_start, lr_stop, self._convert, self.dtype))
+        return self._cached
+
+    def _convert(self, values: np.ndarray) -> np.ndarray:
+        """Physical float32 pixels (modified in place) → the output dtype: the scale factor
+        re-applied, integers rounded and clipped to the type's range, no-data marked."""
+        if self.scale_factor not in (None, 0, 1):
+            np.multiply(values, np.float32(self.scale_factor), out=values)
+        missing = np.isnan(values)
+        if self.dtype.kind == "f":
+            if self.nodata is not None and not np.isnan(self.nodata):
+                values[missing] = self.nodata
+            return values.astype(self.dtype, copy=False)
+        if missing.any() and self.nodata is None:
+            raise InvalidDataError(f"no-data pixels cannot be stored as {self.dtype} without a no-data value")
+        info = np.iinfo(self.dtype)
+        np.rint(values, out=values)
+        np.clip(values, info.min, info.max, out=values)
+        if missing.any():
+            values[missing] = self.nodata
+        return values.astype(self.dtype)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        if stop <= start:
+            return np.empty((0,) + self.shape[1:], self.dtype)
+        first, last, data = self._strip_of(start)
+        if stop <= last:
+            return data[start - first : stop - first]
+        out = np.empty((stop - start,) + self.shape[1:], self.dtype)
+        row = start
+        while row < stop:
+            first, last, data = self._strip_of(row)
+            end = min(stop, last)
+            out[row - start : end - start] = data[row - first : end - first]
+            row = end
+        return out
+
+    def __getitem__(self, key):
+        rest = ()
+        if isinstance(key, tuple):
+            key, rest = key[0], key[1:]
+        if isinstance(key, (int, np.integer)):
+            index = int(key) + (self.shape[0] if key < 0 else 0)
+            block = self.rows(index, index + 1)[0]
+            return block[rest] if rest else block
+        if isinstance(key, slice) and key.indices(self.shape[0])[2] == 1:
+            start, stop, _ = key.indices(self.shape[0])
+            block = self.rows(start, stop)
+            return block[(slice(None),) + rest] if rest else block
+        return np.asarray(self)[(key,) + rest]
+
+    def __array__(self, dtype=None, copy=None):
+        data = self.rows(0, self.shape[0])
+        return data if dtype is None else data.astype(dtype)
+
+
+def super_resolve_cube(
+    cube: Cube,
+    scale: int,
+    model: LoadedModel | None,
+    *,
+    method: str = "model",
+    tile: int = 128,
+    device: str = "auto",
+    dtype=None,
+    calibrate: bool = True,
+    threads: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Cube, Plan]:
+    """The super-resolved cube (pixels computed lazily as they are read) and what ran.
+
+    Geo is updated (pixel size / scale, same corner and rotation); wavelengths, FWHM, bad bands,
+    band names, no-data and scale factor are carried. ``dtype`` defaults to the input's: integer
+    cubes stay integer (rounded, clipped, scale factor kept); float outputs mark no-data with NaN.
+    """
+    from ..grid import scaled_transform
+
+    resolver = SuperResolver(
+        cube, scale, model, method=method, tile=tile, device=device, threads=threads, calibrate=calibrate,
+        progress=progress,
+    )
+    out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(cube.data.dtype)
+    if out_dtype.kind not in "iuf":
+        out_dtype = np.dtype(np.float32)
+    nodata = cube.nodata
+    scale_factor = cube.scale_factor
+    if out_dtype.kind == "f":
+        # Float outputs mark no-data with NaN; integers read into floats become physical values.
+        nodata = None if nodata is None else float("nan")
+        if np.dtype(cube.data.dtype).kind != "f":
+            scale_factor = None
+    array = SuperResolvedArray(resolver, out_dtype, scale_factor, nodata)
+    transform = None if cube.transform is None else scaled_transform(cube.transform, scale)
+    what = f"×{scale} super-resolution ({method}{'' if model is None or method != 'model' else ' ' + model.name})"
+    description = f"{cube.description}; {what}" if cube.description else what
+    out = cube.replace(
+        data=array, transform=transform, nodata=nodata, scale_factor=scale_factor, description=description
+    )
+    return out, resolver.plan

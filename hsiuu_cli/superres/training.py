@@ -1,0 +1,706 @@
+"""Two-step training of UnmixingSR (and of the band-wise variant), as in Yu et al.
+
+Step I trains the unmixing autoencoder on LR cubes (L1 + 0.1·SAD + 1e-3·spectral TV of the
+endmembers). Step II trains the SR network with L1 + α·SAD + β·‖A_SR − Up(A_LR)‖₁, the
+unmixing encoder frozen: it gives the LR abundances to the material-aware module and the HR
+abundances of the SR output to the consistency term. The band-wise network has no unmixing
+head and trains with L1 only.
+
+LR cubes are made from HR cubes by :func:`hsiuu_cli.degrade.spatial_degrade` (the code behind
+``hsiuu simulate``); with ``self_supervised`` each scene is its own HR and learns to be
+restored from itself degraded once more. Patches are sampled uniformly over the training
+scenes' area with the eight flips/rotations. Validation scenes are never trained on; the
+final weights (not the best on validation) are exported, so validation metrics are honest
+held-out figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..cube import Cube
+from ..errors import CubeReadError, InvalidDataError, ModelError, ParameterError
+from .network import SUPPORTED_SCALES, NetworkConfig, build_network
+from .preprocess import adapter_matrix, band_groups, scene_statistics
+
+CHECKPOINT_SUFFIX = ".checkpoint.safetensors"
+CUBE_SUFFIXES = (".hdr", ".tif", ".tiff")
+
+
+@dataclass
+class TrainingOptions:
+    scale: int
+    band_agnostic: bool = False
+    width: int | None = None
+    depth: int | None = None
+    channels: int = 64
+    endmembers: int = 6
+    group: int = 4
+    unmixing: bool = True
+    epochs: int = 20
+    steps_per_epoch: int = 50
+    unmixing_steps: int = 200
+    patch: int | None = None
+    """HR patch side (pixels), rounded down to a multiple of the scale; default 16 LR pixels (16·scale), as in the paper."""
+    batch: int = 2
+    """Patches per step, all from one scene, each with all its band groups."""
+    learning_rate: float = 1e-3
+    alpha: float = 0.1
+    """Weight of the SAD term."""
+    beta: float = 1e-3
+    """Weight of the LR–HR abundance-consistency term."""
+    val_fraction: float = 0.2
+    degradation: str = "bicubic"
+    self_supervised: bool = False
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    init: str | None = None
+    """A model (shipped name or path) whose weights and architecture training starts from."""
+
+    def network_config(self) -> NetworkConfig:
+        return NetworkConfig(
+            scale=self.scale, group=self.group, width=self.width or 32, depth=self.depth or 3,
+            unmixing=self.unmixing and not self.band_agnostic, channels=self.channels, endmembers=self.endmembers,
+        )
+
+    @property
+    def hr_patch(self) -> int:
+        patch = self.patch if self.patch is not None else 16 * self.scale
+        return patch - patch % self.scale
+
+    def check(self) -> None:
+        if self.scale not in SUPPORTED_SCALES:
+            raise ParameterError(f"scale {self.scale} is not supported (supported: {', '.join(map(str, SUPPORTED_SCALES))})")
+        for name in ("epochs", "steps_per_epoch", "batch"):
+            if getattr(self, name) < 1:
+                raise ParameterError(f"{name.replace('_', '-')} must be at least 1")
+        if self.patch is not None and self.patch < 2 * self.scale:
+            raise ParameterError(f"patch must be at least twice the scale ({2 * self.scale} pixels)")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ParameterError("val-fraction must be in [0, 1)")
+        if self.degradation not in ("bicubic", "gaussian"):
+            raise ParameterError(f"unknown degradation '{self.degradation}' (use bicubic or gaussian)")
+        try:
+            self.network_config()
+        except ValueError as exc:
+            raise ParameterError(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+def collect_cubes(items) -> list[Path]:
+    """Cube files from files and folders (folders searched recursively; spectral libraries skipped)."""
+    from ..io import describe_file
+
+    found: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            candidates = sorted(p for p in path.rglob("*") if p.suffix.lower() in CUBE_SUFFIXES and p.is_file())
+            for candidate in candidates:
+                try:
+                    if "library" in str(describe_file(candidate).get("file_type", "")).lower():
+                        continue
+                except Exception:  # noqa: BLE001 - a file in a folder that is no cube is skipped, not fatal
+                    continue
+                found.append(candidate)
+        elif path.exists():
+            found.append(path)
+        else:
+            raise CubeReadError("file not found", path)
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise ParameterError("no cubes found in the training data")
+    return unique
+
+
+@dataclass
+class Scene:
+    """One training or validation pair in physical units (good bands only): HR and its LR."""
+
+    name: str
+    hr: np.ndarray
+    lr: np.ndarray
+    wavelengths: np.ndarray | None = None
+
+
+def _physical_good(cube: Cube) -> tuple[np.ndarray, np.ndarray | None]:
+    """Physical values of the good bands, invalid pixels filled with the band means."""
+    good = np.ones(cube.bands, bool) if cube.bad_bands is None else ~cube.bad_bands
+    values = cube.physical()[:, :, good]
+    # Validity over the good bands only: bad bands are often all NaN.
+    valid = Cube(data=values, nodata=cube.nodata).valid_mask()
+    if not valid.any():
+        raise InvalidDataError("no valid pixels")
+    if not valid.all():
+        fill = values[valid].mean(axis=0)
+        values = np.where(valid[:, :, None], values, fill[None, None, :]).astype(np.float32)
+    wavelengths = None if cube.wavelengths is None else cube.wavelengths[good]
+    return np.ascontiguousarray(values, dtype=np.float32), wavelengths
+
+
+def make_pair(name: str, hr: np.ndarray, scale: int, degradation: str, wavelengths=None) -> Scene:
+    from ..degrade import spatial_degrade
+
+    rows, cols = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
+    hr = np.ascontiguousarray(hr[:rows, :cols], dtype=np.float32)
+    lr = spatial_degrade(hr, scale, method=degradation).astype(np.float32)
+    return Scene(name, hr, lr, wavelengths)
+
+
+def load_scenes(paths: list[Path], options: TrainingOptions) -> list[Scene]:
+    """Read cubes and make (HR, LR) pairs; with ``self_supervised`` the scene itself is the HR."""
+    from ..io import read_cube
+
+    scenes = []
+    for path in paths:
+        cube = read_cube(path)
+        try:
+            values, wavelengths = _physical_good(cube)
+        except InvalidDataError as exc:
+            raise InvalidDataError(exc.message, path) from None
+        if min(values.shape[:2]) < 2 * options.scale:
+            raise InvalidDataError(f"a {values.shape[0]}×{values.shape[1]} scene is too small for ×{options.scale}", path)
+        scenes.append(make_pair(str(path), values, options.scale, options.degradation, wavelengths))
+    return scenes
+
+
+def split_validation(scenes: list[Scene], options: TrainingOptions, rng: np.random.Generator) -> tuple[list[Scene], list[Scene]]:
+    """Hold out a fraction of the scenes; a single scene is split spatially (bottom rows held out)."""
+    if options.val_fraction == 0:
+        return scenes, []
+    if len(scenes) >= 2:
+        count = min(len(scenes) - 1, max(1, round(options.val_fraction * len(scenes))))
+        held = set(rng.permutation(len(scenes))[:count].tolist())
+        return [s for i, s in enumerate(scenes) if i not in held], [s for i, s in enumerate(scenes) if i in held]
+    scene = scenes[0]
+    s = options.scale
+    val_rows = int(round(scene.hr.shape[0] * options.val_fraction / s)) * s
+    train_rows = scene.hr.shape[0] - val_rows
+    if val_rows < 2 * s or train_rows < 2 * s:
+        return scenes, []
+    top = make_pair(scene.name + " (top)", scene.hr[:train_rows], s, options.degradation, scene.wavelengths)
+    bottom = make_pair(scene.name + " (bottom)", scene.hr[train_rows:], s, options.degradation, scene.wavelengths)
+    return [top], [bottom]
+
+
+@dataclass
+class Prepared:
+    """A scene in network units, channels first (torch tensors).
+
+    ``lr``, ``up``, ``hr``: standardised bands (LR, its bicubic up-sampling, HR target);
+    ``mean_band``: the LR scene-mean band (the groups' context); ``index``: band groups
+    (groups × group); ``spectrum``: the LR spectrum for the unmixing branch; ``gain``/``bias``
+    turn standardised bands into the branch's relative units (x / mean); ``adapter``: C × B.
+    """
+
+    lr: object
+    up: object
+    hr: object
+    mean_band: object
+    index: object
+    spectrum: object = None
+    gain: object = None
+    bias: object = None
+    adapter: object = None
+
+
+def prepare(scene: Scene, config: NetworkConfig) -> Prepared:
+    """Normalise with statistics of the LR (as inference does) and build the groups' inputs."""
+    import torch
+
+    from ..degrade import resize_bicubic
+
+    stats = scene_statistics(scene.lr)
+    lr = stats.normalise(scene.lr)
+    hr = stats.normalise(scene.hr)
+    up = resize_bicubic(lr, hr.shape[0], hr.shape[1])
+
+    def chw(values):
+        return torch.from_numpy(np.ascontiguousarray(np.moveaxis(values, -1, 0), dtype=np.float32))
+
+    bands = lr.shape[2]
+    prepared = Prepared(
+        chw(lr), chw(up), chw(hr), chw(lr.mean(axis=2, keepdims=True)),
+        torch.from_numpy(np.stack(band_groups(bands, config.group))),
+    )
+    prepared.gain = torch.from_numpy((stats.std / stats.level).astype(np.float32))[:, None, None]
+    prepared.bias = torch.from_numpy((stats.mean / stats.level).astype(np.float32))[:, None, None]
+    if config.unmixing:
+        adapter = adapter_matrix(bands, config.channels)
+        prepared.adapter = torch.from_numpy(adapter)
+        prepared.spectrum = chw(stats.relative(scene.lr) @ adapter.T)
+    return prepared
+
+
+def group_inputs(lr, mean_band, index):
+    """(P, B, h, w) standardised LR patches → (P·groups, group + 1, h, w), patch-major."""
+    import torch
+
+    patches = lr.shape[0]
+    grouped = lr[:, index]  # P × groups × group × h × w
+    context = mean_band.unsqueeze(1).expand(patches, index.shape[0], 1, *lr.shape[-2:])
+    return torch.cat([grouped, context], dim=2).reshape(-1, index.shape[1] + 1, *lr.shape[-2:])
+
+
+def scatter_residual(residual, index, bands: int):
+    """(P·groups, group, H, W) → (P, B, H, W), averaging bands several slots predict."""
+    import torch
+
+    groups, group = index.shape
+    residual = residual.reshape(-1, groups, group, *residual.shape[-2:])
+    total = residual.new_zeros(residual.shape[0], bands, *residual.shape[-2:])
+    for slot in range(group):
+        total.index_add_(1, index[:, slot], residual[:, :, slot])
+    counts = torch.bincount(index.reshape(-1), minlength=bands).to(residual.dtype)
+    return total / counts[None, :, None, None]
+
+
+class PatchSampler:
+    """Per step one scene (chosen in proportion to its area) and ``size`` random aligned LR/HR
+    patches with the eight flips/rotations; each patch carries all its bands."""
+
+    def __init__(self, scenes: list[Prepared], scale: int, patch: int, rng: np.random.Generator):
+        self.scenes = scenes
+        self.scale = scale
+        smallest = min(min(p.lr.shape[1:]) for p in scenes)
+        self.lr_patch = max(2, min(patch // scale, smallest))
+        area = np.array([p.lr.shape[1] * p.lr.shape[2] for p in scenes], float)
+        self.weights = area / area.sum()
+        self.rng = rng
+
+    def batch(self, size: int) -> tuple[Prepared, dict]:
+        import torch
+
+        prepared = self.scenes[int(self.rng.choice(len(self.scenes), p=self.weights))]
+        s, p = self.scale, self.lr_patch
+        crops: dict[str, list] = {"lr": [], "up": [], "hr": [], "mean_band": [], "spectrum": []}
+        for _ in range(size):
+            i = int(self.rng.integers(0, prepared.lr.shape[1] - p + 1))
+            j = int(self.rng.integers(0, prepared.lr.shape[2] - p + 1))
+            turns, flip = int(self.rng.integers(0, 4)), bool(self.rng.integers(0, 2))
+            low, high = (slice(i, i + p), slice(j, j + p)), (slice(i * s, (i + p) * s), slice(j * s, (j + p) * s))
+            for key, window in (("lr", low), ("mean_band", low), ("spectrum", low), ("up", high), ("hr", high)):
+                source = getattr(prepared, key)
+                if source is None:
+                    continue
+                tensor = torch.rot90(source[:, window[0], window[1]], turns, dims=(1, 2))
+                crops[key].append(torch.flip(tensor, dims=(2,)) if flip else tensor)
+        return prepared, {k: torch.stack(v) for k, v in crops.items() if v}
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------
+
+
+def spectral_angle_loss(result, reference, eps: float = 1e-6):
+    """Mean spectral angle (radians) between pixels of two (N, C, H, W) tensors."""
+    import torch
+
+    dot = (result * reference).sum(dim=1)
+    norms = result.norm(dim=1) * reference.norm(dim=1)
+    cosine = (dot / (norms + eps)).clamp(-1 + 1e-6, 1 - 1e-6)
+    return torch.acos(cosine).mean()
+
+
+def spectral_tv(endmembers):
+    """Spectral total variation of the endmembers (rows are endmembers, columns channels)."""
+    return (endmembers[:, 1:] - endmembers[:, :-1]).abs().sum(dim=1).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints (safetensors: tensors plus a JSON header; never pickled)
+# ---------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: Path, network, optimizer, state: dict) -> None:
+    import torch
+    from safetensors.torch import save
+
+    from ..io import atomic_write
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    for index, param_state in optimizer.state_dict()["state"].items():
+        for key, value in param_state.items():
+            tensor = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"optim.{index}.{key}"] = tensor.detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    with atomic_write(path, overwrite=True) as temporary:
+        temporary.write_bytes(save(tensors, metadata={"state": json.dumps(state)}))
+
+
+ARCHITECTURE_OPTIONS = ("scale", "band_agnostic", "width", "depth", "channels", "endmembers", "group", "unmixing", "init")
+
+
+def load_checkpoint(path: Path, network, optimizer, options: dict) -> dict:
+    """Restore network, optimiser and RNG from a checkpoint made with the same architecture options."""
+    import torch
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            state = json.loads(handle.metadata()["state"])
+            saved = state.get("options", {})
+            for key in ARCHITECTURE_OPTIONS:
+                if saved.get(key) != options.get(key):
+                    raise ModelError(f"checkpoint was made with {key}={saved.get(key)!r}, not {options.get(key)!r}", path)
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any damage to the file means it cannot be resumed
+        raise ModelError(f"checkpoint cannot be read ({exc})", path) from None
+    network.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    optim_state = optimizer.state_dict()
+    per_param: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            per_param.setdefault(int(index), {})[name] = value
+    optim_state["state"] = per_param
+    optimizer.load_state_dict(optim_state)
+    torch.set_rng_state(tensors["rng.torch"])
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingResult:
+    network: object
+    config: NetworkConfig
+    train_scenes: list[str]
+    val_scenes: list[Scene]
+    history: list[dict] = field(default_factory=list)
+    wall_time_s: float = 0.0
+    device: str = "cpu"
+    bands_range: tuple[int, int | None] = (1, None)
+    wavelength_range: tuple[float, float] | None = None
+
+
+def _device(options: TrainingOptions) -> str:
+    from .inference import resolve_device
+
+    return resolve_device(options.device)
+
+
+def _autocast(device: str):
+    import contextlib
+
+    import torch
+
+    if device != "cuda":
+        return contextlib.nullcontext(), None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return torch.autocast("cuda", dtype=dtype), scaler
+
+
+def train(
+    paths: list[Path],
+    options: TrainingOptions,
+    *,
+    val_paths: list[Path] | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    on_progress: Callable[[dict], None] | None = None,
+) -> TrainingResult:
+    """Train a network on HR cubes (or, self-supervised, on the scenes themselves)."""
+    import torch
+    import torch.nn.functional as F
+
+    options.check()
+    notify = on_progress or (lambda _event: None)
+    started = time.perf_counter()
+    rng = np.random.default_rng(options.seed)
+    torch.manual_seed(options.seed)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    config = options.network_config()
+    initial = None
+    if options.init:
+        from safetensors.torch import load
+
+        from .registry import load_model
+
+        source = load_model(options.init)
+        if source.scale != options.scale:
+            raise ParameterError(f"--init model {source.name} is ×{source.scale}, not ×{options.scale}")
+        config = source.info.config
+        initial = load(source.weights())
+    device = _device(options)
+
+    scenes = load_scenes(paths, options)
+    if val_paths:
+        train_scenes, val_scenes = scenes, load_scenes(val_paths, options)
+    else:
+        train_scenes, val_scenes = split_validation(scenes, options, rng)
+    band_counts = [s.hr.shape[2] for s in train_scenes]
+    spans = [(float(s.wavelengths.min()), float(s.wavelengths.max())) for s in train_scenes if s.wavelengths is not None]
+
+    network = build_network(config)
+    if initial is not None:
+        network.load_state_dict(initial)
+    network = network.to(device)
+    prepared = [prepare(s, config) for s in train_scenes]
+    prepared_val = [prepare(s, config) for s in val_scenes]
+    sampler = PatchSampler(prepared, config.scale, options.hr_patch, rng)
+
+    sr_parameters = [p for name, p in network.named_parameters() if not name.startswith("unmixing.")]
+    optimizer = torch.optim.Adam(sr_parameters, lr=options.learning_rate, betas=(0.9, 0.99))
+    total_steps = options.epochs * options.steps_per_epoch
+    # A network started from a trained model keeps its (already trained) unmixing encoder.
+    unmixing_done = not config.unmixing or initial is not None
+    state = {"epoch": 0, "unmixing_done": unmixing_done, "history": [], "options": asdict(options)}
+    if resume and checkpoint is not None and checkpoint.exists():
+        state = load_checkpoint(checkpoint, network, optimizer, state["options"])
+        rng.bit_generator.state = state["numpy_rng"]
+        notify({"phase": "resume", "epoch": state["epoch"]})
+
+    autocast, scaler = _autocast(device)
+
+    # Step I: unsupervised unmixing of the LR spectra.
+    if not state["unmixing_done"]:
+        unmixing = network.unmixing.train()
+        unmix_optimizer = torch.optim.Adam(unmixing.parameters(), lr=options.learning_rate, betas=(0.9, 0.99))
+        for step in range(options.unmixing_steps):
+            _, crops = sampler.batch(4 * options.batch)
+            spectrum = crops["spectrum"].to(device)
+            with autocast:
+                reconstruction, _ = unmixing(spectrum)
+                reconstruction = reconstruction.float()
+                loss = (
+                    F.l1_loss(reconstruction, spectrum)
+                    + 0.1 * spectral_angle_loss(reconstruction, spectrum)
+                    + 1e-3 * spectral_tv(unmixing.decoder.endmembers)
+                )
+            unmix_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            unmix_optimizer.step()
+            unmixing.decoder.project_nonnegative()
+            notify({"phase": "unmixing", "step": step + 1, "total": options.unmixing_steps, "loss": loss.item()})
+        state["unmixing_done"] = True
+    if config.unmixing:
+        network.unmixing.requires_grad_(False)
+
+    # Step II: super-resolution with the unmixing weights frozen.
+    schedule = lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))  # noqa: E731
+    for epoch in range(state["epoch"], options.epochs):
+        network.train()
+        if config.unmixing:
+            network.unmixing.eval()
+        running = 0.0
+        for step in range(options.steps_per_epoch):
+            global_step = epoch * options.steps_per_epoch + step
+            for group in optimizer.param_groups:
+                group["lr"] = options.learning_rate * schedule(global_step)
+            prepared_scene, crops = sampler.batch(options.batch)
+            crops = {k: v.to(device) for k, v in crops.items()}
+            with autocast:
+                loss = sr_loss(network, prepared_scene, crops, options, device)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            running += loss.item()
+            notify({"phase": "sr", "step": global_step + 1, "total": total_steps, "loss": loss.item(), "epoch": epoch + 1})
+        record = {"epoch": epoch + 1, "train_loss": running / options.steps_per_epoch}
+        if prepared_val:
+            record.update(_validate(network, prepared_val, device))
+        state["history"].append(record)
+        state["epoch"] = epoch + 1
+        if checkpoint is not None:
+            state["numpy_rng"] = rng.bit_generator.state
+            save_checkpoint(checkpoint, network, optimizer, state)
+        notify({"phase": "epoch", **record})
+
+    network.eval().to("cpu")
+    return TrainingResult(
+        network=network,
+        config=config,
+        train_scenes=[s.name for s in train_scenes],
+        val_scenes=val_scenes,
+        history=state["history"],
+        wall_time_s=time.perf_counter() - started,
+        device=device,
+        bands_range=(min(band_counts), max(band_counts)),
+        wavelength_range=(min(a for a, _ in spans), max(b for _, b in spans)) if spans else None,
+    )
+
+
+def _on(tensor, device):
+    return None if tensor is None else tensor.to(device)
+
+
+def super_resolve_patches(network, prepared: Prepared, lr, mean_band, up, spectrum, device: str, chunk: int | None = None):
+    """SR of standardised LR patches (P, B, h, w) → (P, B, s·h, s·w): groups through the network,
+    residuals back onto the bands, plus the bicubic base. ``chunk`` bounds groups per call (P = 1)."""
+    import torch
+
+    index = prepared.index.to(device)
+    groups = group_inputs(lr, mean_band, index)
+    if chunk is None:
+        residual = network(groups, spectrum)
+    else:
+        residual = torch.cat([network(groups[i : i + chunk], spectrum) for i in range(0, len(groups), chunk)])
+    return up + scatter_residual(residual.float(), index, lr.shape[1])
+
+
+def sr_loss(network, prepared: Prepared, crops: dict, options: TrainingOptions, device: str):
+    """L1 + α·SAD (on spectra in relative units, each band weighted alike) + β·‖A_SR − Up(A_LR)‖₁."""
+    import torch
+    import torch.nn.functional as F
+
+    spectrum = crops.get("spectrum")
+    sr = super_resolve_patches(network, prepared, crops["lr"], crops["mean_band"], crops["up"], spectrum, device)
+    hr = crops["hr"]
+    loss = F.l1_loss(sr, hr)
+    gain, bias = prepared.gain.to(device), prepared.bias.to(device)
+    relative_sr, relative_hr = sr * gain + bias, hr * gain + bias
+    if options.alpha > 0:
+        loss = loss + options.alpha * spectral_angle_loss(relative_sr, relative_hr)
+    if network.unmixing is not None and options.beta > 0:
+        encoder = network.unmixing.encoder
+        adapter = prepared.adapter.to(device)
+        abundances_sr = encoder(torch.einsum("cb,pbhw->pchw", adapter, relative_sr))
+        abundances_lr = F.interpolate(encoder(spectrum), size=sr.shape[-2:], mode="bilinear", align_corners=False)
+        loss = loss + options.beta * F.l1_loss(abundances_sr.float(), abundances_lr.float())
+    return loss
+
+
+def _validate(network, prepared_val: list[Prepared], device: str) -> dict:
+    """PSNR gain over bicubic on standardised bands (each band alike), mean over validation scenes."""
+    import torch
+
+    network.eval()
+    gains = []
+    with torch.inference_mode():
+        for scene in prepared_val:
+            sr = super_resolve_patches(
+                network, scene, scene.lr[None].to(device), scene.mean_band[None].to(device), scene.up[None].to(device),
+                _on(None if scene.spectrum is None else scene.spectrum[None], device), device, chunk=16,
+            ).cpu()[0]
+            error_model = float(((sr - scene.hr) ** 2).mean())
+            error_bicubic = float(((scene.up - scene.hr) ** 2).mean())
+            gains.append(10 * math.log10(max(error_bicubic, 1e-20) / max(error_model, 1e-20)))
+    network.train()
+    if network.unmixing is not None:
+        network.unmixing.eval()
+    return {"val_psnr_gain_db": float(np.mean(gains))}
+
+
+def evaluate_scenes(model, scenes: list[Scene], scale: int, *, calibrate: bool = False) -> dict:
+    """Model vs bicubic on (HR, LR) pairs through the real inference path; metrics from hsiuu_cli.metrics."""
+    from ..metrics import ergas, psnr, sam, ssim
+    from .inference import super_resolve_cube
+
+    rows = []
+    for scene in scenes:
+        lr_cube = Cube(data=scene.lr)
+        model_out, _ = super_resolve_cube(lr_cube, scale, model, method="model", dtype=np.float32, calibrate=calibrate)
+        bicubic_out, _ = super_resolve_cube(lr_cube, scale, None, method="bicubic", dtype=np.float32)
+        result, baseline = np.asarray(model_out.data), np.asarray(bicubic_out.data)
+        row = {"scene": scene.name, "bands": int(scene.hr.shape[2]), "hr_size": list(scene.hr.shape[:2])}
+        for label, values in (("", result), ("_bicubic", baseline)):
+            row["psnr" + label] = psnr(values, scene.hr)
+            row["sam" + label] = sam(values, scene.hr)
+            row["ergas" + label] = ergas(values, scene.hr, scale)
+            row["ssim" + label] = ssim(values, scene.hr)
+        rows.append(row)
+    keys = [k for k in rows[0] if k not in ("scene", "bands", "hr_size")] if rows else []
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    return {"scenes": rows, "mean": mean}
+
+
+def model_info_for(result: TrainingResult, options: TrainingOptions, description: str = ""):
+    """What the trained model fits: any band count for a band-agnostic model; else the training
+    sensors' band counts (±10 %) and wavelength span."""
+    from .export import ModelInfo
+
+    if options.band_agnostic:
+        return ModelInfo(result.config, 1, None, None, options.degradation, description)
+    low, high = result.bands_range
+    return ModelInfo(
+        result.config,
+        max(1, math.floor(0.9 * low)),
+        math.ceil(1.1 * high),
+        result.wavelength_range,
+        options.degradation,
+        description,
+    )
+
+
+def train_and_export(
+    paths: list[Path],
+    options: TrainingOptions,
+    stem: Path,
+    *,
+    val_paths: list[Path] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    command: str = "",
+    description: str = "",
+    on_progress: Callable[[dict], None] | None = None,
+) -> tuple[dict[str, Path], dict]:
+    """Train, evaluate on the validation scenes through the ONNX inference path, and write the
+    model (ONNX, safetensors, card). Returns the written paths and the card."""
+    from ..io.atomic import check_outputs
+    from .export import export_model, model_paths, onnx_bytes
+    from .registry import LoadedModel
+
+    outputs = model_paths(stem)
+    # Training takes minutes: make the model folder rather than fail at the end for want of it.
+    outputs["onnx"].parent.mkdir(parents=True, exist_ok=True)
+    check_outputs(list(outputs.values()), overwrite)
+    checkpoint = outputs["onnx"].with_name(outputs["onnx"].stem + CHECKPOINT_SUFFIX)
+    result = train(paths, options, val_paths=val_paths, checkpoint=checkpoint, resume=resume, on_progress=on_progress)
+    info = model_info_for(result, options, description)
+    graph = onnx_bytes(result.network, info)
+    metrics = None
+    if result.val_scenes:
+        model = LoadedModel(outputs["onnx"].stem, outputs["onnx"], info, graph, None, None)
+        metrics = evaluate_scenes(model, result.val_scenes, options.scale)
+        metrics["degradation"] = options.degradation
+        metrics["calibrated"] = False
+    card = {
+        "training": {
+            "command": command,
+            "device": result.device,
+            "seed": options.seed,
+            "epochs": options.epochs,
+            "steps_per_epoch": options.steps_per_epoch,
+            "unmixing_steps": options.unmixing_steps if result.config.unmixing else 0,
+            "patch": options.hr_patch,
+            "batch": options.batch,
+            "learning_rate": options.learning_rate,
+            "alpha_sad": options.alpha,
+            "beta_abundance": options.beta if result.config.unmixing else 0.0,
+            "self_supervised": options.self_supervised,
+            "wall_time_s": round(result.wall_time_s, 1),
+            "train_scenes": result.train_scenes,
+            "val_scenes": [s.name for s in result.val_scenes],
+            "history": result.history,
+        },
+        "metrics": metrics,
+    }
+    written = export_model(result.network, info, stem, card, overwrite=overwrite, graph=graph)
+    checkpoint.unlink(missing_ok=True)
+    return written, card

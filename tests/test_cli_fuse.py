@@ -1,0 +1,257 @@
+"""`hsiuu fuse` through the app: outputs on the MSI grid with the HSI's bands, side outputs, no-data,
+grids, and every bad input (one-line error, exit 1, nothing written)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affine import Affine
+from conftest import make_mixture
+
+from hsiuu_cli import degrade, metrics
+from hsiuu_cli.cli.app import app
+from hsiuu_cli.cube import Cube
+from hsiuu_cli.io import read_cube, read_library, write_cube
+
+HR_TRANSFORM = Affine.translation(500000.0, 4000000.0) @ Affine.scale(2.0, -2.0)
+FAST = ["--epochs", "60"]
+
+
+def write_srf_csv(path: Path, centres=(500, 800, 1300, 2000), width=150.0, grid=np.arange(380, 2421)) -> Path:
+    responses = np.exp(-0.5 * ((grid[:, None] - np.asarray(centres, float)[None]) / width) ** 2)
+    names = [f"band{i + 1}" for i in range(len(centres))]
+    rows = ["wavelength_nm," + ",".join(names)] + [
+        f"{w}," + ",".join(f"{v:.6f}" for v in row) for w, row in zip(grid, responses)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def truth():
+    cube, _, _, wavelengths = make_mixture(32, 32, 40, 3, seed=3)
+    return cube, wavelengths
+
+
+@pytest.fixture
+def scene(tmp_path, truth):
+    """LR-HSI (8×8×40, georeferenced) and MSI (32×32×4 on a 4× finer grid), plus the SRF CSV."""
+    from hsiuu_cli.srf import load_srf, srf_matrix
+
+    cube, wavelengths = truth
+    folder = tmp_path / "in"
+    folder.mkdir()
+    srf_csv = write_srf_csv(folder / "my_msi.csv")
+    matrix = srf_matrix(load_srf(srf_csv), wavelengths)
+    lr = degrade.spatial_degrade(cube, 4, sigma=2.0)
+    msi = degrade.spectral_degrade(cube, matrix)
+    lr_path = write_cube(
+        Cube(lr, wavelengths=wavelengths, fwhm=np.full(40, 50.0), crs="EPSG:32611", transform=HR_TRANSFORM @ Affine.scale(4)),
+        folder / "lr.hdr",
+    )
+    msi_path = write_cube(Cube(msi, crs="EPSG:32611", transform=HR_TRANSFORM, band_names=["band1", "band2", "band3", "band4"]), folder / "msi.hdr")
+    out = tmp_path / "out"
+    out.mkdir()
+    return {"lr": lr_path, "msi": msi_path, "srf": srf_csv, "matrix": matrix, "out": out, "folder": folder}
+
+
+def run(runner, *args):
+    return runner.invoke(app, ["fuse", *[str(a) for a in args]])
+
+
+def one_error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_fuses_onto_the_msi_grid_with_the_hsi_bands(runner, scene, truth):
+    output = scene["out"] / "fused.hdr"
+    result = run(runner, scene["lr"], scene["msi"], "--srf", scene["srf"], "-o", output, *FAST)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(output)
+    fused = read_cube(output)
+    cube, wavelengths = truth
+    assert fused.shape == (32, 32, 40)
+    np.testing.assert_allclose(fused.wavelengths, wavelengths)
+    np.testing.assert_allclose(fused.fwhm, 50.0)
+    assert fused.transform.almost_equals(HR_TRANSFORM)
+    assert fused.crs is not None
+    bicubic = degrade.resize_bicubic(read_cube(scene["lr"]).physical(), 32, 32)
+    assert metrics.psnr(fused.physical(), cube) > metrics.psnr(bicubic, cube) + 6.0
+
+
+def test_json_summary_and_side_outputs(runner, scene):
+    output = scene["out"] / "fused.tif"
+    result = run(
+        runner, scene["lr"], scene["msi"], "--srf", scene["srf"], "-o", output, "--json",
+        "--save-abundances", "--save-endmembers", "--quicklook", "--endmembers", "5", *FAST,
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["method"] == "spectramorph" and summary["endmembers"] == 5 and summary["epochs"] == 60
+    assert np.isfinite(summary["training_loss"]) and summary["seconds"] > 0
+    out = scene["out"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "fused.tif", "fused_abundances.tif", "fused_endmembers.csv", "fused_endmembers.hdr",
+        "fused_endmembers.sli", "fused_quicklook.png",
+    ]
+    abundances = read_cube(out / "fused_abundances.tif")
+    assert abundances.shape == (32, 32, 5)
+    library = read_library(out / "fused_endmembers.sli")
+    assert library.spectra.shape == (5, 40) and library.wavelengths is not None
+    assert read_library(out / "fused_endmembers.csv").spectra.shape == (5, 40)
+    from PIL import Image
+
+    with Image.open(out / "fused_quicklook.png") as image:
+        assert image.size[1] == 32 and image.size[0] > 3 * 32
+
+
+@pytest.mark.parametrize("method", ["cnmf", "gsa", "bicubic"])
+def test_baseline_methods(runner, scene, method):
+    output = scene["out"] / f"{method}.hdr"
+    result = run(runner, scene["lr"], scene["msi"], "--srf", scene["srf"], "-o", output, "--method", method, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["method"] == method
+    assert read_cube(output).shape == (32, 32, 40)
+
+
+def test_same_seed_same_bytes(runner, scene):
+    first, second = scene["out"] / "a.hdr", scene["out"] / "b.hdr"
+    for output in (first, second):
+        assert run(runner, scene["lr"], scene["msi"], "--srf", scene["srf"], "-o", output, "--seed", "7", *FAST).exit_code == 0
+    assert first.with_suffix(".img").read_bytes() == second.with_suffix(".img").read_bytes()
+
+
+def test_existing_output_needs_overwrite(runner, scene):
+    output = scene["out"] / "fused.hdr"
+    assert run(runner, scene["lr"], scene["msi"], "--srf", scene["srf"], "-o", output, *FAST).exit_code == 0
+    result = run(runner, scene["lr"], scene["msi"], "--srf", scene["srf"], "-o", output, *FAST)
+    assert result.exit_code == 1 and "--overwrite" in one_error_line(result)
+    assert run(runner, scene["lr"], scene["msi"], "--srf", scene["srf"], "-o", output, "--overwrite", *FAST).exit_code == 0
+
+
+def test_srf_matrix_for_an_hsi_without_wavelengths(runner, scene, tmp_path):
+    lr = read_cube(scene["lr"])
+    bare = write_cube(lr.replace(wavelengths=None, fwhm=None), scene["folder"] / "bare.hdr")
+    matrix_csv = scene["folder"] / "matrix.csv"
+    np.savetxt(matrix_csv, scene["matrix"], delimiter=",", header="band1,band2,band3,band4", comments="")
+    output = scene["out"] / "fused.hdr"
+    result = run(runner, bare, scene["msi"], "--srf-matrix", matrix_csv, "-o", output, *FAST)
+    assert result.exit_code == 0, result.output
+    assert read_cube(output).shape == (32, 32, 40)
+
+
+def test_no_data_is_masked_and_written_as_nan(runner, scene):
+    msi = read_cube(scene["msi"])
+    data = np.array(msi.data)
+    data[4:12, 8:20] = 0.0  # a black patch
+    patched = write_cube(msi.replace(data=data, nodata=0.0), scene["folder"] / "patched.hdr")
+    output = scene["out"] / "fused.hdr"
+    result = run(runner, scene["lr"], patched, "--srf", scene["srf"], "-o", output, *FAST)
+    assert result.exit_code == 0, result.output
+    fused = read_cube(output)
+    values = fused.physical()
+    assert np.isnan(values[4:12, 8:20]).all()
+    assert np.isfinite(values[20:]).all()
+    assert fused.nodata is not None and np.isnan(fused.nodata)
+
+
+def test_extents_are_cut_to_the_overlap(runner, scene):
+    """An MSI reaching 4 HR rows above and 8 columns right of the HSI is cut to the HSI's extent."""
+    msi = read_cube(scene["msi"])
+    data = np.pad(np.array(msi.data), ((4, 0), (0, 8), (0, 0)), mode="edge")
+    wider = write_cube(
+        msi.replace(data=data, transform=HR_TRANSFORM @ Affine.translation(0, -4)), scene["folder"] / "wider.hdr"
+    )
+    output = scene["out"] / "fused.hdr"
+    result = run(runner, scene["lr"], wider, "--srf", scene["srf"], "-o", output, *FAST)
+    assert result.exit_code == 0, result.output
+    fused = read_cube(output)
+    assert fused.shape == (32, 32, 40)
+    assert fused.transform.almost_equals(HR_TRANSFORM)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input: one line naming the file, exit 1, nothing written
+# ---------------------------------------------------------------------------------------------
+
+
+def _bad_cases(scene):
+    lr = read_cube(scene["lr"])
+    msi = read_cube(scene["msi"])
+    folder = scene["folder"]
+    return {
+        "no wavelengths": (
+            [write_cube(lr.replace(wavelengths=None, fwhm=None), folder / "nowl.hdr"), scene["msi"], "--srf", scene["srf"]],
+            "no wavelengths",
+            "nowl.hdr",
+        ),
+        "srf band count": ([scene["lr"], scene["msi"], "--srf", "sentinel2a:B2,B3"], "2 bands", "msi.hdr"),
+        "non-integer ratio": (
+            [scene["lr"], write_cube(Cube(np.array(msi.data)[:30, :30]), folder / "odd.hdr"), "--srf", scene["srf"]],
+            "integer",
+            "odd.hdr",
+        ),
+        "misaligned": (
+            [scene["lr"], write_cube(msi.replace(transform=HR_TRANSFORM @ Affine.translation(0.5, 0)), folder / "shifted.hdr"), "--srf", scene["srf"]],
+            "misaligned",
+            "shifted.hdr",
+        ),
+        "different crs": (
+            [scene["lr"], write_cube(msi.replace(crs="EPSG:32612"), folder / "utm12.hdr"), "--srf", scene["srf"]],
+            "coordinate reference",
+            "utm12.hdr",
+        ),
+        "msi smaller": ([scene["msi"], scene["lr"], "--srf", scene["srf"]], "smaller", "lr.hdr"),
+        "all no-data": (
+            [write_cube(lr.replace(data=np.full(lr.shape, np.nan, np.float32)), folder / "empty.hdr"), scene["msi"], "--srf", scene["srf"]],
+            "no valid pixel",
+            "empty.hdr",
+        ),
+        "K above bands": ([scene["lr"], scene["msi"], "--srf", scene["srf"], "--endmembers", "41"], "40 bands", "lr.hdr"),
+        "K above pixels": (
+            [
+                write_cube(lr.replace(data=np.array(lr.data)[:2, :2]), folder / "tiny.hdr"),
+                write_cube(msi.replace(data=np.array(msi.data)[:8, :8]), folder / "tiny_msi.hdr"),
+                "--srf", scene["srf"], "--endmembers", "5",
+            ],
+            "4 valid pixels",
+            "tiny.hdr",
+        ),
+        "srf outside range": (
+            [scene["lr"], write_cube(Cube(np.array(msi.data)[:, :, :1]), folder / "pan.hdr"), "--srf", write_srf_csv(folder / "far.csv", centres=(3000,), width=50, grid=np.arange(2800, 3201))],
+            "does not overlap",
+            "lr.hdr",
+        ),
+    }
+
+
+CASES = ["no wavelengths", "srf band count", "non-integer ratio", "misaligned", "different crs", "msi smaller",
+         "all no-data", "K above bands", "K above pixels", "srf outside range"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_is_one_line_exit_1_and_nothing_written(runner, scene, name):
+    args, words, path_part = _bad_cases(scene)[name]
+    output = scene["out"] / "fused.hdr"
+    result = run(runner, *args, "-o", output, *FAST)
+    assert result.exit_code == 1, result.output
+    line = one_error_line(result)
+    assert words in line and path_part in line
+    assert list(scene["out"].iterdir()) == []
+
+
+def test_usage_errors_exit_2(runner, scene):
+    output = scene["out"] / "fused.hdr"
+    assert run(runner, scene["lr"], scene["msi"], "-o", output).exit_code == 2
+    both = run(runner, scene["lr"], scene["msi"], "--srf", scene["srf"], "--srf-matrix", scene["srf"], "-o", output)
+    assert both.exit_code == 2
+    assert run(runner, scene["lr"], scene["msi"], "--srf", scene["srf"], "-o", output, "--endmembers", "x").exit_code == 2
+    assert list(scene["out"].iterdir()) == []

@@ -1,0 +1,182 @@
+"""`hsiuu train superres` and `hsiuu superres` from the command line (tiny cubes, tiny networks)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from hsiuu_cli.cli.app import app
+from hsiuu_cli.cube import Cube
+from hsiuu_cli.io import read_cube, write_cube
+from hsiuu_cli.superres import registry
+from hsiuu_cli.superres.export import sha256_file
+from hsiuu_cli.superres.training import TrainingOptions, train
+
+from conftest import make_mixture
+
+TINY = ["--width", "8", "--depth", "1", "--channels", "6", "--endmembers", "3", "--batch", "2",
+        "--steps-per-epoch", "2", "--unmixing-steps", "2", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def cubes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hr")
+    for seed in range(3):
+        cube, _, _, wavelengths = make_mixture(rows=24, cols=24, bands=12, seed=seed)
+        write_cube(Cube(data=cube, wavelengths=wavelengths), folder / f"scene{seed}.hdr")
+    return folder
+
+
+@pytest.fixture
+def georeferenced(tmp_path):
+    cube, _, _, wavelengths = make_mixture(rows=12, cols=10, bands=7, seed=9)
+    transform = Affine(30.0, 0.0, 500000.0, 0.0, -30.0, 4100000.0) @ Affine.rotation(10)
+    source = Cube(
+        data=np.round(cube * 10000).astype(np.int16),
+        wavelengths=wavelengths[:7],
+        fwhm=np.full(7, 10.0),
+        bad_bands=np.array([False] * 6 + [True]),
+        band_names=[f"b{i}" for i in range(7)],
+        scale_factor=10000.0,
+        crs="EPSG:32611",
+        transform=transform,
+    )
+    path = tmp_path / "scene.hdr"
+    write_cube(source, path)
+    return path, source
+
+
+def test_train_writes_onnx_safetensors_and_card(runner, cubes, tmp_path):
+    stem = tmp_path / "models" / "tiny_x2"
+    result = runner.invoke(app, ["train", "superres", str(cubes), "--scale", "2", "-o", str(stem), "--epochs", "2", *TINY])
+    assert result.exit_code == 0, result.output
+    written = {p.suffix for p in map(lambda line: stem.with_name(line.split("/")[-1]), result.stdout.split())}
+    assert written == {".onnx", ".safetensors", ".json", ".md"}
+    card = json.loads(stem.with_suffix(".json").read_text())
+    assert card["files"]["onnx"]["sha256"] == sha256_file(stem.with_suffix(".onnx"))
+    assert card["files"]["safetensors"]["sha256"] == sha256_file(stem.with_suffix(".safetensors"))
+    assert card["training"]["command"].startswith("hsiuu train superres")
+    assert "--scale 2" in card["training"]["command"] and "--epochs 2" in card["training"]["command"]
+    assert len(card["training"]["val_scenes"]) == 1 and len(card["training"]["train_scenes"]) == 2
+    assert set(card["metrics"]["mean"]) >= {"psnr", "psnr_bicubic", "sam", "sam_bicubic", "ergas", "ssim"}
+    assert card["config"]["unmixing"] is True
+    assert not list(stem.parent.glob("*.checkpoint.*"))
+    # The trained model runs through `hsiuu superres`.
+    scene = cubes / "scene0.hdr"
+    out = tmp_path / "out.hdr"
+    run = runner.invoke(app, ["superres", str(scene), "--scale", "2", "--model", str(stem.with_suffix(".onnx")), "-o", str(out)])
+    assert run.exit_code == 0, run.output
+    assert read_cube(out).shape == (48, 48, 12)
+
+
+def test_train_band_agnostic_self_supervised(runner, cubes, tmp_path):
+    stem = tmp_path / "self_x2"
+    result = runner.invoke(
+        app,
+        ["train", "superres", str(cubes / "scene1.hdr"), "--scale", "2", "-o", str(stem), "--self",
+         "--band-agnostic", "--epochs", "1", "--width", "8", "--depth", "1", "--batch", "2",
+         "--steps-per-epoch", "2", "--val-fraction", "0.25"],
+    )
+    assert result.exit_code == 0, result.output
+    card = json.loads(stem.with_suffix(".json").read_text())
+    assert card["kind"] == "bandwise" and card["bands"] == {"min": 1, "max": None}
+    assert card["training"]["self_supervised"] is True
+    assert card["training"]["val_scenes"] == [f"{cubes / 'scene1.hdr'} (bottom)"]
+
+
+def test_training_is_deterministic_and_resumable(cubes, tmp_path):
+    paths = sorted(cubes.glob("*.hdr"))
+    options = dict(scale=2, width=8, depth=1, channels=6, endmembers=3, batch=2, steps_per_epoch=2, unmixing_steps=2, threads=1)
+    one = train(paths, TrainingOptions(epochs=2, **options))
+    two = train(paths, TrainingOptions(epochs=2, **options))
+    for (name, a), b in zip(one.network.state_dict().items(), two.network.state_dict().values()):
+        assert np.array_equal(a.numpy(), b.numpy()), name
+    checkpoint = tmp_path / "run.checkpoint.safetensors"
+
+    def interrupt_after_first_epoch(event):
+        if event["phase"] == "epoch":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(paths, TrainingOptions(epochs=2, **options), checkpoint=checkpoint, on_progress=interrupt_after_first_epoch)
+    resumed = train(paths, TrainingOptions(epochs=2, **options), checkpoint=checkpoint, resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    assert resumed.history == one.history
+    for (name, a), b in zip(one.network.state_dict().items(), resumed.network.state_dict().values()):
+        assert np.array_equal(a.numpy(), b.numpy()), name
+    with pytest.raises(Exception, match="width"):
+        train(paths, TrainingOptions(epochs=3, **{**options, "width": 16}), checkpoint=checkpoint, resume=True)
+
+
+def test_train_rejects_bad_scale_and_existing_output(runner, cubes, tmp_path):
+    result = runner.invoke(app, ["train", "superres", str(cubes), "--scale", "5", "-o", str(tmp_path / "m")])
+    assert result.exit_code == 1 and "scale 5 is not supported" in result.output
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    result = runner.invoke(app, ["train", "superres", str(cubes), "--scale", "2", "-o", str(tmp_path / "m"), *TINY])
+    assert result.exit_code == 1 and "exists" in result.output
+    assert (tmp_path / "m.onnx").read_bytes() == b"x"
+
+
+def test_superres_with_shipped_model_updates_geo_and_keeps_metadata(runner, georeferenced, tmp_path):
+    if not registry.SHIPPED:
+        pytest.fail("no shipped models registered")
+    source_path, source = georeferenced
+    out = tmp_path / "sharp.hdr"
+    result = runner.invoke(app, ["superres", str(source_path), "--scale", "2", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)
+    sharp = read_cube(out)
+    assert sharp.shape == (24, 20, 7)
+    assert sharp.data.dtype == np.int16 and sharp.scale_factor == 10000.0
+    expected = source.transform @ Affine.scale(0.5)
+    assert sharp.transform.almost_equals(expected, precision=1e-6)
+    assert sharp.transform.c == source.transform.c and sharp.transform.f == source.transform.f
+    np.testing.assert_allclose(sharp.wavelengths, source.wavelengths)
+    np.testing.assert_allclose(sharp.fwhm, source.fwhm)
+    np.testing.assert_array_equal(sharp.bad_bands, source.bad_bands)
+    assert sharp.band_names == source.band_names
+    # Values stay close to the scene's own (a sharpened, not a different, image).
+    lr_mean = source.data[:, :, :6].astype(float).mean()
+    assert abs(np.asarray(sharp.data)[:, :, :6].astype(float).mean() - lr_mean) < 0.05 * lr_mean
+
+
+def test_batch_naming_and_bicubic(runner, cubes, tmp_path):
+    result = runner.invoke(
+        app, ["superres", str(cubes / "scene0.hdr"), str(cubes / "scene1.hdr"), "--scale", "3", "--method", "bicubic",
+              "--out-dir", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("*.hdr")) == ["scene0_x3.hdr", "scene1_x3.hdr"]
+    assert read_cube(tmp_path / "scene0_x3.hdr").shape == (72, 72, 12)
+
+
+def test_bad_inputs(runner, cubes, georeferenced, tmp_path):
+    scene = str(cubes / "scene0.hdr")
+    result = runner.invoke(app, ["superres", scene, "--scale", "5", "-o", str(tmp_path / "a.hdr")])
+    assert result.exit_code == 1 and "scale 5 is not supported (supported: 2, 3, 4, 8)" in result.output
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x08\x07garbage")
+    result = runner.invoke(app, ["superres", scene, "--scale", "2", "--model", str(broken), "-o", str(tmp_path / "b.hdr")])
+    assert result.exit_code == 1 and "not a valid ONNX model" in result.output
+    assert not list(tmp_path.glob("b.*"))
+    existing = tmp_path / "c.hdr"
+    write_cube(read_cube(scene), existing)
+    before = existing.read_bytes()
+    result = runner.invoke(app, ["superres", scene, "--scale", "2", "--method", "bicubic", "-o", str(existing)])
+    assert result.exit_code == 1 and "exists" in result.output and existing.read_bytes() == before
+
+
+def test_model_that_does_not_fit_names_what_fits(runner, cubes, tmp_path):
+    stem = tmp_path / "wide_x2"
+    assert runner.invoke(app, ["train", "superres", str(cubes), "--scale", "2", "-o", str(stem), "--epochs", "1", *TINY]).exit_code == 0
+    narrow, *_ = make_mixture(rows=8, cols=8, bands=3, seed=1)
+    write_cube(Cube(data=narrow), tmp_path / "rgb.hdr")
+    result = runner.invoke(app, ["superres", str(tmp_path / "rgb.hdr"), "--scale", "2", "--model", str(stem) + ".onnx",
+                                 "-o", str(tmp_path / "x.hdr")])
+    assert result.exit_code == 1
+    assert "takes 10–14 bands and the scene has 3" in result.output
+    if registry.SHIPPED:
+        assert "models that fit:" in result.output

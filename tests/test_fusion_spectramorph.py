@@ -1,0 +1,121 @@
+"""SpectraMorph on tiny synthetic scenes built with hsiuu_cli.degrade from make_mixture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_mixture
+
+from hsiuu_cli import degrade, metrics
+import hsiuu_cli.fusion as fusion
+from hsiuu_cli.fusion import fuse
+
+
+def gaussian_srf(wavelengths: np.ndarray, centres, width: float) -> np.ndarray:
+    """B × b matrix of Gaussian bands (columns sum to 1)."""
+    matrix = np.exp(-0.5 * ((wavelengths[:, None] - np.asarray(centres, float)[None, :]) / width) ** 2)
+    return matrix / matrix.sum(axis=0)
+
+
+@pytest.fixture(scope="module")
+def case():
+    cube, endmembers, abundances, wavelengths = make_mixture(48, 48, 40, 3, seed=1)
+    srf = gaussian_srf(wavelengths, [500, 800, 1300, 2000], 150)
+    lr = degrade.spatial_degrade(cube, 4, sigma=2.0)
+    msi = degrade.spectral_degrade(cube, srf)
+    return cube, lr, msi, srf, wavelengths
+
+
+@pytest.fixture(scope="module")
+def fused(case):
+    cube, lr, msi, srf, _ = case
+    return fuse(lr, msi, srf, seed=0, return_abundances=True)
+
+
+def test_beats_bicubic_by_a_margin(case, fused):
+    cube, lr, msi, srf, _ = case
+    bicubic = fuse(lr, msi, srf, method="bicubic").fused
+    assert metrics.psnr(fused.fused, cube) > metrics.psnr(bicubic, cube) + 6.0
+    assert metrics.sam(fused.fused, cube) < 0.5 * metrics.sam(bicubic, cube)
+
+
+def test_pan_only_still_beats_bicubic(case):
+    cube, lr, _, _, wavelengths = case
+    pan_srf = gaussian_srf(wavelengths, [900], 400)
+    pan = degrade.spectral_degrade(cube, pan_srf)
+    result = fuse(lr, pan, pan_srf, seed=0)
+    bicubic = fuse(lr, pan, pan_srf, method="bicubic").fused
+    assert result.fused.shape == cube.shape
+    assert metrics.psnr(result.fused, cube) > metrics.psnr(bicubic, cube) + 3.0
+
+
+def test_outputs_and_summary(case, fused):
+    cube, lr, _, _, _ = case
+    assert fused.fused.shape == cube.shape and fused.fused.dtype == np.float32
+    assert fused.valid.all()
+    assert fused.endmembers.shape == (8, cube.shape[2])
+    assert fused.abundances.shape == cube.shape[:2] + (8,)
+    info = fused.info
+    assert info["method"] == "spectramorph" and info["endmembers"] == 8 and info["ratio"] == 4
+    assert np.isfinite(info["training_loss"]) and info["epochs"] >= 1
+    # the PSF is estimated from the data: σ = 2 px sampled at pixel 1 of every 4
+    assert info["psf_sigma"] == pytest.approx(2.0, abs=0.15)
+    np.testing.assert_allclose(info["psf_phase"], [1.0, 1.0], atol=0.15)
+
+
+def test_deterministic_with_seed(case, fused):
+    _, lr, msi, srf, _ = case
+    again = fuse(lr, msi, srf, seed=0)
+    np.testing.assert_array_equal(again.fused, fused.fused)
+    other = fuse(lr, msi, srf, seed=5)
+    assert not np.array_equal(other.fused, fused.fused)
+
+
+def test_strips_give_the_same_cube_as_one_pass(case, fused, monkeypatch):
+    """Memory is bounded by the strip size, not the grid: many small strips change nothing."""
+    _, lr, msi, srf, _ = case
+    monkeypatch.setattr(fusion, "STRIP_BYTES", 1)  # one ratio-high strip at a time
+    stripped = fuse(lr, msi, srf, seed=0)
+    np.testing.assert_allclose(stripped.fused, fused.fused, rtol=1e-4, atol=1e-5 * float(np.abs(fused.fused).max()))
+
+
+def test_fills_a_given_output_array(case, tmp_path):
+    _, lr, msi, srf, _ = case
+    out = np.lib.format.open_memmap(tmp_path / "out.npy", mode="w+", dtype=np.float32, shape=msi.shape[:2] + (lr.shape[2],))
+    result = fuse(lr, msi, srf, seed=0, out=out, epochs=50)
+    assert result.fused is out
+    assert np.isfinite(np.asarray(out)).all()
+
+
+def test_no_data_is_masked_not_fused(case):
+    cube, lr, msi, srf, _ = case
+    msi = msi.copy()
+    msi[5:15, 20:30] = np.nan  # a gap in the MSI
+    lr_valid = np.ones(lr.shape[:2], bool)
+    lr_valid[9, 9] = False  # and one HSI pixel without data
+    lr = lr.copy()
+    lr[9, 9] = 0.0
+    result = fuse(lr, msi, srf, seed=0, lr_valid=lr_valid, epochs=100)
+    assert np.isnan(result.fused[5:15, 20:30]).all()
+    assert np.isnan(result.fused[36:40, 36:40]).all()
+    keep = result.valid
+    assert keep.sum() == 48 * 48 - 100 - 16
+    assert np.isfinite(result.fused[keep]).all()
+    # the gaps do not spoil the rest
+    bicubic = degrade.resize_bicubic(lr, 48, 48)
+    assert metrics.psnr(result.fused, cube, mask=keep) > metrics.psnr(bicubic, cube, mask=keep) + 6.0
+
+
+@pytest.mark.parametrize("coefficients", ["nonneg", "simplex"])
+def test_constrained_coefficients_respect_their_constraints(case, coefficients):
+    _, lr, msi, srf, _ = case
+    result = fuse(lr, msi, srf, seed=0, epochs=60, coefficients=coefficients, return_abundances=True)
+    assert (result.abundances >= 0).all()
+    if coefficients == "simplex":
+        np.testing.assert_allclose(result.abundances.sum(axis=2), 1.0, atol=1e-4)
+
+
+def test_auto_endmembers_uses_the_signal_dimension(case):
+    _, lr, msi, srf, _ = case
+    result = fuse(lr, msi, srf, endmembers="auto", epochs=30)
+    assert 2 <= result.info["endmembers"] <= 16
