@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -245,23 +244,26 @@ def _write_speed_inputs(folder: Path, rows: int, bands: int, ratio: int) -> tupl
 
 
 def _run_cli(args_list: list[str], threads: int) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (MiB) and stdout of `python -m hsiuu_cli ...` in a fresh process."""
+    """Wall seconds, peak RSS (MiB) and stdout of `hsiuu ...` (python -m hsiuu_cli) in a fresh process.
+
+    Peak RSS comes from GNU time (%M): a child forked from this process would inherit this
+    process's high-water mark."""
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = str(threads)
-    code = (
-        "import resource, sys, torch; torch.set_num_threads(%d); from hsiuu_cli.cli.app import app; "
-        "sys.argv = ['hsiuu'] + sys.argv[1:]\n"
-        "try:\n    app()\nfinally:\n"
-        "    print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)" % threads
-    )
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code, *args_list], cwd=ROOT, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr)
-    peak = [line for line in done.stderr.splitlines() if line.startswith("peak_rss_kib")]
-    return seconds, int(peak[-1].split()[1]) // 1024, done.stdout
+    env["HSIUU_TORCH_THREADS"] = str(threads)
+    code = "import os, torch; torch.set_num_threads(int(os.environ['HSIUU_TORCH_THREADS'])); from hsiuu_cli.cli.app import main; main()"
+    with tempfile.NamedTemporaryFile(suffix=".rss") as rss:
+        started = time.perf_counter()
+        done = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", rss.name, sys.executable, "-c", code, *args_list],
+            cwd=ROOT, env=env, capture_output=True, text=True,
+        )
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr)
+        peak_kib = int(Path(rss.name).read_text().split()[-1])
+    return seconds, peak_kib // 1024, done.stdout
 
 
 def run_speed(args) -> list[dict]:

@@ -1,8 +1,269 @@
-"""`hsiuu unmix` (placeholder until its issue lands)."""
+"""`hsiuu unmix SCENE... -o DIR`: endmember spectra and abundance maps (SMILE, VCA/N-FINDR + FCLS, NMF, library)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from .common import click_errors, detail, emit_json, expand_inputs, info, plan_outputs, progress, run_batch
+from .options import Device, Format, Inputs, Jobs, Json, NameTemplate, OutDir, Output, Overwrite, Quicklook, Seed
 
-def unmix_command() -> None:
-    """Not available yet."""
-    raise typer.Exit(1)
+DEFAULT_TEMPLATE = "{stem}_unmix"
+CUBE_SUFFIXES = (".hdr", ".img", ".dat", ".bsq", ".bil", ".bip", ".tif", ".tiff")
+
+
+def unmix_command(
+    inputs: Inputs,
+    endmembers: Annotated[
+        Optional[str],
+        typer.Option("--endmembers", "-k", help="Number of endmembers, or 'auto' (HySime estimate).", show_default="auto"),
+    ] = None,
+    method: Annotated[
+        Optional[str],
+        typer.Option("--method", help="smile (SR-guided network), vca-fcls, nfindr-fcls or nmf.", show_default="smile"),
+    ] = None,
+    library: Annotated[
+        Optional[Path],
+        typer.Option("--library", help="Known endmember spectra (.sli or .csv): supervised unmixing with FCLS."),
+    ] = None,
+    sparse: Annotated[
+        bool, typer.Option("--sparse", help="With --library: sparse unmixing (SUnSAL, ℓ1) for large libraries.")
+    ] = False,
+    scale: Annotated[
+        Optional[int],
+        typer.Option("--scale", help="SMILE: also write abundances on an s× finer grid (abundances_x<s>)."),
+    ] = None,
+    output: Output = None,
+    out_dir: OutDir = None,
+    name: NameTemplate = None,
+    format: Format = None,
+    quicklook: Quicklook = False,
+    seed: Seed = 0,
+    device: Device = "auto",
+    overwrite: Overwrite = False,
+    json_output: Json = False,
+    jobs: Jobs = 1,
+) -> None:
+    """Unmix hyperspectral cubes into endmember spectra and abundance maps.
+
+    -o DIR receives abundances.hdr/.img (one band per endmember; .tif with --format GTiff),
+    endmembers.sli + .csv, residual (per-pixel reconstruction RMSE), summary.json, and with
+    --scale s abundances_x<s>, with --quicklook quicklook.png. No-data and NaN pixels are
+    skipped and written as NaN. Bands flagged bad are left out. Several inputs: --out-dir,
+    one directory per input named by --name (default {stem}_unmix).
+    """
+    from ..unmixing import METHODS
+
+    if library is not None:
+        for given, flag in ((endmembers, "--endmembers"), (method, "--method"), (scale, "--scale")):
+            if given is not None:
+                raise click_errors.UsageError(f"{flag} does not apply with --library (the library gives the endmembers)")
+    elif sparse:
+        raise click_errors.UsageError("--sparse needs --library")
+    method = method or "smile"
+    if method not in METHODS:
+        raise typer.BadParameter(f"'{method}' is not a method (use {', '.join(METHODS)})", param_hint="--method")
+    count = _endmember_count(endmembers)
+    if scale is not None:
+        if scale < 2:
+            raise typer.BadParameter(f"the scale must be an integer of at least 2, got {scale}", param_hint="--scale")
+        if method != "smile":
+            raise click_errors.UsageError("--scale needs --method smile (the SR branch of the network gives the finer grid)")
+    extension = _extension(format)
+    paths = expand_inputs(inputs)
+    if output is not None and output.suffix.lower() in CUBE_SUFFIXES:
+        raise click_errors.UsageError(f"-o takes a directory for the unmixing outputs, not a file name ({output})")
+    targets = plan_outputs(
+        paths, output=output, out_dir=out_dir, template=name, default_template=DEFAULT_TEMPLATE, default_ext=""
+    )
+    summaries: list[dict] = []
+
+    def process(source: Path, directory: Path) -> list[Path]:
+        summary, written = _unmix_one(
+            source, directory, count=count, method=method, library=library, sparse=sparse, scale=scale,
+            format=format, extension=extension, quicklook=quicklook, seed=seed, device=device, overwrite=overwrite,
+        )
+        summaries.append(summary)
+        return [] if json_output else written
+
+    try:
+        run_batch(list(zip(paths, targets)), process, workers=jobs)
+    finally:
+        if json_output and summaries:
+            emit_json(summaries[0] if len(paths) == 1 else summaries)
+
+
+def _endmember_count(value: str | None) -> int | str:
+    if value is None or value.strip().lower() == "auto":
+        return "auto"
+    try:
+        count = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"'{value}' is not a number or 'auto'", param_hint="--endmembers") from None
+    if count < 2:
+        raise typer.BadParameter(f"at least 2 endmembers are needed, got {count}", param_hint="--endmembers")
+    return count
+
+
+def _extension(format: str | None) -> str:
+    if format is None or format.strip().lower() == "envi":
+        return ".hdr"
+    if format.strip().lower() in ("gtiff", "geotiff", "tif", "tiff"):
+        return ".tif"
+    raise typer.BadParameter(f"'{format}' is not an output format (use ENVI or GTiff)", param_hint="--format")
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    choice = device.strip().lower()
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        from ..errors import ParameterError
+
+        raise ParameterError("--device cuda was asked for but no CUDA device is available")
+    if choice not in ("cpu", "cuda"):
+        raise typer.BadParameter(f"'{device}' is not a device (use auto, cpu or cuda)", param_hint="--device")
+    return choice
+
+
+def _unmix_one(
+    source: Path, directory: Path, *, count, method, library, sparse, scale, format, extension, quicklook, seed,
+    device, overwrite,
+) -> tuple[dict, list[Path]]:
+    import numpy as np
+
+    from ..cube import Cube
+    from ..errors import CubeWriteError, HsiuuError
+    from ..grid import scaled_transform
+    from ..io import SpectralLibrary, atomic_write, check_output, output_files, read_cube, read_library, write_cube, write_library
+    from ..io.atomic import check_outputs
+    from ..unmixing import fit_library, unmix, unmix_with_library, usable_bands
+    from ..unmixing.quicklook import render_quicklook
+
+    cubes = {"abundances": directory / f"abundances{extension}", "residual": directory / f"residual{extension}"}
+    if scale:
+        cubes[f"abundances_x{scale}"] = directory / f"abundances_x{scale}{extension}"
+    others = [directory / "endmembers.sli", directory / "endmembers.hdr", directory / "endmembers.csv", directory / "summary.json"]
+    if quicklook:
+        others.append(directory / "quicklook.png")
+    if directory.exists() and not directory.is_dir():
+        raise CubeWriteError("output exists and is not a directory", directory)
+    if not directory.parent.is_dir():
+        raise CubeWriteError(f"output directory's parent {directory.parent} does not exist", directory)
+    created_directory = not directory.exists()
+    if not created_directory:
+        for path in cubes.values():
+            check_output(path, overwrite, format=format)
+        check_outputs(others, overwrite)
+
+    try:
+        cube = read_cube(source)
+        bands = usable_bands(cube)
+        data = cube.physical()[:, :, bands]
+        mask = cube.valid_mask()
+        wavelengths = None if cube.wavelengths is None else cube.wavelengths[bands]
+        torch_device = _resolve_device(device) if (library is None and method == "smile") else "cpu"
+        with progress(f"{source.name}: unmixing", None if library is not None else 1) as advance:
+            if library is not None:
+                reference = read_library(library)
+                spectra, inside = fit_library(reference.spectra, reference.wavelengths, wavelengths, bands.size, path=library)
+                bands, data = bands[inside], data[:, :, inside]
+                wavelengths = None if wavelengths is None else wavelengths[inside]
+                result = unmix_with_library(data, spectra, reference.names, sparse=sparse, mask=mask)
+            else:
+                done = [0]
+
+                def step(current: int, total: int) -> None:
+                    advance(current - done[0])
+                    done[0] = current
+
+                result = unmix(data, count, method=method, mask=mask, scale=scale, seed=seed, device=torch_device, progress=step)
+    except HsiuuError as exc:
+        if exc.path is None:
+            raise type(exc)(exc.message, source) from None
+        raise
+
+    skipped = result.skipped_pixels
+    if skipped:
+        info(f"{source.name}: {skipped} no-data/NaN pixels skipped (written as NaN)")
+    summary = {
+        "input": str(source),
+        "output_directory": str(directory),
+        "method": result.method,
+        "endmembers": len(result.names),
+        "names": result.names,
+        "seed": seed,
+        "scale": scale,
+        "library": None if library is None else str(library),
+        "device": torch_device,
+        "pixels": int(cube.rows * cube.cols),
+        "skipped_pixels": skipped,
+        "bands_used": int(bands.size),
+        "bands_total": int(cube.bands),
+        "wavelength_range_nm": None if wavelengths is None else [float(wavelengths.min()), float(wavelengths.max())],
+        "mean_residual_rmse": result.info.get("mean_residual_rmse"),
+        "details": {k: v for k, v in result.info.items() if k != "mean_residual_rmse"},
+    }
+    if count == "auto" and library is None:
+        info(f"{source.name}: HySime estimates {len(result.names)} endmembers")
+
+    def as_cube(values: np.ndarray, names: list[str] | None, factor: int = 1, what: str = "") -> Cube:
+        transform = cube.transform if (cube.transform is None or factor == 1) else scaled_transform(cube.transform, factor)
+        return Cube(
+            data=values.astype(np.float32),
+            band_names=names,
+            nodata=float("nan"),
+            crs=cube.crs,
+            transform=transform,
+            description=f"hsiuu unmix ({result.method}) {what} of {source.name}",
+        )
+
+    written: list[Path] = []
+    if created_directory:
+        directory.mkdir()
+    try:
+        write_cube(as_cube(result.abundances, result.names, what="abundances"), cubes["abundances"], format=format, overwrite=overwrite)
+        written += output_files(cubes["abundances"], format)
+        write_cube(as_cube(result.residual[:, :, None], ["reconstruction_rmse"], what="residual"), cubes["residual"], format=format, overwrite=overwrite)
+        written += output_files(cubes["residual"], format)
+        if scale:
+            fine = cubes[f"abundances_x{scale}"]
+            write_cube(as_cube(result.abundances_hr, result.names, scale, f"abundances ×{scale}"), fine, format=format, overwrite=overwrite)
+            written += output_files(fine, format)
+        endmember_library = SpectralLibrary(result.endmembers.astype(np.float32), result.names, wavelengths)
+        written += write_library(endmember_library, directory / "endmembers.sli", overwrite=overwrite)
+        written += write_library(endmember_library, directory / "endmembers.csv", overwrite=overwrite)
+        if quicklook:
+            with atomic_write(directory / "quicklook.png", overwrite) as temporary:
+                render_quicklook(
+                    result.abundances, result.endmembers, result.names, wavelengths, temporary,
+                    title=f"{source.name}: {result.method}, {len(result.names)} endmembers",
+                )
+            written.append(directory / "quicklook.png")
+        summary["outputs"] = [str(p) for p in written] + [str(directory / "summary.json")]
+        with atomic_write(directory / "summary.json", overwrite) as temporary:
+            import json
+
+            temporary.write_text(json.dumps(summary, indent=2, default=_json_value) + "\n", encoding="utf-8")
+        written.append(directory / "summary.json")
+    except BaseException:
+        # All or nothing: a run that fails half-way takes back what it wrote.
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created_directory:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+    detail(f"{source.name}: {result.info.get('seconds', 0):.1f} s")
+    info(f"{source.name}: {len(result.names)} endmembers ({result.method}) → {directory}")
+    return summary, written
+
+
+def _json_value(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,13 @@ def align_pair(lr: Cube, hr: Cube, lr_path: Path, hr_path: Path) -> AlignedPair:
     )
     lr_c, hr_c = _crop(lr, lr_rows, lr_cols), _crop(hr, hr_rows, hr_cols)
     return AlignedPair(lr_c, hr_c, check_grids(lr_c, hr_c, lr_path, hr_path), cropped)
+
+
+def valid_rows(cube: Cube, rows_per_block: int = 256) -> np.ndarray:
+    """``cube.valid_mask()`` computed a block of rows at a time (no full-size temporaries)."""
+    return np.concatenate(
+        [cube.replace(data=cube.data[start : start + rows_per_block]).valid_mask() for start in range(0, cube.rows, rows_per_block)]
+    )
 
 
 def good_bands(cube: Cube) -> np.ndarray:
@@ -177,23 +185,78 @@ def resolve_srf(
 class _GoodBandView:
     """Row-strip access to the good bands of a full-band output array (fusion writes good bands only)."""
 
-    def __init__(self, full: np.ndarray, bands: np.ndarray):
+    def __init__(self, full, bands: np.ndarray):
         self.full, self.bands = full, bands
         self.shape = full.shape[:2] + (bands.size,)
 
     def __getitem__(self, rows: slice) -> np.ndarray:
-        return self.full[rows][:, :, self.bands]
+        return np.asarray(self.full[rows])[:, :, self.bands]
 
     def __setitem__(self, rows: slice, value: np.ndarray) -> None:
-        self.full[rows][:, :, self.bands] = value
+        block = np.array(self.full[rows])
+        block[:, :, self.bands] = value
+        self.full[rows] = block
 
 
-def allocate(shape: tuple[int, int, int], scratch: Path | None, threshold_bytes: int = 512 * 2**20) -> np.ndarray:
-    """A float32 array, memory-mapped in ``scratch`` when it would exceed ``threshold_bytes``."""
+class RowFile:
+    """A rows × cols × bands float32 array in a file, read and written a strip of rows at a time
+    with plain file I/O.
+
+    Unlike a memory map, pages written here do not count against the process's resident memory,
+    so a fused cube larger than RAM costs only the strips being worked on. Supports what fusion and
+    the cube writers use: ``a[start:stop]`` (read and write), ``a[start:stop:step, ...]`` (read),
+    ``shape``, ``dtype``, ``ndim``.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, int, int]):
+        self.path, self.shape = Path(path), tuple(int(n) for n in shape)
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 3
+        self._row_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.ftruncate(self._fd, self.shape[0] * self._row_bytes)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _rows(self, key) -> tuple[slice, tuple]:
+        rows, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        if not isinstance(rows, slice):
+            raise TypeError("RowFile is indexed by a slice of rows")
+        return slice(*rows.indices(self.shape[0])), rest
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        count = max(0, stop - start)
+        raw = os.pread(self._fd, count * self._row_bytes, start * self._row_bytes)
+        return np.frombuffer(raw, dtype=self.dtype).reshape((count,) + self.shape[1:]).copy()
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows, rest = self._rows(key)
+        if rows.step == 1:
+            block = self._read(rows.start, rows.stop)
+        else:
+            block = np.stack([self._read(i, i + 1)[0] for i in range(rows.start, rows.stop, rows.step)])
+        return block[(slice(None),) + rest] if rest else block
+
+    def __setitem__(self, key, value) -> None:
+        rows, rest = self._rows(key)
+        if rest or rows.step != 1:
+            raise TypeError("RowFile is written a contiguous strip of whole rows at a time")
+        block = np.broadcast_to(np.asarray(value, dtype=self.dtype), (rows.stop - rows.start,) + self.shape[1:])
+        os.pwrite(self._fd, np.ascontiguousarray(block).tobytes(), rows.start * self._row_bytes)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def allocate(shape: tuple[int, int, int], scratch: Path | None, threshold_bytes: int = 512 * 2**20):
+    """A float32 array, or a :class:`RowFile` in ``scratch`` when it would exceed ``threshold_bytes``."""
     size = int(np.prod(shape)) * 4
     if scratch is None or size <= threshold_bytes:
         return np.empty(shape, dtype=np.float32)
-    return np.memmap(scratch / "fused.f32", dtype=np.float32, mode="w+", shape=shape)
+    return RowFile(Path(scratch) / "fused.f32", shape)
 
 
 def fuse_cubes(
@@ -212,7 +275,7 @@ def fuse_cubes(
     """
     good = good_bands(lr_cube)
     lr_valid = lr_cube.valid_mask()
-    msi_valid = msi_cube.valid_mask()
+    msi_valid = valid_rows(msi_cube)
     lr = lr_cube.physical()
     msi = msi_cube.data  # stored values: the fit of the MSI's gain absorbs any scale factor; read strip by strip
     rows_hr, cols_hr = msi_cube.rows, msi_cube.cols

@@ -277,6 +277,8 @@ def signal_subspace(pixels: np.ndarray, noise_variance: float) -> np.ndarray:
     given per-band variance can reach: the HySime criterion, with noise's largest sample
     eigenvalue σ²(1 + √(B/N))² (Marchenko–Pastur) since N pixels may be few."""
     y = np.asarray(pixels, dtype=np.float64)
+    if y.shape[0] > 20000:
+        y = y[np.linspace(0, y.shape[0] - 1, 20000).astype(int)]
     values, vectors = np.linalg.eigh(y.T @ y / y.shape[0])
     order = np.argsort(values)[::-1]
     edge = noise_variance * (1.0 + np.sqrt(y.shape[1] / y.shape[0])) ** 2

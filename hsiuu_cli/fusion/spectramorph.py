@@ -8,15 +8,18 @@
    the MSI values themselves when it has more than one band) and its coefficients · E correct the
    base. ``prior="input"`` feeds the CSP's principal components to the network as the paper does;
    ``prior="none"`` leaves the CSP out.
-3. Training at low resolution through the SRF, full batch: input = the LR-HSI seen through the SRF
-   (a simulated LR-MSI) with the CSP one scale coarser, target = the LR-HSI.
-4. Inference on the HR-MSI, strip by strip (memory bounded by the strip, not the grid).
+3. Training at low resolution, full batch: input = the MSI taken to the LR grid (``train_input=
+   "msi"``; or the LR-HSI through the SRF, ``"srf"``, as the paper: the same on a consistent pair)
+   with the CSP one scale coarser, target = the LR-HSI.
+4. Inference on the HR-MSI, strip by strip (memory bounded by the strip, not the grid); the
+   network's correction is scaled by the MSI's trust.
 5. Consistency: the cube closest to that prediction that, blurred and sampled by the PSF
-   (estimated from the data or given), reproduces the LR-HSI and, through the SRF, the MSI
-   (:class:`hsiuu_cli.fusion.observation.ConsistencySolver`).
+   (estimated from the data or given), reproduces the LR-HSI and, through the SRF, the MSI, each
+   weighted by its estimated error (:class:`hsiuu_cli.fusion.observation.ConsistencySolver`).
 
 docs/benchmarks.md (section Fusion) has the measurements behind each default. All arrays handled
-here are already scaled (LR-HSI / its peak) and gap-filled by :func:`hsiuu_cli.fusion.fuse`.
+here are already scaled (LR-HSI / its peak), gap-filled and, by default, projected on the LR-HSI's
+signal subspace by :func:`hsiuu_cli.fusion.fuse`.
 """
 
 from __future__ import annotations
@@ -39,10 +42,14 @@ PRIORS = ("residual", "input", "none")
 class SpectraMorphSettings:
     endmembers: int = 8
     epochs: int = 150
-    """Full-batch optimiser iterations (L-BFGS: each may evaluate the loss more than once)."""
+    """Full-batch optimiser iterations."""
     hidden: int = 32
+    """Units in each of the MLP's two hidden layers."""
+    max_train_pixels: int = 16384
+    """Training uses every valid LR pixel up to this many, else this many spread evenly over the
+    scene (still full batch): ample for a network of about 1 500 weights, and it bounds the time."""
     optimizer: str = "lbfgs"
-    """lbfgs (strong-Wolfe line search) or adam (cosine-annealed from ``learning_rate``)."""
+    """lbfgs (scipy's L-BFGS-B) or adam (cosine-annealed from ``learning_rate``)."""
     learning_rate: float = 1e-2
     coefficients: str = "free"
     """free (as the reference code), nonneg (softplus) or simplex (softmax: non-negative, sum to one)."""
@@ -50,21 +57,23 @@ class SpectraMorphSettings:
     """How the coarse spectral prior enters: residual, input or none (see the module docstring)."""
     prior_components: int = 4
     """Principal components of the prior fed to the network with ``prior="input"``."""
+    train_input: str = "msi"
+    """msi (the MSI taken to the LR grid through the fitted PSF and gain) or srf (the LR-HSI
+    through the SRF, as the paper)."""
+    shrink_detail: bool = True
+    """Scale the network's correction of the coarse prior by the MSI's trust (residual prior)."""
     consistency: bool = True
     msi_weight: float = 1.0
     """Multiplies the MSI term's weight in the consistency step, which is otherwise the maximum a
     posteriori one (:func:`hsiuu_cli.fusion.observation.msi_trust`); 0: LR-HSI consistency only."""
     prior_weight: float = 1e-3
-    """μ: weight of the network's prediction in the consistency step."""
-    correction_rank: int = 64
+    """μ: weight of the network's prediction in the consistency step (for a noise-free LR-HSI)."""
     noise_adaptive: bool = True
+    """Scale μ with the LR-HSI's estimated noise power (relative to 40 dB)."""
+    correction_rank: int = 64
+    """Spectral directions the consistency step may correct (the LR-HSI's leading ones, plus the SRF's)."""
     denoise: bool = True
-    shrink_detail: bool = True
-    """Scale the network's correction of the coarse prior by the MSI's trust (residual prior only)."""
-    train_input: str = "msi"
-    """Training input: msi (the MSI taken to the LR grid through the fitted PSF and calibration)
-    or srf (the LR-HSI through the SRF, as the paper; identical when the sensor model fits exactly)."""
-    """Spectral directions the consistency step may correct (the LR-HSI's leading ones)."""
+    """Project the LR-HSI on its signal subspace first (done by :func:`hsiuu_cli.fusion.fuse`)."""
     seed: int = 0
     device: str = "auto"
 
@@ -73,6 +82,8 @@ class SpectraMorphSettings:
             raise ParameterError(f"coefficients must be one of {', '.join(COEFFICIENTS)}, got '{self.coefficients}'")
         if self.prior not in PRIORS:
             raise ParameterError(f"prior must be one of {', '.join(PRIORS)}, got '{self.prior}'")
+        if self.train_input not in ("msi", "srf"):
+            raise ParameterError(f"train_input must be msi or srf, got '{self.train_input}'")
         if self.optimizer not in ("lbfgs", "adam"):
             raise ParameterError(f"optimizer must be lbfgs or adam, got '{self.optimizer}'")
         if self.epochs < 1 or self.hidden < 1:
@@ -105,13 +116,15 @@ def endmembers_nmf(pixels: np.ndarray, k: int, seed: int, max_pixels: int = 2000
 
     from sklearn.decomposition import NMF
     from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(seed)
     if pixels.shape[0] > max_pixels:
         pixels = pixels[np.sort(rng.choice(pixels.shape[0], max_pixels, replace=False))]
     data = np.clip(pixels, 0.0, None).astype(np.float64)
     model = NMF(n_components=k, init="nndsvda", max_iter=300, tol=1e-4, random_state=seed)
-    with warnings.catch_warnings():
+    # small matrices: BLAS threads only add overhead (and contention on a busy machine)
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(data)
     spectra = model.components_
@@ -181,8 +194,10 @@ def fuse_spectramorph(
     coarse_lr = coarser_prior(lr, ratio, sensor) if prior != "none" else None
     if coarse_lr is None:
         prior = "none"  # an LR-HSI under 2 × ratio pixels has no coarser scale to learn from
-    mean = pixels.mean(axis=0)
-    components = np.linalg.svd(pixels - mean, full_matrices=False)[2][: settings.prior_components].astype(np.float32)
+    if prior == "input":
+        sample = spread_sample(pixels)
+        mean = sample.mean(axis=0)
+        components = np.linalg.svd(sample - mean, full_matrices=False)[2][: settings.prior_components].astype(np.float32)
     # a single band is brightness only: as an input it lets the network memorise the few LR pixels
     with_msi = msi_bands > 1
 
@@ -194,8 +209,9 @@ def fuse_spectramorph(
         detail = msi - coarse @ srf
         return np.concatenate([detail, msi], axis=-1) if with_msi else detail
 
-    train_x = features(lr_msi, coarse_lr)[train_valid].astype(np.float32)
+    train_x = spread_sample(features(lr_msi, coarse_lr)[train_valid], settings.max_train_pixels).astype(np.float32)
     train_y = lr[train_valid] - coarse_lr[train_valid] if prior == "residual" else lr[train_valid]
+    train_y = spread_sample(train_y, settings.max_train_pixels)
     feature_mean = train_x.mean(axis=0)
     feature_scale = train_x.std(axis=0) + 1e-6 * max(float(np.abs(train_x).max()), 1e-12)
 
@@ -229,26 +245,17 @@ def fuse_spectramorph(
 
     inputs = standardise(train_x)
     targets = torch.from_numpy(train_y.astype(np.float32)).to(device)
-    if settings.optimizer == "lbfgs":
-        optimiser = torch.optim.LBFGS(network.parameters(), lr=1.0, max_iter=settings.epochs, history_size=20,
-                                      line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-15)
-
-        def closure():
-            optimiser.zero_grad(set_to_none=True)
-            value = torch.mean((coefficients(inputs) @ e - targets) ** 2)
-            value.backward()
-            return value
-
-        loss = optimiser.step(closure)
-    else:
-        optimiser = torch.optim.Adam(network.parameters(), lr=settings.learning_rate)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, settings.epochs)
-        for _ in range(settings.epochs):
-            optimiser.zero_grad(set_to_none=True)
-            loss = torch.mean((coefficients(inputs) @ e - targets) ** 2)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
+    # the network and its data are small: threads cost more than they save, and much more on a busy machine
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        if settings.optimizer == "lbfgs":
+            train_lbfgs(network, lambda: torch.mean((coefficients(inputs) @ e - targets) ** 2), settings.epochs)
+        else:
+            train_adam(network, lambda: torch.mean((coefficients(inputs) @ e - targets) ** 2), settings)
+    finally:
+        torch.set_num_threads(threads)
     network.eval()
     with torch.no_grad():
         loss_value = float(torch.mean((coefficients(inputs) @ e - targets) ** 2))
@@ -300,12 +307,65 @@ def fuse_spectramorph(
     return SpectraMorphOutput(endmembers, loss_value, settings.epochs, abundances_out, prior)
 
 
+def train_lbfgs(network, loss_function, iterations: int) -> None:
+    """Full-batch L-BFGS (scipy's L-BFGS-B, with torch computing loss and gradient).
+
+    scipy rather than torch.optim: the first torch.optim optimiser imports torch._dynamo, which
+    takes seconds — longer than this whole training on typical scenes.
+    """
+    import torch
+    from scipy.optimize import minimize
+
+    parameters = list(network.parameters())
+    sizes = [p.numel() for p in parameters]
+
+    def load(vector: np.ndarray) -> None:
+        with torch.no_grad():
+            for parameter, chunk in zip(parameters, np.split(vector, np.cumsum(sizes)[:-1])):
+                parameter.copy_(torch.from_numpy(chunk.reshape(parameter.shape)))
+
+    def objective(vector: np.ndarray) -> tuple[float, np.ndarray]:
+        load(vector)
+        for parameter in parameters:
+            parameter.grad = None
+        loss = loss_function()
+        loss.backward()
+        gradient = np.concatenate([p.grad.detach().cpu().numpy().ravel() for p in parameters])
+        return float(loss.detach()), gradient.astype(np.float64)
+
+    start = np.concatenate([p.detach().cpu().numpy().ravel() for p in parameters]).astype(np.float64)
+    result = minimize(objective, start, jac=True, method="L-BFGS-B",
+                      options={"maxiter": iterations, "maxcor": 20, "ftol": 0.0, "gtol": 0.0})
+    load(result.x)
+
+
+def train_adam(network, loss_function, settings: SpectraMorphSettings) -> None:
+    """Full-batch Adam with a cosine-annealed learning rate."""
+    import torch
+
+    optimiser = torch.optim.Adam(network.parameters(), lr=settings.learning_rate)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, settings.epochs)
+    for _ in range(settings.epochs):
+        optimiser.zero_grad(set_to_none=True)
+        loss = loss_function()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+
+
+def spread_sample(pixels: np.ndarray, count: int = 20000) -> np.ndarray:
+    """At most ``count`` pixels, evenly spread: enough for B × B statistics, bounded cost."""
+    if pixels.shape[0] <= count:
+        return pixels
+    return pixels[np.linspace(0, pixels.shape[0] - 1, count).astype(int)]
+
+
 def correction_basis(pixels: np.ndarray, srf: np.ndarray, rank: int) -> np.ndarray:
     """Orthonormal B × p basis: the LR-HSI's leading right singular vectors and the SRF's columns."""
     bands = pixels.shape[1]
     if rank >= bands:
         return np.eye(bands)
-    leading = np.linalg.svd(pixels.astype(np.float64), full_matrices=False)[2][:rank].T
+    leading = np.linalg.svd(spread_sample(pixels).astype(np.float64), full_matrices=False)[2][:rank].T
     q, _ = np.linalg.qr(np.concatenate([srf / np.linalg.norm(srf, axis=0), leading], axis=1))
     return q[:, : min(bands, rank + srf.shape[1])]
 

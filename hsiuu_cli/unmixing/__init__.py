@@ -1,0 +1,269 @@
+"""Hyperspectral unmixing: endmember spectra and abundance maps.
+
+>>> from hsiuu_cli.unmixing import unmix
+>>> result = unmix(cube, 4, method="vca-fcls", seed=0)      # cube: rows × cols × bands
+>>> result.endmembers.shape, result.abundances.shape        # (4, bands), (rows, cols, 4)
+
+Methods (:data:`METHODS`):
+
+* ``smile`` — the SR-guided multi-task network (:mod:`.smile`), the default;
+* ``vca-fcls`` — VCA endmembers, exact FCLS abundances;
+* ``nfindr-fcls`` — N-FINDR endmembers (ATGP start), exact FCLS abundances;
+* ``nmf`` — NMF with sum-to-one abundances started from N-FINDR (:mod:`.nmf`).
+
+Supervised unmixing with known spectra: :func:`unmix_with_library` (FCLS, or SUnSAL with
+``sparse=True`` for large libraries). ``n_endmembers="auto"`` estimates the number with HySime.
+Pixels that are non-finite in any band, or outside ``mask``, are skipped and come back as NaN.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..cube import Cube
+from ..errors import InvalidDataError, ParameterError
+from .fcls import fcls, nnls
+from .hysime import hysime
+from .library import fit_library
+from .nfindr import atgp, nfindr
+from .nmf import nmf_sum_to_one
+from .purity import refine_pure_centroids
+from .smile import SmileConfig, smile
+from .sparse import sunsal
+from .vca import vca
+
+METHODS = ("smile", "vca-fcls", "nfindr-fcls", "nmf")
+
+SPARSE_KEEP_ABUNDANCE = 0.01
+"""Sparse unmixing keeps the library spectra whose abundance reaches this somewhere."""
+
+__all__ = [
+    "METHODS",
+    "SmileConfig",
+    "UnmixingResult",
+    "atgp",
+    "estimate_endmember_count",
+    "fcls",
+    "fit_library",
+    "hysime",
+    "nfindr",
+    "nmf_sum_to_one",
+    "nnls",
+    "refine_pure_centroids",
+    "smile",
+    "sunsal",
+    "unmix",
+    "unmix_with_library",
+    "usable_bands",
+    "valid_pixels",
+    "vca",
+]
+
+
+@dataclass
+class UnmixingResult:
+    endmembers: np.ndarray
+    """(K, B) float64 spectra in the scene's units."""
+    abundances: np.ndarray
+    """(rows, cols, K) float32, NaN at skipped pixels."""
+    names: list[str]
+    residual: np.ndarray
+    """(rows, cols) float32: per-pixel RMSE of the reconstruction over bands, NaN at skipped pixels."""
+    method: str
+    abundances_hr: np.ndarray | None = None
+    """(rows·s, cols·s, K) float32 with ``scale`` s (SMILE only)."""
+    scale: int | None = None
+    skipped_pixels: int = 0
+    info: dict = field(default_factory=dict)
+
+
+def usable_bands(cube: Cube) -> np.ndarray:
+    """Indices of the bands to unmix: not flagged bad (ENVI ``bbl``) and finite somewhere."""
+    keep = np.ones(cube.bands, dtype=bool) if cube.bad_bands is None else ~cube.bad_bands
+    if not keep.any():
+        raise InvalidDataError("every band is flagged bad: nothing to unmix")
+    data = np.asarray(cube.data)
+    if np.issubdtype(data.dtype, np.floating):
+        keep &= np.isfinite(data).any(axis=(0, 1))
+        if not keep.any():
+            raise InvalidDataError("every pixel is no-data or NaN: nothing to unmix")
+    return np.flatnonzero(keep)
+
+
+def valid_pixels(cube: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Rows × cols boolean: finite in every band and inside ``mask``; errors for unusable scenes."""
+    if cube.ndim != 3:
+        raise ParameterError(f"a cube must be rows × cols × bands, got shape {cube.shape}")
+    valid = np.isfinite(cube).all(axis=2)
+    if mask is not None:
+        valid &= np.asarray(mask, dtype=bool)
+    if not valid.any():
+        raise InvalidDataError("every pixel is no-data or NaN: nothing to unmix")
+    pixels = cube[valid]
+    if np.ptp(pixels, axis=0).max() <= 1e-12 * max(float(np.abs(pixels).max()), 1e-30):
+        raise InvalidDataError("the scene is constant (every valid pixel has the same spectrum): nothing to unmix")
+    return valid
+
+
+def estimate_endmember_count(pixels: np.ndarray) -> int:
+    """HySime's signal-subspace dimension, at least 2 and at most the bands and pixels."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    return int(np.clip(hysime(pixels).n_endmembers, 2, min(pixels.shape)))
+
+
+def unmix(
+    cube: np.ndarray,
+    n_endmembers: int | str = "auto",
+    *,
+    method: str = "smile",
+    mask: np.ndarray | None = None,
+    scale: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    smile_config: SmileConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> UnmixingResult:
+    """Unsupervised unmixing of ``cube`` (rows × cols × bands) into ``n_endmembers`` (or ``"auto"``)."""
+    started = time.perf_counter()
+    if method not in METHODS:
+        raise ParameterError(f"unknown unmixing method '{method}' (use {', '.join(METHODS)})")
+    if scale is not None and method != "smile":
+        raise ParameterError("abundances on a finer grid (scale) come from the SMILE network: use method 'smile'")
+    if scale is not None and (not isinstance(scale, (int, np.integer)) or scale < 2):
+        raise ParameterError(f"scale must be an integer of at least 2, got {scale}")
+    cube = np.asarray(cube)
+    valid = valid_pixels(cube, mask)
+    pixels = np.asarray(cube[valid], dtype=np.float64)
+    info: dict = {}
+    if isinstance(n_endmembers, str):
+        if n_endmembers != "auto":
+            raise ParameterError(f"the number of endmembers must be an integer or 'auto', got '{n_endmembers}'")
+        k = estimate_endmember_count(pixels)
+        info["endmembers_estimated_by"] = "HySime"
+    else:
+        k = int(n_endmembers)
+    _check_endmember_count(k, pixels.shape[1], pixels.shape[0])
+
+    abundances_hr = None
+    if method == "smile":
+        result = smile(
+            np.asarray(cube, dtype=np.float32), valid, k,
+            scale=scale, seed=seed, device=device, config=smile_config, progress=progress,
+        )
+        endmembers, abundance_pixels, abundances_hr = result.endmembers, result.abundances[valid], result.abundances_hr
+        info.update(result.info)
+    else:
+        if method == "vca-fcls":
+            endmembers, indices = vca(pixels, k, rng=seed)
+        else:  # N-FINDR also starts NMF: deterministic, and 9° instead of 18° on Jasper Ridge for VCA
+            endmembers, indices = nfindr(pixels, k)
+        info["endmember_pixels"] = _pixel_positions(valid, indices)
+        abundance_pixels, report = fcls(pixels, endmembers, return_report=True)
+        info["fcls_max_kkt_violation"] = report.max_kkt_violation
+        if method == "nmf":
+            refined = nmf_sum_to_one(pixels, endmembers)
+            endmembers, abundance_pixels = refined.endmembers, refined.abundances
+            info["nmf_iterations"] = refined.iterations
+        if progress is not None:
+            progress(1, 1)
+    names = [f"endmember_{i + 1}" for i in range(k)]
+    info["seconds"] = time.perf_counter() - started
+    return _result(cube.shape, valid, pixels, endmembers, abundance_pixels, names, method, abundances_hr, scale, info)
+
+
+def unmix_with_library(
+    cube: np.ndarray,
+    library: np.ndarray,
+    names: list[str],
+    *,
+    sparse: bool = False,
+    mask: np.ndarray | None = None,
+    regularisation: float = 1e-3,
+) -> UnmixingResult:
+    """Abundances of known spectra ``library`` (m, bands on the cube's bands; see :func:`fit_library`).
+
+    FCLS (non-negative, summing to one) by default; with ``sparse``, SUnSAL (non-negative,
+    ℓ1-regularised, no sum-to-one) keeping the spectra whose abundance reaches
+    :data:`SPARSE_KEEP_ABUNDANCE` somewhere.
+    """
+    started = time.perf_counter()
+    cube = np.asarray(cube)
+    library = np.asarray(library, dtype=np.float64)
+    if library.ndim != 2 or library.shape[1] != cube.shape[-1]:
+        raise ParameterError(f"the library must be spectra × {cube.shape[-1]} bands, got shape {library.shape}")
+    valid = valid_pixels(cube, mask)
+    pixels = np.asarray(cube[valid], dtype=np.float64)
+    info: dict = {}
+    if sparse:
+        solution = sunsal(pixels, library, regularisation=regularisation)
+        info.update(
+            library_spectra=library.shape[0],
+            admm_iterations=solution.iterations,
+            admm_primal_residual=solution.primal_residual,
+            admm_dual_residual=solution.dual_residual,
+            regularisation=regularisation,
+        )
+        residual = np.sqrt(np.mean((pixels - solution.abundances @ library) ** 2, axis=1))
+        keep = np.flatnonzero(solution.abundances.max(0) >= SPARSE_KEEP_ABUNDANCE)
+        if keep.size == 0:
+            keep = np.array([int(np.argmax(solution.abundances.max(0)))])
+        info["kept_spectra"] = int(keep.size)
+        method = "sunsal"
+        result = _result(
+            cube.shape, valid, pixels, library[keep], solution.abundances[:, keep],
+            [names[i] for i in keep], method, None, None, info, residual=residual,
+        )
+    else:
+        _check_endmember_count(library.shape[0], pixels.shape[1], pixels.shape[0], supervised=True)
+        abundances, report = fcls(pixels, library, return_report=True)
+        info["fcls_max_kkt_violation"] = report.max_kkt_violation
+        result = _result(cube.shape, valid, pixels, library, abundances, list(names), "fcls", None, None, info)
+    result.info["seconds"] = time.perf_counter() - started
+    return result
+
+
+def _check_endmember_count(k: int, bands: int, pixels: int, *, supervised: bool = False) -> None:
+    what = "library spectra" if supervised else "endmembers"
+    if k < 2 and not supervised:
+        raise ParameterError(f"at least 2 endmembers are needed, got {k}")
+    if k < 1:
+        raise ParameterError("the library holds no spectrum")
+    if k > bands:
+        raise ParameterError(
+            f"{k} {what} need at least {k} bands, the scene has {bands}"
+            + ("; use --sparse for large libraries" if supervised else "")
+        )
+    if k > pixels:
+        raise ParameterError(f"{k} {what} need at least {k} valid pixels, the scene has {pixels}")
+
+
+def _pixel_positions(valid: np.ndarray, indices: np.ndarray) -> list[list[int]]:
+    rows, cols = np.nonzero(valid)
+    return [[int(rows[i]), int(cols[i])] for i in indices]
+
+
+def _result(shape, valid, pixels, endmembers, abundance_pixels, names, method, abundances_hr, scale, info, residual=None):
+    rows, cols, _ = shape
+    k = endmembers.shape[0]
+    abundances = np.full((rows, cols, k), np.nan, dtype=np.float32)
+    abundances[valid] = abundance_pixels
+    if residual is None:
+        residual = np.sqrt(np.mean((pixels - abundance_pixels @ endmembers) ** 2, axis=1))
+    residual_map = np.full((rows, cols), np.nan, dtype=np.float32)
+    residual_map[valid] = residual
+    info.setdefault("mean_residual_rmse", float(np.mean(residual)))
+    return UnmixingResult(
+        endmembers=np.asarray(endmembers, dtype=np.float64),
+        abundances=abundances,
+        names=names,
+        residual=residual_map,
+        method=method,
+        abundances_hr=None if abundances_hr is None else abundances_hr.astype(np.float32),
+        scale=scale,
+        skipped_pixels=int((~valid).sum()),
+        info=info,
+    )
