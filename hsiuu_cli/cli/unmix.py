@@ -9,9 +9,15 @@ from typing import Annotated, Optional
 import typer
 
 from .common import click_errors, detail, emit_json, expand_inputs, info, plan_outputs, progress, run_batch
-from .options import Device, Format, Inputs, Jobs, Json, NameTemplate, OutDir, Output, Overwrite, Quicklook, Seed
+from .options import Device, Inputs, Jobs, Json, NameTemplate, OutDir, Overwrite, Quicklook, Seed
 
 DEFAULT_TEMPLATE = "{stem}_unmix"
+OutputDirectory = Annotated[
+    Optional[Path], typer.Option("-o", "--output", help="Output directory (one input only); created if missing.")
+]
+Format = Annotated[
+    Optional[str], typer.Option("-f", "--format", help="Format of the output cubes: ENVI or GTiff.", show_default="ENVI")
+]
 CUBE_SUFFIXES = (".hdr", ".img", ".dat", ".bsq", ".bil", ".bip", ".tif", ".tiff")
 
 
@@ -36,7 +42,7 @@ def unmix_command(
         Optional[int],
         typer.Option("--scale", help="SMILE: also write abundances on an s× finer grid (abundances_x<s>)."),
     ] = None,
-    output: Output = None,
+    output: OutputDirectory = None,
     out_dir: OutDir = None,
     name: NameTemplate = None,
     format: Format = None,
@@ -49,11 +55,9 @@ def unmix_command(
 ) -> None:
     """Unmix hyperspectral cubes into endmember spectra and abundance maps.
 
-    -o DIR receives abundances.hdr/.img (one band per endmember; .tif with --format GTiff),
-    endmembers.sli + .csv, residual (per-pixel reconstruction RMSE), summary.json, and with
-    --scale s abundances_x<s>, with --quicklook quicklook.png. No-data and NaN pixels are
-    skipped and written as NaN. Bands flagged bad are left out. Several inputs: --out-dir,
-    one directory per input named by --name (default {stem}_unmix).
+    -o DIR receives abundances (one band per endmember, ENVI .hdr/.img or --format GTiff .tif), endmembers.sli + endmembers.csv, residual (per-pixel reconstruction RMSE), summary.json, and with --scale s abundances_x<s>, with --quicklook quicklook.png.
+
+    No-data and NaN pixels are skipped and written as NaN; bands flagged bad are left out. Several inputs: --out-dir DIR, one directory per input named by --name (default {stem}_unmix).
     """
     from ..unmixing import METHODS
 

@@ -237,7 +237,7 @@ def _check_endmember_count(k: int, bands: int, pixels: int, *, supervised: bool 
             f"{k} {what} need at least {k} bands, the scene has {bands}"
             + ("; use --sparse for large libraries" if supervised else "")
         )
-    if k > pixels:
+    if k > pixels and not supervised:  # a known spectrum needs no pixel of its own
         raise ParameterError(f"{k} {what} need at least {k} valid pixels, the scene has {pixels}")
 
 

@@ -21,7 +21,7 @@ Convergence safeguards, each chosen by measurement (numbers in docs/unmix.md):
    dominate (:mod:`.purity`), which is how reference endmembers of real scenes are made.
 3. Staged training: the decoder is fixed at those endmembers while the encoder and both heads
    learn. Releasing it (even at a learning rate of 3e-5 with a strong pull towards the purity
-   centroids) made the simplex grow to fit mixed pixels: Samson's water endmember went from
+   centroids) made the simplex grow to fit mixed pixels (development runs, docs/unmix.md): Samson's water went from
    1.1° to 3–5° from the reference, and no scene improved.
 4. Early stopping on the training loss, and the best parameters are kept if the loss ever
    becomes non-finite.

@@ -28,15 +28,17 @@ def sunsal(
     library: np.ndarray,
     *,
     regularisation: float = 1e-3,
-    max_iter: int = 500,
+    max_iter: int = 200,
     tol: float = 1e-4,
     chunk_pixels: int = 8192,
 ) -> SparseResult:
     """Non-negative, ℓ1-regularised abundances of pixels (N, B) over library spectra (m, B).
 
-    ``regularisation`` is λ relative to the mean squared pixel norm per band, so it does not
-    depend on the data's units. Iterations stop when the primal and dual residuals fall below
-    ``tol`` times the size of the iterate (Boyd et al., 2011, §3.3).
+    ``regularisation`` is λ for pixels and library scaled together to a root-mean-square value of 1,
+    so it does not depend on the data's units. Of 1e-3, 0.05, 0.2 and 1, the default 1e-3 gave the
+    smallest abundance error on mixtures of 5 USGS spectra at 30 and 50 dB (docs/unmix.md).
+    Iterations stop when the primal and dual residuals fall below ``tol``
+    (per entry), or after ``max_iter`` (200, as in the SUnSAL demos).
     """
     y = np.asarray(pixels, dtype=np.float64)
     lib = np.asarray(library, dtype=np.float64)
@@ -44,8 +46,11 @@ def sunsal(
     norm = max(float(np.sqrt(np.mean(y**2))), np.finfo(float).tiny)
     y, lib = y / norm, lib / norm
     lam = regularisation
-    mu = 0.01 + lam  # the SUnSAL default step; adapted below
     gram = lib @ lib.T
+    # Step size at the library's mean squared norm: on 20 Jasper Ridge pixels with the 498 USGS
+    # spectra, 200 iterations reach a residual of 0.029 (optimum 0.024, scikit-learn's Lasso);
+    # SUnSAL's fixed 0.01 only 0.20, and 0.1× or 3× the mean 0.066 and 0.045.
+    mu = float(np.trace(gram)) / m + lam
     result = np.empty((y.shape[0], m))
     worst_primal = worst_dual = 0.0
     total_iterations = 0
