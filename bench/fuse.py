@@ -315,13 +315,13 @@ def run_memory(args) -> list[dict]:
             msi[start * ratio : stop * ratio] = block
         msi_path = write_cube(Cube(msi, band_names=["blue", "green", "red", "nir"]), folder / "msi.hdr")
         del msi
-        output = folder / "fused.hdr"
+        output = folder / ("fused.tif" if args.output_format == "GTiff" else "fused.hdr")
         seconds, peak, stdout = _run_cli(
             ["fuse", str(lr_path), str(msi_path), "--srf", IKONOS4, "-o", str(output), "--json"], args.threads
         )
         fused_bytes = rows_hr * rows_hr * bands * 4
         row = {
-            "case": f"{rows_hr}×{rows_hr}×4 MSI + {rows_lr}×{rows_lr}×{bands} HSI, ratio 8",
+            "case": f"{rows_hr}×{rows_hr}×4 MSI + {rows_lr}×{rows_lr}×{bands} HSI, ratio 8, {args.output_format} output",
             "wall s": seconds,
             "peak RSS MiB": peak,
             "fused cube float32 MiB": fused_bytes / 2**20,
@@ -341,6 +341,7 @@ def main() -> None:
     parser.add_argument("--case", action="append", help="only cases whose name contains this (quality)")
     parser.add_argument("--size", type=int, default=4000, help="HR grid size for memory (default 4000)")
     parser.add_argument("--scratch", default=None, help="folder for the memory case's files (about 4 GB)")
+    parser.add_argument("--output-format", default="ENVI", choices=["ENVI", "GTiff"], help="output format for memory")
     parser.add_argument("--json", type=Path, help="also save the figures here")
     args = parser.parse_args()
     ARGS = args

@@ -198,3 +198,13 @@ def test_model_card_records_checksums(tmp_path):
     assert card["files"]["safetensors"]["sha256"] == sha256_file(paths["safetensors"])
     assert card["scale"] == 2 and card["halo_lr_pixels"] > 0
     assert card["files"]["onnx"]["sha256"] in paths["md"].read_text()
+
+
+@pytest.mark.parametrize("name", sorted(registry.SHIPPED))
+def test_shipped_model_files_card_and_registry_agree(name):
+    entry = registry.SHIPPED[name]
+    stem = registry.models_dir() / name
+    card = json.loads(stem.with_suffix(".json").read_text())
+    assert sha256_file(stem.with_suffix(".onnx")) == card["files"]["onnx"]["sha256"] == entry.onnx_sha256
+    assert sha256_file(stem.with_suffix(".safetensors")) == card["files"]["safetensors"]["sha256"] == entry.safetensors_sha256
+    assert entry.onnx_sha256 in stem.with_suffix(".md").read_text()

@@ -172,7 +172,9 @@ def fuse_command(
             for path in files:
                 path.unlink(missing_ok=True)
             raise
-        fused_cube = result.fused = None  # release the memory map before its folder goes
+        if isinstance(result.fused, cubes.RowFile):
+            result.fused.close()  # before its scratch folder goes
+        fused_cube = result.fused = None
     summary = dict(result.info)
     summary.update(output=str(output), inputs=[str(lr_hsi), str(hr_msi)], srf=srf_name, outputs=[str(p) for p in written])
     if json_output:

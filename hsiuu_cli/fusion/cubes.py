@@ -251,10 +251,14 @@ class RowFile:
             self._fd = -1
 
 
-def allocate(shape: tuple[int, int, int], scratch: Path | None, threshold_bytes: int = 512 * 2**20):
-    """A float32 array, or a :class:`RowFile` in ``scratch`` when it would exceed ``threshold_bytes``."""
+IN_MEMORY_BYTES = 512 * 2**20
+"""Fused cubes up to this size are assembled in memory; larger ones in a :class:`RowFile`."""
+
+
+def allocate(shape: tuple[int, int, int], scratch: Path | None):
+    """A float32 array, or a :class:`RowFile` in ``scratch`` when it would exceed :data:`IN_MEMORY_BYTES`."""
     size = int(np.prod(shape)) * 4
-    if scratch is None or size <= threshold_bytes:
+    if scratch is None or size <= IN_MEMORY_BYTES:
         return np.empty(shape, dtype=np.float32)
     return RowFile(Path(scratch) / "fused.f32", shape)
 

@@ -31,20 +31,20 @@ class RegistryEntry:
 SHIPPED: dict[str, RegistryEntry] = {
     "aviris_x4": RegistryEntry(
         "aviris_x4",
-        "ebd604d9695f077ff07b05b7f9bbf6d6d9ece4aceddc6183159e77445d3cc71d",
-        "65224a63b59c7db43e5fa9f84c353c717c3e032289e67ee975e009a49e87b4e8",
+        "2a4b4023f73f235606abfe8b2763cc32e8e88a9d4c044cf6dae3a2b9b358ff6d",
+        "316c9a805a6164647f83eeb9895e6cd8d7204cb4c22167cd69031de35ee75782",
         "UnmixingSR for AVIRIS-like VNIR-SWIR cubes, ×4",
     ),
     "aviris_x2": RegistryEntry(
         "aviris_x2",
-        "2b66b157c4d638b5a4c5c45b25bbee519b2bda55f55b70d69fa659068c4f79da",
-        "ec4f41a448df2aa0db143ed85e98e0896a48fb5d0160bbf1c01a5aebfb3f2c2e",
+        "cd9689c5739313188f1413490377c83d3143dd72bb8137cd0a3c705cb9d5345e",
+        "b98c7e5cf48b25628fa187e89314c941b243f139cb694145304230134cbb2a19",
         "UnmixingSR for AVIRIS-like VNIR-SWIR cubes, ×2",
     ),
     "agnostic_x4": RegistryEntry(
         "agnostic_x4",
-        "829a3eef94eb6763acb4b52b1f14990523e9944a2d3595795093e432b04d9f75",
-        "3f54d1e66c307e82fd07f590064cbeed0a93f1d43b78406c4c9d647a4d85745b",
+        "d7d93c8e6ecb5e945e30af8e727c1ab907a27f0447e0953a44227d48faa0e209",
+        "98a1dea78c7a81bd061fb94344d775f624ce2bf61eb27188a800d551f9c21876",
         "band-agnostic default (any band count), ×4",
     ),
     "agnostic_x2": RegistryEntry(
