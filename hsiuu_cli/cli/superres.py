@@ -24,7 +24,7 @@ def superres_command(
     scale: Annotated[int, typer.Option("--scale", "-s", help="Up-sampling factor: 2, 3, 4 or 8 with a model; any integer ≥ 2 with bicubic.")],
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Shipped model name or model file (.onnx); default: the shipped model that fits the scene.")] = None,
     method: Annotated[str, typer.Option("--method", help="model, or bicubic (the baseline).")] = "model",
-    tile: Annotated[int, typer.Option("--tile", min=8, help="Tile side in LR pixels; memory grows with it, not with the scene.")] = 128,
+    tile: Annotated[Optional[int], typer.Option("--tile", min=8, show_default=False, help="Tile side in LR pixels (default: hsiuu_cli.superres.inference.DEFAULT_TILE, 64); memory grows with it, not with the scene.")] = None,
     device: Device = "auto",
     calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Scale the model's detail by a gain (0–1) fitted on the scene degraded once more, so a model that does not suit the sensor falls back towards bicubic.")] = True,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="Output data type (default: the input's; integer outputs are rounded and keep the scale factor).")] = None,
@@ -47,7 +47,7 @@ def superres_command(
     from ..errors import HsiuuError, ModelError, ParameterError
     from ..io import check_output, read_cube, write_cube
     from ..superres import choose_model, load_model
-    from ..superres.inference import super_resolve_cube
+    from ..superres.inference import DEFAULT_TILE, super_resolve_cube
     from ..superres.registry import check_scale
 
     if method not in ("model", "bicubic"):
@@ -86,7 +86,8 @@ def superres_command(
                 if exc.path is None:
                     raise ModelError(exc.message, source) from None
                 raise
-        tiles = -(-cube.rows // tile) * -(-cube.cols // tile)
+        side = DEFAULT_TILE if tile is None else tile
+        tiles = -(-cube.rows // side) * -(-cube.cols // side)
         with progress(f"{source.name} ×{scale}", tiles) as advance:
             try:
                 result, plan = super_resolve_cube(

@@ -9,6 +9,7 @@ larger than RAM.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -700,18 +701,22 @@ def write_envi(
 
 
 def _write_pixels(data: np.ndarray, target: Path, dtype: np.dtype, interleave: str, path: Path) -> None:
+    # Plain writes at computed offsets, not a writable memory map: a map's dirty pages count towards
+    # the process's resident memory until the kernel writes them back, so a map would make a cube
+    # larger than RAM look (and, under memory limits, be) resident.
     rows, cols, bands = data.shape
-    shape = {"bsq": (bands, rows, cols), "bil": (rows, bands, cols), "bip": (rows, cols, bands)}[interleave]
-    out = np.memmap(target, dtype=dtype, mode="w+", shape=shape)
-    try:
-        for block in row_blocks(rows, cols, bands, dtype.itemsize):
-            values = cast_block(np.asarray(data[block]), dtype.newbyteorder("="), path)
+    itemsize = dtype.itemsize
+    with open(target, "wb") as handle:
+        handle.truncate(rows * cols * bands * itemsize)
+        descriptor = handle.fileno()
+        for block in row_blocks(rows, cols, bands, itemsize):
+            values = cast_block(np.asarray(data[block]), dtype.newbyteorder("="), path).astype(dtype, copy=False)
             if interleave == "bsq":
-                out[:, block, :] = values.transpose(2, 0, 1)
+                for band in range(bands):
+                    plane = np.ascontiguousarray(values[:, :, band])
+                    os.pwrite(descriptor, plane.tobytes(), (band * rows + block.start) * cols * itemsize)
             elif interleave == "bil":
-                out[block] = values.transpose(0, 2, 1)
+                lines = np.ascontiguousarray(values.transpose(0, 2, 1))
+                os.pwrite(descriptor, lines.tobytes(), block.start * bands * cols * itemsize)
             else:
-                out[block] = values
-        out.flush()
-    finally:
-        del out
+                os.pwrite(descriptor, np.ascontiguousarray(values).tobytes(), block.start * cols * bands * itemsize)

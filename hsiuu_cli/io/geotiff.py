@@ -30,7 +30,8 @@ from .atomic import atomic_files
 from .blocks import cast_block, check_nodata, output_dtype, row_blocks
 from .envi import format_number
 
-GDAL_ENV = {"GDAL_PAM_ENABLED": "NO", "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+# a bounded block cache (MB): GDAL's default, 5 % of RAM, would hold written blocks of a large cube resident
+GDAL_ENV = {"GDAL_PAM_ENABLED": "NO", "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_CACHEMAX": 256}
 ENVI_DOMAIN = "ENVI"
 _INTERLEAVE_NAMES = {"BAND": "bsq", "PIXEL": "bip", "LINE": "bil"}
 _GTIFF_DTYPES = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64"}

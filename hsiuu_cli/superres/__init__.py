@@ -46,7 +46,7 @@ def super_resolve(
     model: str | Path | LoadedModel | None = None,
     *,
     method: str = "model",
-    tile: int = 128,
+    tile: int | None = None,
     device: str = "auto",
     calibrate: bool = True,
     wavelengths: np.ndarray | None = None,

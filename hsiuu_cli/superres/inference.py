@@ -45,8 +45,12 @@ CALIBRATION_CROP = 192
 CALIBRATION_MIN_SIDE = 12
 """Smallest side (coarse pixels) of the self-check; smaller scenes keep a gain of 1."""
 METHODS = ("model", "bicubic")
-GROUP_CHUNK = 16
-"""Band groups per network call."""
+GROUP_CHUNK = 8
+"""Band groups per network call: the HR activations of a call dominate inference memory (and ONNX
+Runtime keeps its largest allocation), while fewer than 8 groups per call ran slower."""
+DEFAULT_TILE = 64
+"""Tile side in LR pixels. Memory follows the tile and the scene width, not the scene area; larger
+tiles spend less time on halos. docs/benchmarks.md (Super-resolution) measures 64 and 128."""
 
 
 def available_cores() -> int:
@@ -154,7 +158,7 @@ class SuperResolver:
         model: LoadedModel | None,
         *,
         method: str = "model",
-        tile: int = 128,
+        tile: int | None = None,
         device: str = "auto",
         threads: int | None = None,
         calibrate: bool = True,
@@ -162,6 +166,7 @@ class SuperResolver:
     ):
         if method not in METHODS:
             raise ParameterError(f"unknown method '{method}' (use {' or '.join(METHODS)})")
+        tile = DEFAULT_TILE if tile is None else tile
         if tile < 8:
             raise ParameterError(f"tile must be at least 8 LR pixels, got {tile}")
         if isinstance(scale, bool) or int(scale) != scale or scale < 2:
@@ -411,7 +416,7 @@ def super_resolve_cube(
     model: LoadedModel | None,
     *,
     method: str = "model",
-    tile: int = 128,
+    tile: int | None = None,
     device: str = "auto",
     dtype=None,
     calibrate: bool = True,
