@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +52,7 @@ from hsiuu_cli.cube import Cube  # noqa: E402
 from hsiuu_cli.fusion import fuse  # noqa: E402
 from hsiuu_cli.io import read_cube, write_cube  # noqa: E402
 from hsiuu_cli.srf import load_srf, srf_matrix  # noqa: E402
+from peak_rss import run_measured  # noqa: E402  (bench/, beside this script)
 
 METHODS = ("spectramorph", "cnmf", "gsa", "bicubic")
 SCENES = {
@@ -244,26 +244,14 @@ def _write_speed_inputs(folder: Path, rows: int, bands: int, ratio: int) -> tupl
 
 
 def _run_cli(args_list: list[str], threads: int) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (MiB) and stdout of `hsiuu ...` (python -m hsiuu_cli) in a fresh process.
-
-    Peak RSS comes from GNU time (%M): a child forked from this process would inherit this
-    process's high-water mark."""
+    """Wall seconds, peak RSS (MiB) and stdout of `hsiuu ...` (python -m hsiuu_cli) in a fresh process."""
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = str(threads)
     env["HSIUU_TORCH_THREADS"] = str(threads)
     code = "import os, torch; torch.set_num_threads(int(os.environ['HSIUU_TORCH_THREADS'])); from hsiuu_cli.cli.app import main; main()"
-    with tempfile.NamedTemporaryFile(suffix=".rss") as rss:
-        started = time.perf_counter()
-        done = subprocess.run(
-            ["/usr/bin/time", "-f", "%M", "-o", rss.name, sys.executable, "-c", code, *args_list],
-            cwd=ROOT, env=env, capture_output=True, text=True,
-        )
-        seconds = time.perf_counter() - started
-        if done.returncode != 0:
-            raise RuntimeError(done.stderr)
-        peak_kib = int(Path(rss.name).read_text().split()[-1])
-    return seconds, peak_kib // 1024, done.stdout
+    seconds, peak, done = run_measured([sys.executable, "-c", code, *args_list], cwd=ROOT, env=env)
+    return seconds, peak, done.stdout
 
 
 def run_speed(args) -> list[dict]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from hsiuu_cli.io import read_cube, write_cube  # noqa: E402
 from hsiuu_cli.metrics import ergas, psnr, sam, ssim  # noqa: E402
 from hsiuu_cli.superres import choose_model, load_model  # noqa: E402
 from hsiuu_cli.superres.inference import super_resolve_cube  # noqa: E402
+from peak_rss import run_measured  # noqa: E402  (bench/, beside this script)
 
 FAMILY = [
     "sr_pool/abu-airport-4.hdr",
@@ -213,16 +213,10 @@ def memory(args) -> list[dict]:
             target = folder / f"large_x4{suffix}"
             command = [sys.executable, "-m", "hsiuu_cli", "-q", "superres", str(source), "--scale", "4",
                        "--model", args.model, "-o", str(target), "--tile", str(args.tile)]
-            # GNU time's %M is this run's own peak: getrusage(RUSAGE_CHILDREN) would keep the largest
-            # of all the children so far
-            with tempfile.NamedTemporaryFile(suffix=".rss") as rss:
-                started = time.perf_counter()
-                completed = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *command],
-                                           cwd=ROOT, capture_output=True, text=True)
-                seconds = time.perf_counter() - started
-                if completed.returncode != 0:
-                    raise SystemExit(completed.stderr)
-                peak_mb = int(Path(rss.name).read_text().split()[-1]) / 1024
+            try:
+                seconds, peak_mb, _ = run_measured(command, cwd=ROOT)
+            except RuntimeError as exc:
+                raise SystemExit(str(exc)) from None
             size_gb = sum(p.stat().st_size for p in folder.glob("large_x4*")) / 1e9
             voxels = args.rows * 4 * args.cols * 4 * args.bands
             rows.append({"output": f"{args.rows * 4}×{args.cols * 4}×{args.bands} int16 {suffix}", "peak_rss_mb": round(peak_mb),
