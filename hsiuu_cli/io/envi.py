@@ -712,11 +712,18 @@ def _write_pixels(data: np.ndarray, target: Path, dtype: np.dtype, interleave: s
         for block in row_blocks(rows, cols, bands, itemsize):
             values = cast_block(np.asarray(data[block]), dtype.newbyteorder("="), path).astype(dtype, copy=False)
             if interleave == "bsq":
+                planes = np.ascontiguousarray(values.transpose(2, 0, 1))
                 for band in range(bands):
-                    plane = np.ascontiguousarray(values[:, :, band])
-                    os.pwrite(descriptor, plane.tobytes(), (band * rows + block.start) * cols * itemsize)
+                    _write_at(descriptor, planes[band], (band * rows + block.start) * cols * itemsize)
             elif interleave == "bil":
-                lines = np.ascontiguousarray(values.transpose(0, 2, 1))
-                os.pwrite(descriptor, lines.tobytes(), block.start * bands * cols * itemsize)
+                _write_at(descriptor, values.transpose(0, 2, 1), block.start * bands * cols * itemsize)
             else:
-                os.pwrite(descriptor, np.ascontiguousarray(values).tobytes(), block.start * cols * bands * itemsize)
+                _write_at(descriptor, values, block.start * cols * bands * itemsize)
+
+
+def _write_at(descriptor: int, values: np.ndarray, offset: int) -> None:
+    """All of ``values``' bytes at ``offset``: pwrite may write fewer bytes than it was given."""
+    remaining = memoryview(np.ascontiguousarray(values)).cast("B")
+    while remaining:
+        written = os.pwrite(descriptor, remaining, offset)
+        remaining, offset = remaining[written:], offset + written
