@@ -135,7 +135,9 @@ def table(rows: list[dict], columns: list[str], title: str) -> str:
         cells = []
         for column in columns:
             value = row.get(column, "")
-            cells.append(f"{value:.2f}" if isinstance(value, float) else str(value))
+            if isinstance(value, float):
+                value = f"{value:.3f}" if column == "ssim" else f"{value:.2f}"
+            cells.append(str(value))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -164,7 +166,12 @@ ABLATIONS = [
     ("training input = LR-HSI through the SRF (paper)", {"train_input": "srf"}),
     ("no consistency step (network only)", {"consistency": False}),
     ("consistency with the LR-HSI only (λ = 0)", {"msi_weight": 0.0}),
-    ("no signal-subspace denoising", {"denoise": False}),
+    ("no signal-subspace denoising", {"denoise": "none"}),
+    ("signal subspace: plain projection (no shrinkage)", {"denoise": "project"}),
+    ("MSI not projected on the HSI's signal subspace", {"msi_projection": False}),
+    ("no noise augmentation", {"noise_augmentation": 0.0}),
+    ("noise augmentation at 0.5 × the estimated variance", {"noise_augmentation": 0.5}),
+    ("noise augmentation at the full estimated variance", {"noise_augmentation": 1.0}),
     ("μ not scaled with the HSI's noise", {"noise_adaptive": False}),
     ("Adam, 1200 epochs (instead of L-BFGS, 150)", {"optimizer": "adam", "epochs": 1200}),
     ("K = 4", {"endmembers": 4}),

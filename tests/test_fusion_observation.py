@@ -10,10 +10,13 @@ from scipy import sparse
 from hsiuu_cli import degrade
 from hsiuu_cli.fusion.observation import (
     ConsistencySolver,
+    SensorFit,
     SpatialModel,
     apply_spatial,
     fit_sensor,
+    msi_noise_power,
     sampling_matrix,
+    signal_subspace,
 )
 
 
@@ -94,3 +97,34 @@ def test_sparse_matrices_are_banded():
     matrix = sampling_matrix(50, 200, 4, 2.0, 1.5)
     assert isinstance(matrix, sparse.csr_array)
     assert matrix.nnz <= 50 * (2 * 6 + 3)
+
+
+def _exact_sensor(bands: int) -> SensorFit:
+    return SensorFit(SpatialModel(4, 2.0, 1.0, 1.0), np.ones(bands), np.zeros(bands), 0.0, np.zeros(bands))
+
+
+def test_msi_noise_power_measures_full_resolution_noise(mixture):
+    cube, _, _, wavelengths = mixture
+    centres = np.linspace(450, 2300, 6)
+    srf = np.exp(-0.5 * ((wavelengths[:, None] - centres[None, :]) / 120.0) ** 2)
+    msi = degrade.spectral_degrade(cube, srf / srf.sum(axis=0)).astype(np.float64)
+    sigma = 0.02 * msi.mean(axis=(0, 1))
+    noisy = msi + np.random.default_rng(3).standard_normal(msi.shape) * sigma
+    valid = np.ones(msi.shape[:2], bool)
+    estimate = msi_noise_power(noisy, valid, _exact_sensor(6))
+    np.testing.assert_allclose(estimate / sigma**2, 1.0, atol=0.5)
+    clean = msi_noise_power(msi, valid, _exact_sensor(6))
+    assert (clean < 0.1 * sigma**2).all()
+    assert msi_noise_power(msi[:, :, :2], valid, _exact_sensor(2)) is None  # too few bands to tell
+
+
+def test_signal_subspace_keeps_the_signal_and_shrinks_the_noise():
+    rng = np.random.default_rng(4)
+    clean = rng.random((400, 3)) @ rng.random((3, 40))
+    noisy = clean + rng.standard_normal(clean.shape) * 0.02
+    subspace = signal_subspace(noisy, 0.02**2)
+    assert subspace.basis.shape == (40, 3)
+    assert ((subspace.gains > 0) & (subspace.gains <= 1)).all() and subspace.gains[0] > 0.99
+    error = lambda x: float(((x - clean) ** 2).mean())  # noqa: E731
+    projected = noisy @ subspace.basis @ subspace.basis.T
+    assert error(noisy @ subspace.shrinkage()) <= error(projected) < 0.2 * error(noisy)

@@ -119,3 +119,17 @@ def test_auto_endmembers_uses_the_signal_dimension(case):
     _, lr, msi, srf, _ = case
     result = fuse(lr, msi, srf, endmembers="auto", epochs=30)
     assert 2 <= result.info["endmembers"] <= 16
+
+
+def test_msi_noise_is_not_passed_on(case):
+    """An MSI at 25 dB SNR: projecting it on what the HSI's signal subspace can show, and training on
+    noisy copies at its estimated full-resolution noise level, each keep its noise out of the result."""
+    cube, lr, msi, srf, _ = case
+    noisy = degrade.add_noise(msi, 25, 0)
+    default = fuse(lr, noisy, srf, seed=0)
+    assert default.info["signal_subspace"] < srf.shape[1]  # so the MSI projection applies
+    without_augmentation = fuse(lr, noisy, srf, seed=0, noise_augmentation=0.0)
+    without_either = fuse(lr, noisy, srf, seed=0, noise_augmentation=0.0, msi_projection=False)
+    psnr = lambda result: metrics.psnr(result.fused, cube)  # noqa: E731
+    assert psnr(default) > psnr(without_augmentation) + 1.0
+    assert psnr(without_augmentation) > psnr(without_either) + 0.6

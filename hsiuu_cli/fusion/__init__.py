@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InvalidDataError, ParameterError, ShapeMismatchError
-from .observation import SensorFit, fit_sensor, msi_trust, signal_subspace
+from .observation import SensorFit, fit_sensor, msi_noise_power, msi_trust, signal_subspace
 
 METHODS = ("spectramorph", "cnmf", "gsa", "bicubic")
 DEFAULT_ENDMEMBERS = 8
@@ -164,7 +164,10 @@ def fuse(
             msi_offset=(sensor.offset * scale).tolist(),
             msi_fit_residual=round(sensor.residual, 6),
         )
-        trust = msi_trust(sensor, lr_values[lr_ok], srf)
+        msi_noise = msi_noise_power(msi, msi_ok, sensor)
+        trust = msi_trust(sensor, lr_values[lr_ok], srf, msi_noise=msi_noise)
+        if msi_noise is not None:
+            info["msi_noise_sigma"] = [float(f"{v:.3g}") for v in np.sqrt(msi_noise) * scale]
         info["msi_trust"] = [round(float(t), 4) for t in trust.relative]
         info["hsi_noise"] = round(trust.hsi_error, 6)
 
@@ -172,18 +175,26 @@ def fuse(
         values = np.asarray(msi[start:stop], dtype=np.float32)
         ok = msi_ok[start:stop]
         calibrated = values * sensor.gain.astype(np.float32) + sensor.offset.astype(np.float32)
+        if msi_projection is not None:
+            calibrated = calibrated @ msi_projection
         return np.where(ok[:, :, None], calibrated, 0.0).astype(np.float32), ok
 
     endmember_spectra = abundances = None
+    msi_projection = None
     if method == "spectramorph":
         from .spectramorph import SpectraMorphSettings, fuse_spectramorph
 
         settings = SpectraMorphSettings(endmembers=k, seed=seed, device=device, **method_options)
-        if settings.denoise:
+        if settings.denoise != "none":
             # the LR-HSI restricted to its signal subspace: noise outside it is not fused into the result
             subspace = signal_subspace(lr_values[lr_ok], trust.hsi_noise_variance)
-            lr_values = (lr_values @ subspace @ subspace.T).astype(np.float32)
-            info["signal_subspace"] = subspace.shape[1]
+            denoiser = subspace.shrinkage() if settings.denoise == "shrink" else subspace.basis @ subspace.basis.T
+            lr_values = (lr_values @ denoiser).astype(np.float32)
+            info["signal_subspace"] = subspace.basis.shape[1]
+            if settings.msi_projection and subspace.basis.shape[1] < msi_bands:
+                # the MSI can only show what the HSI's signal subspace shows through the SRF: the rest is noise
+                q = np.linalg.qr(srf.T @ subspace.basis)[0]
+                msi_projection = (q @ q.T).astype(np.float32)
         if epochs is not None:
             settings.epochs = epochs
         abundances_out = np.empty((rows_hr, cols_hr, k), dtype=np.float32) if return_abundances else None

@@ -10,7 +10,8 @@
    ``prior="none"`` leaves the CSP out.
 3. Training at low resolution, full batch: input = the MSI taken to the LR grid (``train_input=
    "msi"``; or the LR-HSI through the SRF, ``"srf"``, as the paper: the same on a consistent pair)
-   with the CSP one scale coarser, target = the LR-HSI.
+   with the CSP one scale coarser, target = the LR-HSI; noisy copies of the inputs stand in for
+   the MSI's full-resolution noise, which the LR grid averages away.
 4. Inference on the HR-MSI, strip by strip (memory bounded by the strip, not the grid); the
    network's correction is scaled by the MSI's trust.
 5. Consistency: the cube closest to that prediction that, blurred and sampled by the PSF
@@ -18,8 +19,9 @@
    weighted by its estimated error (:class:`hsiuu_cli.fusion.observation.ConsistencySolver`).
 
 docs/benchmarks.md (section Fusion) has the measurements behind each default. All arrays handled
-here are already scaled (LR-HSI / its peak), gap-filled and, by default, projected on the LR-HSI's
-signal subspace by :func:`hsiuu_cli.fusion.fuse`.
+here are already scaled (LR-HSI / its peak), gap-filled and, by default, denoised on the LR-HSI's
+signal subspace (the MSI too, where that subspace seen through the SRF is smaller than its band
+count) by :func:`hsiuu_cli.fusion.fuse`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ from .observation import ERROR_FLOOR, ConsistencySolver, SensorFit, Trust, apply
 
 COEFFICIENTS = ("free", "nonneg", "simplex")
 PRIORS = ("residual", "input", "none")
+DENOISERS = ("shrink", "project", "none")
+AUGMENTATION_COPIES = 16
+AUGMENTED_PIXELS = 4096
+"""Noise augmentation makes up to 16 noisy copies of the training pixels, until about this many."""
 
 
 @dataclass
@@ -72,8 +78,16 @@ class SpectraMorphSettings:
     """Scale μ with the LR-HSI's estimated noise power (relative to 40 dB)."""
     correction_rank: int = 64
     """Spectral directions the consistency step may correct (the LR-HSI's leading ones, plus the SRF's)."""
-    denoise: bool = True
-    """Project the LR-HSI on its signal subspace first (done by :func:`hsiuu_cli.fusion.fuse`)."""
+    denoise: str = "shrink"
+    """What :func:`hsiuu_cli.fusion.fuse` does to the LR-HSI first: shrink (each direction of its
+    signal subspace scaled by its signal share), project (on the subspace) or none."""
+    msi_projection: bool = True
+    """Project the MSI on the HSI's signal subspace seen through the SRF (when that has fewer
+    dimensions than the MSI has bands)."""
+    noise_augmentation: float = 0.25
+    """Share of the MSI's estimated full-resolution noise variance added to noisy copies of the
+    training inputs (0: none). The estimate is an upper bound (scene detail that the other bands do
+    not explain counts as noise); 0.25 measured best of 0.25/0.5/1 (docs/benchmarks.md)."""
     seed: int = 0
     device: str = "auto"
 
@@ -84,6 +98,10 @@ class SpectraMorphSettings:
             raise ParameterError(f"prior must be one of {', '.join(PRIORS)}, got '{self.prior}'")
         if self.train_input not in ("msi", "srf"):
             raise ParameterError(f"train_input must be msi or srf, got '{self.train_input}'")
+        if self.denoise not in DENOISERS:
+            raise ParameterError(f"denoise must be one of {', '.join(DENOISERS)}, got '{self.denoise}'")
+        if not self.noise_augmentation >= 0:
+            raise ParameterError(f"noise_augmentation must be non-negative, got {self.noise_augmentation}")
         if self.optimizer not in ("lbfgs", "adam"):
             raise ParameterError(f"optimizer must be lbfgs or adam, got '{self.optimizer}'")
         if self.epochs < 1 or self.hidden < 1:
@@ -212,6 +230,17 @@ def fuse_spectramorph(
     train_x = spread_sample(features(lr_msi, coarse_lr)[train_valid], settings.max_train_pixels).astype(np.float32)
     train_y = lr[train_valid] - coarse_lr[train_valid] if prior == "residual" else lr[train_valid]
     train_y = spread_sample(train_y, settings.max_train_pixels)
+    if settings.noise_augmentation > 0 and trust.msi_noise_variance is not None:
+        # the LR-grid MSI has had its noise averaged away by the PSF; the HR-MSI the network will see has
+        # not: noisy copies of the training pixels teach it not to pass that noise on
+        copies = max(1, min(AUGMENTATION_COPIES, AUGMENTED_PIXELS // train_x.shape[0]))
+        clean_msi = spread_sample(lr_msi[train_valid], settings.max_train_pixels)
+        clean_coarse = None if prior == "none" else spread_sample(coarse_lr[train_valid], settings.max_train_pixels)
+        sigma = np.sqrt(settings.noise_augmentation * trust.msi_noise_variance).astype(np.float32)
+        noise_rng = np.random.default_rng(settings.seed)
+        noisy = [clean_msi + noise_rng.standard_normal(clean_msi.shape).astype(np.float32) * sigma for _ in range(copies)]
+        train_x = np.concatenate([features(n, clean_coarse) for n in noisy]).astype(np.float32)
+        train_y = np.tile(train_y, (copies, 1))
     feature_mean = train_x.mean(axis=0)
     feature_scale = train_x.std(axis=0) + 1e-6 * max(float(np.abs(train_x).max()), 1e-12)
 
