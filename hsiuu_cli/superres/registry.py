@@ -31,8 +31,8 @@ class RegistryEntry:
 SHIPPED: dict[str, RegistryEntry] = {
     "aviris_x4": RegistryEntry(
         "aviris_x4",
-        "2a4b4023f73f235606abfe8b2763cc32e8e88a9d4c044cf6dae3a2b9b358ff6d",
-        "316c9a805a6164647f83eeb9895e6cd8d7204cb4c22167cd69031de35ee75782",
+        "2968d2d5198975f97054aa478a1a134a345ee805efe2554bfdf7715c6f672d1e",
+        "d58e34b0931f816659381602de641853d54ca294f328e8b6eb3cd4ef91998fd2",
         "UnmixingSR for AVIRIS-like VNIR-SWIR cubes, ×4",
     ),
     "aviris_x2": RegistryEntry(
