@@ -38,7 +38,7 @@ def superres_command(
 ) -> None:
     """Super-resolve hyperspectral cubes by an integer factor (UnmixingSR, tiled, ONNX on CPU).
 
-    Shipped models: aviris_x2 and aviris_x4 for AVIRIS-like VNIR-SWIR cubes (145-228 good bands),
+    Shipped models: aviris_x2 and aviris_x4 for AVIRIS-like VNIR-SWIR cubes (about 145-250 good bands),
     agnostic_x2 and agnostic_x4 for any other band count or sensor. Without --model, the first that
     fits the scene is used.
     """
