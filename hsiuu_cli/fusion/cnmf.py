@@ -81,19 +81,13 @@ def _unmix(
     count = 0
     previous = np.inf
     for _ in range(iterations):
-        if first == "abundances":
-            candidate = step_first(data, endmembers, abundances)
-            cost = _cost(data, endmembers, candidate)
-        else:
-            candidate = step_first(data, endmembers, abundances)
-            cost = _cost(data, candidate, abundances)
+        candidate = step_first(data, endmembers, abundances)
+        trial = (endmembers, candidate) if first == "abundances" else (candidate, abundances)
+        cost = _cost(data, *trial)
         count += 1
         if np.isfinite(previous) and (previous - cost) / max(cost, TINY) < TOLERANCE:
             break
-        if first == "abundances":
-            abundances = candidate
-        else:
-            endmembers = candidate
+        endmembers, abundances = trial
         previous = cost
     if update_both:
         previous = _cost(data, endmembers, abundances)
