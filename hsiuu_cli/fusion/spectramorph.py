@@ -227,20 +227,20 @@ def fuse_spectramorph(
         detail = msi - coarse @ srf
         return np.concatenate([detail, msi], axis=-1) if with_msi else detail
 
-    train_x = spread_sample(features(lr_msi, coarse_lr)[train_valid], settings.max_train_pixels).astype(np.float32)
+    msi_sample = spread_sample(lr_msi[train_valid], settings.max_train_pixels)
+    coarse_sample = None if prior == "none" else spread_sample(coarse_lr[train_valid], settings.max_train_pixels)
     train_y = lr[train_valid] - coarse_lr[train_valid] if prior == "residual" else lr[train_valid]
     train_y = spread_sample(train_y, settings.max_train_pixels)
+    msi_inputs = [msi_sample]
     if settings.noise_augmentation > 0 and trust.msi_noise_variance is not None:
         # the LR-grid MSI has had its noise averaged away by the PSF; the HR-MSI the network will see has
         # not: noisy copies of the training pixels teach it not to pass that noise on
-        copies = max(1, min(AUGMENTATION_COPIES, AUGMENTED_PIXELS // train_x.shape[0]))
-        clean_msi = spread_sample(lr_msi[train_valid], settings.max_train_pixels)
-        clean_coarse = None if prior == "none" else spread_sample(coarse_lr[train_valid], settings.max_train_pixels)
+        copies = max(1, min(AUGMENTATION_COPIES, AUGMENTED_PIXELS // msi_sample.shape[0]))
         sigma = np.sqrt(settings.noise_augmentation * trust.msi_noise_variance).astype(np.float32)
         noise_rng = np.random.default_rng(settings.seed)
-        noisy = [clean_msi + noise_rng.standard_normal(clean_msi.shape).astype(np.float32) * sigma for _ in range(copies)]
-        train_x = np.concatenate([features(n, clean_coarse) for n in noisy]).astype(np.float32)
+        msi_inputs = [msi_sample + noise_rng.standard_normal(msi_sample.shape).astype(np.float32) * sigma for _ in range(copies)]
         train_y = np.tile(train_y, (copies, 1))
+    train_x = np.concatenate([features(msi, coarse_sample) for msi in msi_inputs]).astype(np.float32)
     feature_mean = train_x.mean(axis=0)
     feature_scale = train_x.std(axis=0) + 1e-6 * max(float(np.abs(train_x).max()), 1e-12)
 
