@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from hsiuu_cli.cube import Cube
 from hsiuu_cli.io import read_cube, write_cube
 from hsiuu_cli.superres import registry
 from hsiuu_cli.superres.export import sha256_file
+from hsiuu_cli.superres.inference import DEFAULT_TILE
 from hsiuu_cli.superres.training import TrainingOptions, train
 
 from conftest import make_mixture
@@ -180,3 +182,16 @@ def test_model_that_does_not_fit_names_what_fits(runner, cubes, tmp_path):
     assert "takes 10–14 bands and the scene has 3" in result.output
     if registry.SHIPPED:
         assert "models that fit:" in result.output
+
+
+def test_superres_help_states_the_shipped_band_ranges_and_tile(runner):
+    """The help quotes figures that live elsewhere (model metadata, the inference default); retraining must not leave them stale."""
+    result = runner.invoke(app, ["superres", "--help"], env={"COLUMNS": "400", "NO_COLOR": "1"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert f"(default {DEFAULT_TILE})" in text
+    for name in ("aviris_x2", "aviris_x4"):
+        info = registry.get_model(name).info
+        stated = re.search(rf"{name} \((\d+)-(\d+)", text)
+        assert stated is not None, name
+        assert (int(stated.group(1)), int(stated.group(2))) == (info.bands_min, info.bands_max)

@@ -27,7 +27,7 @@ NameTemplate = Annotated[
     typer.Option(
         "--name",
         help="Output name template with --out-dir: {stem} (input name without extension) and {ext} "
-        "(output extension), e.g. '{stem}_x4{ext}'.",
+        "(output extension), and in superres {scale}, e.g. '{stem}_x{scale}{ext}'.",
     ),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]

@@ -22,9 +22,9 @@ def _default_extension(inputs: list[Path], format: str | None) -> str:
 def superres_command(
     inputs: Inputs,
     scale: Annotated[int, typer.Option("--scale", "-s", help="Up-sampling factor: 2, 3, 4 or 8 with a model; any integer ≥ 2 with bicubic.")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Shipped model name or model file (.onnx); default: the shipped model that fits the scene.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Shipped model name, or a model file (.onnx, its card .json, or the path without extension); default: the shipped model that fits the scene.")] = None,
     method: Annotated[str, typer.Option("--method", help="model, or bicubic (the baseline).")] = "model",
-    tile: Annotated[Optional[int], typer.Option("--tile", min=8, show_default=False, help="Tile side in LR pixels (default: hsiuu_cli.superres.inference.DEFAULT_TILE, 64); memory grows with it, not with the scene.")] = None,
+    tile: Annotated[Optional[int], typer.Option("--tile", min=8, show_default=False, help="Tile side in LR pixels (default 64); memory grows with it, not with the scene.")] = None,
     device: Device = "auto",
     calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Scale the model's detail by a gain (0–1) fitted on the scene degraded once more, so a model that does not suit the sensor falls back towards bicubic.")] = True,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="Output data type (default: the input's; integer outputs are rounded and keep the scale factor).")] = None,
@@ -38,7 +38,7 @@ def superres_command(
 ) -> None:
     """Super-resolve hyperspectral cubes by an integer factor (UnmixingSR, tiled, ONNX on CPU).
 
-    Shipped models: aviris_x2 and aviris_x4 for AVIRIS-like VNIR-SWIR cubes (about 145-250 good bands),
+    Shipped models: aviris_x2 (145-228 good bands) and aviris_x4 (145-247) for AVIRIS-like VNIR-SWIR cubes,
     agnostic_x2 and agnostic_x4 for any other band count or sensor. Without --model, the first that
     fits the scene is used.
     """

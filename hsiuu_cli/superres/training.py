@@ -49,7 +49,7 @@ class TrainingOptions:
     unmixing_steps: int = 200
     patch: int | None = None
     """HR patch side (pixels), rounded down to a multiple of the scale; default 16 LR pixels (16·scale), as in the paper."""
-    batch: int = 2
+    batch: int = 1
     """Patches per step, all from one scene, each with all its band groups."""
     learning_rate: float = 1e-3
     alpha: float = 0.1
