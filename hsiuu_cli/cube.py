@@ -9,6 +9,10 @@ import numpy as np
 from affine import Affine
 
 
+GRID_KEYS = ("geo points", "pixel size", "x start", "y start")
+"""ENVI header fields in the old grid's pixel coordinates or sizes."""
+
+
 @dataclass
 class Cube:
     """A hyperspectral (or multispectral) image with the metadata analysts rely on.
@@ -102,6 +106,12 @@ class Cube:
         """A copy with some fields changed (metadata dict copied, arrays shared)."""
         changes.setdefault("metadata", dict(self.metadata))
         return dataclasses.replace(self, **changes)
+
+    def regridded(self, data, transform: Affine | None, **changes) -> "Cube":
+        """A copy on another pixel grid: header fields that count the old grid's pixels are dropped
+        (``map info`` is redrawn from ``transform`` when written)."""
+        metadata = {k: v for k, v in self.metadata.items() if k not in GRID_KEYS}
+        return self.replace(data=data, transform=transform, metadata=metadata, **changes)
 
     def with_bands(self, data: np.ndarray, *, band_names: list[str] | None = None) -> "Cube":
         """A cube on the same grid with a different set of bands (drops per-band metadata)."""

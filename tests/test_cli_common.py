@@ -59,6 +59,18 @@ def test_library_error_becomes_one_line_and_exit_1(runner):
     assert "Traceback" not in result.output
 
 
+def test_quiet_still_reports_errors(runner, tmp_path):
+    result = runner.invoke(app, ["-q", "info", str(tmp_path / "missing.hdr")])
+    assert result.exit_code == 1
+    assert "missing.hdr: file not found" in result.stderr
+
+
+def test_a_directory_is_not_a_cube(runner, tmp_path):
+    result = runner.invoke(app, ["info", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "is a directory, not a cube" in result.stderr and "Traceback" not in result.output
+
+
 def test_unexpected_error_has_no_traceback(runner):
     def fail():
         raise RuntimeError("boom")

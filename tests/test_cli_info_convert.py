@@ -240,3 +240,45 @@ def test_band_selection_outside_the_cube(runner, scene, tmp_path):
         result = runner.invoke(app, ["convert", str(scene), str(tmp_path / "o.tif"), "--bands", selection])
         assert result.exit_code == 1 and problem in result.stderr and "scene.hdr" in result.stderr
         assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.parametrize("options", [["--bands", "0,2"], ["--drop-bad-bands"]])
+def test_convert_band_subset_cuts_unitless_wavelengths(runner, tmp_path, options):
+    rng = np.random.default_rng(0)
+    rng.random((3, 20, 20), dtype=np.float32).tofile(tmp_path / "idx.img")
+    (tmp_path / "idx.hdr").write_text(
+        "ENVI\nsamples = 20\nlines = 20\nbands = 3\ndata type = 4\ninterleave = bsq\nbyte order = 0\n"
+        "wavelength units = Index\nwavelength = {1, 2, 3}\nfwhm = {0.5, 0.6, 0.7}\nbbl = {1, 0, 1}\n"
+    )
+    out = tmp_path / "sub.hdr"
+    result = runner.invoke(app, ["convert", str(tmp_path / "idx.hdr"), str(out), *options])
+    assert result.exit_code == 0, result.output
+    fields = envi.read_header(out)
+    assert (fields["wavelength"], fields["fwhm"]) == ("{ 1 , 3 }", "{ 0.5 , 0.7 }")
+    assert runner.invoke(app, ["info", str(out)]).exit_code == 0
+
+
+@pytest.mark.parametrize("selection, band, items", [("5,5", 5, "'5' and by '5'"), ("0-3,2", 2, "'0-3' and by '2'"),
+                                                    ("400nm,410nm", 0, "'400nm' and by '410nm'")])
+def test_convert_refuses_a_band_selected_twice(runner, scene, tmp_path, selection, band, items):
+    result = runner.invoke(app, ["convert", str(scene), str(tmp_path / "o.hdr"), "--bands", selection])
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.replace("│", " ").split())
+    assert f"band {band} is selected twice (by {items})" in message
+    assert list(tmp_path.glob("o.*")) == []
+
+
+def test_convert_keeps_calibration_gains(runner, tmp_path):
+    np.arange(2 * 3 * 4, dtype="<i2").tofile(tmp_path / "dn.img")
+    (tmp_path / "dn.hdr").write_text(
+        "ENVI\nsamples = 4\nlines = 3\nbands = 2\ndata type = 2\ninterleave = bsq\nbyte order = 0\n"
+        "data gain values = {0.01, 0.02}\ndata offset values = {1, 2}\n"
+    )
+    for name, options in (("copy.hdr", []), ("copy.tif", []), ("one.hdr", ["--bands", "1"])):
+        result = runner.invoke(app, ["convert", str(tmp_path / "dn.hdr"), str(tmp_path / name), *options])
+        assert result.exit_code == 0, result.output
+    assert read_cube(tmp_path / "copy.tif").metadata["data gain values"] == "{0.01, 0.02}"
+    assert runner.invoke(app, ["convert", str(tmp_path / "copy.tif"), str(tmp_path / "back.hdr")]).exit_code == 0
+    for name, gains, offsets in (("back.hdr", "{0.01, 0.02}", "{1, 2}"), ("one.hdr", "{ 0.02 }", "{ 2 }")):
+        fields = envi.read_header(tmp_path / name)
+        assert (fields["data gain values"], fields["data offset values"]) == (gains, offsets)

@@ -75,6 +75,19 @@ def test_smile_with_scale_writes_the_finer_grid(runner, scene, tmp_path):
     assert summary["method"] == "smile" and summary["details"]["sr_task"] is True
 
 
+def test_a_projection_without_crs_keeps_its_map_info(runner, tmp_path):
+    """State Plane in feet has no CRS here: the abundance maps carry the scene's own map info."""
+    cube, _, _, wavelengths = make_mixture(rows=12, cols=12, bands=20, endmembers=3, seed=5)
+    map_info = "{State Plane (NAD 83), 1, 1, 2000000.0, 500000.0, 3.0, 3.0, 0405, units=Feet}"
+    path = tmp_path / "sp.hdr"
+    write_cube(Cube(cube, wavelengths=wavelengths), path)
+    path.write_text(path.read_text() + f"map info = {map_info}\n")
+    assert read_cube(path).transform is not None
+    result = invoke(runner, "unmix", path, "-k", 3, "--method", "vca-fcls", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert f"map info = {map_info}" in (tmp_path / "out" / "abundances.hdr").read_text()
+
+
 def test_json_summary_on_stdout(runner, scene, tmp_path):
     path, _, _, _ = scene
     result = invoke(runner, "unmix", path, "-k", 3, "--method", "nfindr-fcls", "-o", tmp_path / "o", "--json")

@@ -14,8 +14,10 @@ from rasterio.enums import WktVersion
 
 from hsiuu_cli.cube import Cube
 from hsiuu_cli.errors import CubeFormatError, CubeReadError, CubeWriteError, OutputExistsError
+from hsiuu_cli.grid import coarsened_transform, scaled_transform
 from hsiuu_cli.io import check_output, read_cube, write_cube
 from hsiuu_cli.io import envi
+from hsiuu_cli.io.bands import select_bands
 
 ENVI_TYPES = {1: "u1", 2: "i2", 3: "i4", 4: "f4", 5: "f8", 12: "u2", 13: "u4", 14: "i8", 15: "u8"}
 LAYOUT_AXES = {"bsq": (2, 0, 1), "bil": (0, 2, 1), "bip": (0, 1, 2)}
@@ -170,6 +172,51 @@ def test_unitless_wavelengths_carry_through_untouched(tmp_path):
     assert fields["wavelength units"] == "Index" and fields["wavelength"] == "{ 1 , 2 }"
 
 
+def test_unitless_wavelengths_follow_the_bands_or_are_dropped(tmp_path):
+    extra = ("wavelength units = Wavenumber\nwavelength = { 10 , 20 , 30 , 40 }\nfwhm = { 1 , 2 , 3 , 4 }\n"
+             "solar irradiance = { 5 , 6 , 7 , 8 }\n")
+    cube = read_cube(write_raw_envi(tmp_path, sample_values(np.dtype("u1"), (2, 2, 4)), code=1, extra=extra))
+    write_cube(select_bands(cube, [3, 1]), tmp_path / "two.hdr")
+    fields = envi.read_header(tmp_path / "two.hdr")
+    assert (fields["wavelength"], fields["fwhm"], fields["solar irradiance"]) == ("{ 40 , 20 }", "{ 4 , 2 }", "{ 8 , 6 }")
+    assert read_cube(tmp_path / "two.hdr").shape == (2, 2, 2)
+
+    write_cube(cube.with_bands(np.zeros((2, 2, 3), np.uint8)), tmp_path / "three.hdr")
+    fields = envi.read_header(tmp_path / "three.hdr")
+    assert not {"wavelength", "fwhm", "solar irradiance"} & set(fields)
+    assert read_cube(tmp_path / "three.hdr").bands == 3
+
+
+def test_band_names_and_description_with_braces_read_back(tmp_path):
+    names = ["Red, 650nm {a}", "{NIR", "SWIR}"]
+    cube = Cube(np.zeros((2, 2, 3), np.float32), band_names=names, description="scene {v2}, } and {")
+    write_cube(cube, tmp_path / "b.hdr")
+    back = read_cube(tmp_path / "b.hdr")
+    assert back.band_names == ["Red; 650nm (a)", "(NIR", "SWIR)"]
+    assert back.description == "scene (v2), ) and ("
+
+
+def test_calibration_is_kept_with_stored_values_and_dropped_with_physical_values(tmp_path):
+    # The reader leaves data gain/offset values unapplied: they map the stored numbers to radiance.
+    array = sample_values(np.dtype("i2"), shape=(4, 4, 4))
+    extra = HEADER_FIELDS + "data offset values = { 0 , 0 , 1 , 1 }\ndata reflectance gain values = { 1 , 1 , 1 , 1 }\n"
+    cube = read_cube(write_raw_envi(tmp_path, array, code=2, extra=extra))
+    calibration = {key: cube.metadata[key] for key in ("data gain values", "data offset values", "data reflectance gain values")}
+
+    def written(cube: Cube, name: str, **options) -> dict[str, str]:
+        write_cube(cube, tmp_path / name, **options)
+        return {key: value for key, value in envi.read_header(tmp_path / name).items() if key in calibration}
+
+    assert written(cube, "copy.hdr") == calibration
+    assert written(cube, "as_float.hdr", dtype="float32") == calibration  # same numbers, scale factor kept
+    doubled = cube.replace(transform=scaled_transform(cube.transform, 2), data=np.repeat(np.repeat(array, 2, 0), 2, 1))
+    assert written(doubled, "doubled.hdr") == calibration  # integers on a finer grid, same scale factor
+    physical = cube.replace(data=cube.physical(), scale_factor=None)
+    assert written(physical, "physical.hdr") == {}
+    coarse = physical.replace(data=physical.data[::2, ::2], transform=coarsened_transform(cube.transform, 2))
+    assert written(coarse, "coarse.hdr") == {}
+
+
 # ---------------------------------------------------------------------------------------------
 # map info
 # ---------------------------------------------------------------------------------------------
@@ -249,6 +296,40 @@ def test_unknown_projection_keeps_its_map_info_verbatim(tmp_path):
     assert cube.crs is None and cube.transform == Affine(2, 0, 1000, 0, -2, 2000)
     write_cube(cube, tmp_path / "copy.hdr")
     assert envi.read_header(tmp_path / "copy.hdr")["map info"] == map_info
+
+
+def test_unknown_projection_keeps_its_fields_on_a_new_grid(tmp_path):
+    map_info = "{ State Plane (NAD 83) , 1.5 , 1.5 , 2000001.5 , 499998.5 , 3.0 , 3.0 , 0405 , units=Feet , rotation=30 }"
+    header = write_raw_envi(tmp_path, sample_values(np.dtype("f4"), (4, 4, 2)), code=4, extra=f"map info = {map_info}\n")
+    cube = read_cube(header)
+    assert cube.crs is None
+    corner = cube.transform @ (0, 0)
+    for name, transform in (("fine.hdr", scaled_transform(cube.transform, 2)),
+                            ("coarse.hdr", coarsened_transform(cube.transform, 2))):
+        write_cube(cube.replace(transform=transform), tmp_path / name)
+        written = envi.read_header(tmp_path / name)["map info"]
+        size = "1.5" if name == "fine.hdr" else "6"
+        assert written == (f"{{ State Plane (NAD 83) , 1 , 1 , {envi.format_number(corner[0])} , "
+                           f"{envi.format_number(corner[1])} , {size} , {size} , 0405 , units=Feet , rotation=30 }}")
+        back = read_cube(tmp_path / name)
+        assert back.crs is None and back.transform.almost_equals(transform, precision=1e-6)
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(header.with_suffix(".img")) as src, \
+                rasterio.open((tmp_path / name).with_suffix(".img")) as out:
+            assert src.crs.to_wkt().startswith('PROJCS["NAD83 / California zone 5"') and out.crs == src.crs
+            assert out.transform.almost_equals(transform, precision=1e-6)
+
+
+def test_utm_map_info_on_a_new_grid_is_written_afresh(tmp_path):
+    header = write_raw_envi(tmp_path, sample_values(np.dtype("f4"), (4, 4, 2)), code=4,
+                            extra="map info = {UTM, 1, 1, 500000.5, 4100000.25, 30.0, 30.0, 33, South, WGS-84, units=Meters}\n")
+    cube = read_cube(header)
+    write_cube(cube.replace(transform=scaled_transform(cube.transform, 2)), tmp_path / "fine.hdr")
+    fields = envi.read_header(tmp_path / "fine.hdr")
+    assert fields["map info"] == "{ UTM , 1 , 1 , 500000.5 , 4100000.25 , 15 , 15 , 33 , South , WGS-84 , units=Meters }"
+    esri_wkt = rasterio.crs.CRS.from_epsg(32733).to_wkt(version=WktVersion.WKT1_ESRI)
+    assert fields["coordinate system string"] == "{" + esri_wkt + "}"
+    assert read_cube(tmp_path / "fine.hdr").crs == "EPSG:32733"
+
 
 
 # ---------------------------------------------------------------------------------------------

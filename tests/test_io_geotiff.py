@@ -13,7 +13,7 @@ from rasterio.crs import CRS
 
 from hsiuu_cli.cube import Cube
 from hsiuu_cli.errors import CubeReadError, CubeWriteError, OutputExistsError
-from hsiuu_cli.io import envi, read_cube, write_cube
+from hsiuu_cli.io import describe_file, envi, read_cube, write_cube
 
 
 def full_cube(dtype=np.float32, nodata=-1.0) -> Cube:
@@ -102,11 +102,15 @@ def test_creation_options_and_interleave(tmp_path):
     assert_same_cube(read_cube(tmp_path / "z.tif"), cube)
 
 
-@pytest.mark.parametrize("options, message", [({"COMPRESS": "NOPE"}, "COMPRESS"), ({"NO_SUCH": "1"}, "NO_SUCH")])
+@pytest.mark.parametrize(
+    "options, message",
+    [({"COMPRESS": "NOPE"}, "COMPRESS"), ({"NO_SUCH": "1"}, "NO_SUCH"), ({"PREDICTOR": "3"}, "PREDICTOR=3")],
+)
 def test_rejected_creation_option_leaves_nothing(tmp_path, options, message):
     with pytest.raises(CubeWriteError, match=message) as err:
-        write_cube(full_cube(), tmp_path / "z.tif", creation_options=options)
-    assert "z.tif" in str(err.value)
+        write_cube(full_cube(dtype=np.int16), tmp_path / "z.tif", creation_options=options)
+    assert str(err.value).startswith(f"{tmp_path / 'z.tif'}: ")
+    assert "hsiuu-tmp" not in str(err.value) and "\n" not in str(err.value)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -121,6 +125,98 @@ def test_non_georeferenced_cube(tmp_path):
     back = read_cube(tmp_path / "p.tif")
     assert back.transform is None and back.crs is None
     np.testing.assert_array_equal(back.data, cube.data)
+
+
+def test_non_georeferenced_cube_reads_without_warning(tmp_path, recwarn):
+    write_cube(Cube(np.arange(24, dtype=np.uint8).reshape(2, 3, 4)), tmp_path / "p.tif")
+    recwarn.clear()
+    read_cube(tmp_path / "p.tif")
+    describe_file(tmp_path / "p.tif")
+    assert [str(w.message) for w in recwarn] == []
+
+
+def gdal_raster(path, data, *, scales=None, offsets=None, nodata=None, tags=None, band_tags=None):
+    """A GeoTIFF written by GDAL alone (no hsiuu tags), data bands × rows × cols."""
+    with rasterio.open(
+        path, "w", driver="GTiff", height=data.shape[1], width=data.shape[2], count=data.shape[0],
+        dtype=data.dtype.name, crs="EPSG:32633", transform=Affine(10, 0, 300000, 0, -10, 5000000), nodata=nodata,
+    ) as dst:
+        dst.write(data)
+        if scales is not None:
+            dst.scales = scales
+        if offsets is not None:
+            dst.offsets = offsets
+        dst.update_tags(**(tags or {}))
+        for band, values in enumerate(band_tags or [], start=1):
+            dst.update_tags(band, **values)
+    return path
+
+
+def test_uniform_gdal_scale_keeps_stored_values(tmp_path):
+    data = np.full((3, 4, 5), 3893, np.int16)
+    cube = read_cube(gdal_raster(tmp_path / "s.tif", data, scales=[1e-4] * 3))
+    assert cube.data.dtype == np.int16
+    np.testing.assert_array_equal(cube.data, np.moveaxis(data, 0, -1))
+    assert cube.scale_factor == pytest.approx(10000.0)
+
+
+def test_band_offsets_give_physical_values(tmp_path):
+    # Landsat Collection 2 style: physical = stored × scale + offset, 0 = no data
+    data = np.full((3, 4, 5), 3893, np.int16)
+    data[:, 0, 0] = 0
+    data[1, 2, 2] = 0  # one band at the no-data value does not make a pixel no-data
+    cube = read_cube(gdal_raster(tmp_path / "l.tif", data, scales=[1e-4] * 3, offsets=[-0.1] * 3, nodata=0))
+    assert cube.data.dtype == np.float32
+    assert cube.scale_factor is None
+    assert np.isnan(cube.nodata)
+    np.testing.assert_allclose(cube.data[1, 1], 0.2893, rtol=1e-6)
+    assert np.isnan(cube.data[0, 0]).all()
+    np.testing.assert_allclose(cube.data[2, 2], [0.2893, -0.1, 0.2893], rtol=1e-6)
+    np.testing.assert_array_equal(cube.valid_mask(), np.arange(20).reshape(4, 5) != 0)
+    np.testing.assert_allclose(cube.physical()[1, 1], 0.2893, rtol=1e-6)
+
+    write_cube(cube, tmp_path / "out.tif")
+    with rasterio.open(tmp_path / "out.tif") as src:
+        assert src.offsets == (0.0,) * 3 and src.scales == (1.0,) * 3
+    np.testing.assert_array_equal(read_cube(tmp_path / "out.tif").data, cube.data)
+
+
+def test_differing_band_scales_give_physical_values(tmp_path):
+    data = np.full((4, 2, 3), 2000, np.uint16)
+    cube = read_cube(gdal_raster(tmp_path / "m.tif", data, scales=[1e-4, 2e-4, 1e-4, 1e-3]))
+    assert cube.data.dtype == np.float32 and cube.scale_factor is None and cube.nodata is None
+    np.testing.assert_allclose(cube.data[0, 0], [0.2, 0.4, 0.2, 2.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "tags, band_units, expected",
+    [
+        ({"wavelength_units": "Micrometers"}, None, [500.0, 650.0, 800.0]),
+        ({}, None, [500.0, 650.0, 800.0]),
+        ({"wavelength_units": "Micrometers"}, "nm", [0.5, 0.65, 0.8]),
+        ({}, "Index", None),
+    ],
+    ids=["dataset-units", "unlabelled-below-30", "band-units-win", "not-a-length"],
+)
+def test_wavelength_units(tmp_path, tags, band_units, expected):
+    band_tags = [{"wavelength": w, "fwhm": "0.01"} for w in ("0.5", "0.65", "0.8")]
+    if band_units is not None:
+        for values in band_tags:
+            values["wavelength_units"] = band_units
+    path = gdal_raster(tmp_path / "w.tif", np.ones((3, 2, 2), np.float32), tags=tags, band_tags=band_tags)
+    cube = read_cube(path)
+    if expected is None:
+        assert cube.wavelengths is None and cube.fwhm is None
+    else:
+        np.testing.assert_allclose(cube.wavelengths, expected)
+        # FWHM (0.01) is in the wavelengths' units, whatever they turn out to be
+        np.testing.assert_allclose(cube.fwhm, np.full(3, 0.01 * expected[0] / 0.5))
+
+
+def test_unlabelled_nanometres_stay_nanometres(tmp_path):
+    band_tags = [{"wavelength": w} for w in ("450", "550")]
+    cube = read_cube(gdal_raster(tmp_path / "n.tif", np.ones((2, 2, 2), np.uint8), band_tags=band_tags))
+    np.testing.assert_array_equal(cube.wavelengths, [450.0, 550.0])
 
 
 @pytest.mark.parametrize("content", [b"", b"this is not a raster\n", b"II*\x00garbage"])

@@ -13,7 +13,7 @@ from hsiuu_cli.io import envi
 @pytest.fixture
 def library(mixture) -> SpectralLibrary:
     _, endmembers, _, wavelengths = mixture
-    return SpectralLibrary(spectra=endmembers, names=["soil, dry", "tree", "water"], wavelengths=wavelengths)
+    return SpectralLibrary(spectra=endmembers, names=["soil, dry", "tree {a}", "water"], wavelengths=wavelengths)
 
 
 @pytest.mark.parametrize("name", ["lib.sli", "lib.csv"])
@@ -23,7 +23,7 @@ def test_round_trip(tmp_path, library, name):
     back = read_library(written[0])
     np.testing.assert_array_equal(back.spectra, library.spectra)
     np.testing.assert_array_equal(back.wavelengths, library.wavelengths)
-    expected = library.names if name.endswith(".csv") else ["soil; dry", "tree", "water"]
+    expected = library.names if name.endswith(".csv") else ["soil; dry", "tree (a)", "water"]
     assert back.names == expected
 
 
@@ -74,7 +74,7 @@ def test_bad_sli(tmp_path, library):
     data, header = write_library(library, tmp_path / "lib.sli")
     with pytest.raises(CubeReadError, match="file not found"):
         read_library(tmp_path / "missing.sli")
-    header.write_text(header.read_text().replace("spectra names = { soil; dry , tree , water }", "spectra names = { a , b }"))
+    header.write_text(header.read_text().replace("spectra names = { soil; dry , tree (a) , water }", "spectra names = { a , b }"))
     with pytest.raises(CubeFormatError, match="2 spectra names for 3 spectra"):
         read_library(data)
     data.write_bytes(data.read_bytes()[:-4])

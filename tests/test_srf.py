@@ -177,6 +177,13 @@ def test_band_mostly_outside_the_cube_is_an_error():
     assert srf_matrix(load_srf("sentinel2a:B2,B3,B4,B8"), wavelengths).shape == (61, 4)
 
 
+def test_band_between_narrow_cube_bands_is_named_as_such():
+    """Bands 1 nm wide every 69 nm span the SRF's range but leave Sentinel-2's narrow B5 untouched."""
+    wavelengths = np.linspace(400.0, 2400.0, 30)
+    with pytest.raises(SpectralResponseError, match="band 'B5' of SRF 'sentinel2a' falls between the cube's bands"):
+        srf_matrix(load_srf("sentinel2a"), wavelengths, np.ones(30))
+
+
 def test_band_inside_a_removed_water_window_is_an_error():
     wavelengths = np.r_[np.arange(1000.0, 1340.0, 10.0), np.arange(1460.0, 1800.0, 10.0)]
     with pytest.raises(SpectralResponseError, match="band 'tri'"):

@@ -133,6 +133,53 @@ def test_no_data_pixels_stay_no_data(tmp_path, scene):
     assert np.isfinite(np.delete(out.reshape(-1, 10), [i * 52 + j for i in (6, 7) for j in (8, 9)], axis=0)).all()
 
 
+def test_valid_pixels_beside_no_data_keep_their_level():
+    """No-data must not leak the scene mean into its neighbours: a dark field stays dark up to a no-data corner."""
+    data = np.full((24, 24, 5), 0.3, np.float32)
+    data[:, :12] = 0.02
+    data[:3, :3] = -9999
+    result, _ = super_resolve_cube(Cube(data=data, nodata=-9999.0), 2, None, method="bicubic", dtype=np.float32)
+    out = np.asarray(result.data)
+    out[out == -9999] = np.nan
+    assert np.isnan(out[:6, :6]).all()
+    np.testing.assert_allclose(out[:6, 6:16], 0.02, atol=1e-6)
+    np.testing.assert_allclose(out[6:12, :16], 0.02, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["unmixingsr", "bandwise"])
+def test_tiled_inference_with_no_data_equals_whole_scene(tmp_path, scene, kind):
+    cube, _ = scene
+    _, paths = make_model(tmp_path, kind)
+    model = load_model(paths["onnx"])
+    holed = cube.copy()
+    holed[6:12, 7:10] = np.nan  # across the 8-pixel tile boundary
+    holed[:2, 20:] = np.nan
+    whole = super_resolve(holed, 2, model, tile=64, calibrate=False)
+    tiled = super_resolve(holed, 2, model, tile=8, calibrate=False)
+    np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-6)
+    assert np.isnan(whole[12:24, 14:20]).all() and np.isfinite(whole[12:24, 24:30]).all()
+
+
+def test_integer_output_never_turns_valid_pixels_into_no_data():
+    """Bicubic undershoot at a dark edge clips to the type's floor; with no-data = 0 those pixels must stay valid."""
+    stored = np.full((16, 16, 4), 3000, np.uint16)
+    stored[:, :8] = 2
+    stored[:2, :2] = 0
+    result, _ = super_resolve_cube(Cube(data=stored, nodata=0.0, scale_factor=10000.0), 2, None, method="bicubic")
+    out = np.asarray(result.data)
+    nodata_pixels = (out == 0).all(axis=2)
+    assert nodata_pixels[:4, :4].all() and nodata_pixels.sum() == 16
+    assert (out[4:, :20] > 0).all()
+
+
+def test_header_fields_of_the_old_grid_are_dropped(scene):
+    cube, _ = scene
+    grid_fields = {"x start": "101", "y start": "57", "pixel size": "{20, 20, units=Meters}", "geo points": "{1, 1, 34.1, -117.2}"}
+    source = Cube(data=cube, metadata={**grid_fields, "sensor type": "AVIRIS"})
+    result, _ = super_resolve_cube(source, 2, None, method="bicubic")
+    assert result.metadata == {"sensor type": "AVIRIS"}
+
+
 def test_all_nan_bad_bands_do_not_void_pixels(tmp_path, scene):
     cube, _ = scene
     _, paths = make_model(tmp_path)

@@ -36,6 +36,8 @@ class Settings:
 
 settings = Settings()
 console = Console(stderr=True, highlight=False)
+error_console = Console(stderr=True, highlight=False)
+"""Errors are shown even with -q (which quiets ``console``): a failed run must say why."""
 
 
 def info(message: str) -> None:
@@ -69,7 +71,7 @@ def _json_default(value: object) -> object:
 
 
 def report_error(message: str) -> None:
-    console.print(f"[bold red]error:[/bold red] {message}", soft_wrap=True, markup=True)
+    error_console.print(f"[bold red]error:[/bold red] {message}", soft_wrap=True, markup=True)
 
 
 @contextmanager

@@ -67,6 +67,7 @@ def convert_command(
             indices = parse_band_selection(bands, cube)
         except ParameterError as exc:
             raise ParameterError(exc.message, source) from None
+        _refuse_repeats(bands, cube)
     if drop_bad_bands:
         keep = set(good_bands(cube))
         indices = [i for i in indices if i in keep]
@@ -87,3 +88,21 @@ def convert_command(
     )
     info(f"wrote {written} ({kind}, {cube.rows}×{cube.cols}×{cube.bands}, {interleave.lower()})")
     emit(str(written))
+
+
+def _refuse_repeats(selection: str, cube) -> None:
+    """A usage error naming the first band two items of ``--bands`` both select: the cube would
+    otherwise get that band once, quietly fewer bands than asked for."""
+    from ..io.bands import parse_band_selection
+
+    selected_by: dict[int, str] = {}
+    for item in (part.strip() for part in selection.split(",")):
+        if not item:
+            continue
+        for index in parse_band_selection(item, cube):
+            if index in selected_by:
+                raise typer.BadParameter(
+                    f"band {index} is selected twice (by '{selected_by[index]}' and by '{item}'); list each band once",
+                    param_hint="--bands",
+                )
+            selected_by[index] = item

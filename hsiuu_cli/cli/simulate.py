@@ -61,7 +61,7 @@ def simulate_command(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed for the noise; the same seed gives the same result.")] = 0,
     output: Annotated[
-        Optional[Path],
+        Optional[str],  # not Path: Path("cases/") drops the slash that marks a directory
         typer.Option(
             "-o",
             "--output",
@@ -95,9 +95,10 @@ def simulate_command(
         raise typer.BadParameter(f"the offset must be below the ratio ({ratio})", param_hint="--offset")
     options = parse_creation_options(co)
     sources = expand_inputs(inputs)
-    if output is not None and len(sources) == 1 and (output.is_dir() or str(output).endswith(("/", "\\"))):
-        out_dir, output = output, None
-    prefixes = plan_outputs(sources, output=output, out_dir=out_dir, template=name, default_template="{stem}", default_ext="")
+    prefix = None if output is None else Path(output)
+    if prefix is not None and len(sources) == 1 and (prefix.is_dir() or output.endswith(("/", "\\"))):
+        out_dir, prefix = prefix, None
+    prefixes = plan_outputs(sources, output=prefix, out_dir=out_dir, template=name, default_template="{stem}", default_ext="")
     settings = dict(
         ratio=ratio,
         psf=psf.value,
@@ -224,9 +225,9 @@ def simulate_file(
     written: list[Path] = []
     try:
         if ratio is not None:
-            lr_cube = cube.replace(
-                data=lr.astype(np.float32),
-                transform=None if cube.transform is None else coarsened_transform(cube.transform, ratio),
+            lr_cube = cube.regridded(
+                lr.astype(np.float32),
+                None if cube.transform is None else coarsened_transform(cube.transform, ratio),
                 nodata=nodata,
                 scale_factor=None,
             )
@@ -267,4 +268,4 @@ def _psf_text(ratio: int, sigma: float | None, kernel_size: int | None, offset: 
         sigma = degrade.default_sigma(ratio) if kernel_size is None else degrade.sigma_for_kernel_size(kernel_size)
     size = kernel_size if kernel_size is not None else degrade.kernel_size_for_sigma(sigma)
     start = degrade.default_offset(ratio) if offset is None else offset
-    return f"Gaussian PSF σ={sigma:g} px, {size}×{size}, every {ratio}th pixel from {start}"
+    return f"Gaussian PSF σ={sigma:g} px, {size}×{size}, 1 pixel in {ratio} from {start}"

@@ -225,6 +225,8 @@ def _unmix_one(
             crs=cube.crs,
             transform=transform,
             description=f"hsiuu unmix ({result.method}) {what} of {source.name}",
+            # the scene's own map info keeps projections that have no CRS here (State Plane, …)
+            metadata={k: v for k, v in cube.metadata.items() if k in ("map info", "coordinate system string")},
         )
 
     written: list[Path] = []

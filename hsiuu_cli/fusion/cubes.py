@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
-from ..cube import Cube
+from ..cube import GRID_KEYS, Cube
 from ..errors import GridError, HsiuuError, ShapeMismatchError, SpectralResponseError
 from ..grid import ORIGIN_TOLERANCE, check_grids, pixel_size, scaled_transform
 from ..io.envi import same_crs
@@ -316,7 +316,7 @@ def fuse_cubes(
         transform=msi_cube.transform if msi_cube.transform is not None or lr_cube.transform is None
         else scaled_transform(lr_cube.transform, rows_hr // lr_cube.rows),
         description=f"hsiuu fuse ({result.method}) of {lr_path.name} and {msi_path.name}",
-        metadata=dict(lr_cube.metadata),
+        metadata={k: v for k, v in lr_cube.metadata.items() if k not in GRID_KEYS},
     )
     return cube, result
 

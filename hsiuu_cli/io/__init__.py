@@ -142,6 +142,8 @@ def describe_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise CubeReadError("file not found", path)
+    if path.is_dir():
+        raise CubeReadError("is a directory, not a cube", path)
     if _is_envi(path):
         layout = envi.open_layout(path)
         return {

@@ -54,13 +54,18 @@ CUBE_KEYS = (
 )
 """Fields that become Cube attributes (map info and coordinate system string also stay in metadata)."""
 
-PER_BAND_KEYS = (
+CALIBRATION_KEYS = (
     "data gain values",
     "data offset values",
     "data reflectance gain values",
     "data reflectance offset values",
 )
-"""Metadata lists with one value per band; dropped on write when the band count no longer matches."""
+"""Per-band gains and offsets from the stored numbers to radiance or reflectance. The reader does not
+apply them, so they hold only while a cube's values are still the stored numbers."""
+
+PER_BAND_KEYS = ("wavelength", "fwhm", "solar irradiance") + CALIBRATION_KEYS
+"""Metadata lists with one value per band (``wavelength`` and ``fwhm`` are metadata when their units
+are not a length); cut with the bands, dropped on write when the band count no longer matches."""
 
 _UNIT_TO_NM = {
     "nanometers": 1.0,
@@ -189,6 +194,11 @@ def format_number(value: float) -> str:
 
 def format_list(values) -> str:
     return "{ " + " , ".join(values) + " }"
+
+
+def brace_safe(text: str) -> str:
+    """Free text that cannot end or open a braced value early: braces become parentheses."""
+    return text.replace("{", "(").replace("}", ")")
 
 
 def header_text(fields: dict[str, str]) -> str:
@@ -456,13 +466,19 @@ def _tidy(value: float) -> str:
     return format_number(float(f"{value:.12g}"))
 
 
+def _grid_items(transform: Affine, path: Path) -> tuple[list[str], list[str]]:
+    """Map info items for a transform: (reference pixel (1, 1), its corner and the pixel sizes;
+    the rotation option, or nothing for a north-up grid)."""
+    size_x, size_y, rotation = _decompose(transform, path)
+    grid = ["1", "1", format_number(transform.c), format_number(transform.f), _tidy(size_x), _tidy(size_y)]
+    return grid, [f"rotation={_tidy(rotation)}"] if abs(rotation) > 1e-10 else []
+
+
 def format_map_info(crs: str | None, transform: Affine, path: Path) -> tuple[str, str | None]:
     """(CRS, Affine) → (``map info`` value, ``coordinate system string`` value or None)."""
-    size_x, size_y, rotation = _decompose(transform, path)
-    corner = f"1 , 1 , {format_number(transform.c)} , {format_number(transform.f)} , {_tidy(size_x)} , {_tidy(size_y)}"
-    rotation_text = f" , rotation={_tidy(rotation)}" if abs(rotation) > 1e-10 else ""
+    grid, rotation = _grid_items(transform, path)
     if crs is None:
-        return "{ Arbitrary , " + corner + rotation_text + " }", None
+        return format_list(["Arbitrary", *grid, *rotation]), None
     from rasterio.crs import CRS
 
     from rasterio.enums import WktVersion
@@ -472,16 +488,25 @@ def format_map_info(crs: str | None, transform: Affine, path: Path) -> tuple[str
     css = "{" + esri_wkt + "}"
     epsg = parsed.to_epsg(confidence_threshold=100)
     if epsg and (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760):
-        zone, hemisphere = epsg % 100, "North" if epsg < 32700 else "South"
-        text = f"{{ UTM , {corner} , {zone} , {hemisphere} , WGS-84 , units=Meters{rotation_text} }}"
+        hemisphere = "North" if epsg < 32700 else "South"
+        text = format_list(["UTM", *grid, str(epsg % 100), hemisphere, "WGS-84", "units=Meters", *rotation])
     elif epsg == 4326:
-        text = f"{{ Geographic Lat/Lon , {corner} , WGS-84 , units=Degrees{rotation_text} }}"
+        text = format_list(["Geographic Lat/Lon", *grid, "WGS-84", "units=Degrees", *rotation])
     else:
         match = re.match(r'\s*(?:PROJCS|GEOGCS)\["([^"]+)"', esri_wkt)
         name = match.group(1).replace(",", " ") if match else "Arbitrary"
         units = "Degrees" if parsed.is_geographic else "Meters"
-        text = f"{{ {name} , {corner} , units={units}{rotation_text} }}"
+        text = format_list([name, *grid, f"units={units}", *rotation])
     return text, css
+
+
+def regridded_map_info(map_info: str, transform: Affine, path: Path) -> str:
+    """``map info`` moved to a new grid: its projection name, zone, datum, units and other options
+    kept, the reference pixel, corner, pixel sizes and rotation those of ``transform``."""
+    items = split_list(map_info)
+    grid, rotation = _grid_items(transform, path)
+    options = [item for item in items[7:] if item.partition("=")[0].strip().lower() != "rotation"]
+    return format_list([items[0], *grid, *options, *rotation])
 
 
 def same_crs(left: str | None, right: str | None) -> bool:
@@ -513,18 +538,18 @@ def georeference_fields(cube: Cube, path: Path) -> dict[str, str]:
             crs, transform = parse_map_info(original, original_css, path)
         except CubeFormatError:
             crs, transform = None, None
-        if transform is not None and same_transform(transform, cube.transform) and (
-            cube.crs is None or same_crs(crs, cube.crs)
-        ):
-            fields = {"map info": original}
-            if original_css:
-                fields["coordinate system string"] = original_css
-            return fields
-    map_info, css = format_map_info(cube.crs, cube.transform, path)
-    fields = {"map info": map_info}
-    if css:
-        fields["coordinate system string"] = css
-    return fields
+        same_projection = transform is not None and (cube.crs is None or same_crs(crs, cube.crs))
+        if same_projection and same_transform(transform, cube.transform):
+            return _georeference(original, original_css)
+        if same_projection and crs is None:
+            # A projection hsiuu cannot name (State Plane, …) is known only from the original's own
+            # fields; a CRS it can name is written afresh below, with a coordinate system string.
+            return _georeference(regridded_map_info(original, cube.transform, path), original_css)
+    return _georeference(*format_map_info(cube.crs, cube.transform, path))
+
+
+def _georeference(map_info: str, css: str | None) -> dict[str, str]:
+    return {"map info": map_info} | ({"coordinate system string": css} if css else {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,7 +642,7 @@ def read_envi(path: str | Path) -> Cube:
 def header_fields(cube: Cube, dtype: np.dtype, interleave: str, byte_order: int, path: Path, file_type: str) -> dict[str, str]:
     fields: dict[str, str] = {}
     if cube.description:
-        fields["description"] = "{\n  " + cube.description.replace("}", ")") + "}"
+        fields["description"] = "{\n  " + brace_safe(cube.description) + "}"
     fields.update(
         {
             "samples": str(cube.cols),
@@ -639,13 +664,15 @@ def header_fields(cube: Cube, dtype: np.dtype, interleave: str, byte_order: int,
     if cube.bad_bands is not None:
         fields["bbl"] = format_list("0" if bad else "1" for bad in cube.bad_bands)
     if cube.band_names is not None:
-        fields["band names"] = format_list(name.replace(",", ";").replace("}", ")") for name in cube.band_names)
+        fields["band names"] = format_list(brace_safe(name).replace(",", ";") for name in cube.band_names)
     if cube.nodata is not None:
         fields["data ignore value"] = format_number(cube.nodata)
     if cube.scale_factor is not None:
         fields["reflectance scale factor"] = format_number(cube.scale_factor)
     for key, value in cube.metadata.items():
         if key in fields or key in STRUCTURAL_KEYS or key in ("map info", "coordinate system string"):
+            continue
+        if key in CALIBRATION_KEYS and not holds_stored_values(cube):
             continue
         if key in ("wavelength", "wavelength units", "fwhm") and cube.wavelengths is not None:
             continue
@@ -655,6 +682,18 @@ def header_fields(cube: Cube, dtype: np.dtype, interleave: str, byte_order: int,
             continue
         fields[key] = value
     return fields
+
+
+def holds_stored_values(cube: Cube) -> bool:
+    """Whether a cube's values can still be the stored numbers its calibration gains refer to.
+
+    Float values without a scale factor are physical values: what :meth:`Cube.physical` gives, and
+    what ``simulate``, ``fuse`` and a float ``superres`` of an integer cube write, the scale factor
+    divided out. Gains kept with them would be applied to the wrong numbers. A float file that
+    never had a scale factor looks the same and loses its gains too: a missing calibration is
+    safer than a wrong one.
+    """
+    return cube.scale_factor is not None or np.dtype(cube.data.dtype).kind in "iu"
 
 
 def _default_bands_fit(value: str, bands: int) -> bool:

@@ -7,7 +7,9 @@ Where each Cube field goes:
   and ``bbl`` (1 good, 0 bad) — the names GDAL's ENVI driver uses, so ``gdal_translate`` output reads too.
 * Per band, ``IMAGERY`` domain: ``CENTRAL_WAVELENGTH_UM`` and ``FWHM_UM`` (GDAL ≥ 3.10 convention).
 * Dataset: ``scale_factor`` (ENVI reflectance scale factor) and ``description`` tags; GDAL band
-  scale = 1 / scale factor so other tools see physical values.
+  scale = 1 / scale factor so other tools see physical values. On read, GDAL band offsets, or
+  scales that differ between bands, cannot be one scale factor: such data come as float32
+  physical values instead.
 * Other ENVI header fields (including the original ``map info`` text): the ``ENVI`` domain.
 
 GDAL's PAM side-cars are disabled so nothing is ever written beside an input.
@@ -28,7 +30,7 @@ from ..cube import Cube
 from ..errors import CubeReadError, CubeWriteError
 from .atomic import atomic_files
 from .blocks import cast_block, check_nodata, output_dtype, row_blocks
-from .envi import format_number
+from .envi import CALIBRATION_KEYS, format_number, holds_stored_values, wavelength_scale
 
 # a bounded block cache (MB): GDAL's default, 5 % of RAM, would hold written blocks of a large cube resident
 GDAL_ENV = {"GDAL_PAM_ENABLED": "NO", "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_CACHEMAX": 256}
@@ -71,6 +73,13 @@ def _check_creation_options(messages: list[str], path: Path) -> None:
             raise CubeWriteError(f"creation option rejected: {message.strip()}", path)
 
 
+def _name_output(message: str, temporary: Path, path: Path) -> str:
+    """GDAL and libtiff name the hidden temporary (by path or by file name); users know only the output."""
+    for hidden, shown in ((str(temporary), str(path)), (temporary.name, path.name)):
+        message = message.replace(f"{hidden}: ", "").replace(hidden, shown)
+    return message
+
+
 def _parse_float(text: str | None) -> float | None:
     if text is None:
         return None
@@ -80,10 +89,21 @@ def _parse_float(text: str | None) -> float | None:
         return None
 
 
+@contextmanager
+def _open_for_reading(path: Path) -> Iterator:
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    # A cube without georeference (a lab scan, an ENVI file without map info) is ordinary here.
+    with rasterio.Env(**GDAL_ENV), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "r") as src:
+            yield src
+
+
 def read_geotiff(path: str | Path) -> Cube:
     """A GeoTIFF (or any single-image GDAL raster) as a Cube, metadata from tags."""
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+    from rasterio.errors import RasterioError
 
     path = Path(path)
     if not path.exists():
@@ -91,42 +111,72 @@ def read_geotiff(path: str | Path) -> Cube:
     if path.is_file() and path.stat().st_size == 0:
         raise CubeReadError("file is empty", path)
     try:
-        with rasterio.Env(**GDAL_ENV), warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path, "r") as src:
-                return _cube_from_dataset(src, path)
+        with _open_for_reading(path) as src:
+            return _cube_from_dataset(src, path)
     except RasterioError as exc:
         raise CubeReadError(f"not a readable raster ({_one_line(exc)})", path) from None
+
+
+def _band_values(tags: list[dict[str, str]], key: str) -> np.ndarray | None:
+    values = [_parse_float(t.get(key)) for t in tags]
+    return np.array(values) if all(v is not None for v in values) else None
+
+
+def _spectral(
+    band_tags: list[dict[str, str]], imagery: list[dict[str, str]], dataset_units: str
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Wavelengths and FWHM in nm: the ``wavelength`` / ``fwhm`` tags, else the IMAGERY domain (µm)."""
+    wavelengths = _band_values(band_tags, "wavelength")
+    fwhm = _band_values(band_tags, "fwhm")
+    # Units as in an ENVI header: a band's own, else the dataset's (tools other than GDAL's ENVI
+    # driver may label only the dataset), else values below 30 are micrometres. FWHM shares them.
+    factors = [
+        wavelength_scale({"wavelength units": t.get("wavelength_units", dataset_units)}, wavelengths)
+        for t in band_tags
+    ]
+    if None in factors:
+        # Band indices, wavenumbers and the like are not nanometres.
+        wavelengths = fwhm = None
+    else:
+        wavelengths = None if wavelengths is None else wavelengths * np.array(factors)
+        fwhm = None if fwhm is None else fwhm * np.array(factors)
+    if wavelengths is None and (values := _band_values(imagery, "CENTRAL_WAVELENGTH_UM")) is not None:
+        wavelengths = values * 1000.0
+    if fwhm is None and (values := _band_values(imagery, "FWHM_UM")) is not None:
+        fwhm = values * 1000.0
+    return wavelengths, fwhm
+
+
+def _physical_block(raw: np.ndarray, scales: np.ndarray, offsets: np.ndarray, nodata: float | None) -> np.ndarray:
+    """raw × scale + offset per band as float32; no-data pixels (no-data in every band, as in Cube) become NaN."""
+    values = (raw * scales + offsets).astype(np.float32)
+    if nodata is not None and not np.isnan(nodata):
+        values[(raw == np.asarray(nodata).astype(raw.dtype)).all(axis=2)] = np.nan
+    return values
 
 
 def _cube_from_dataset(src, path: Path) -> Cube:
     count, rows, cols = src.count, src.height, src.width
     if count == 0:
         raise CubeReadError("raster has no bands", path)
-    dtype = np.dtype(src.dtypes[0])
+    scales, offsets = np.array(src.scales), np.array(src.offsets)
+    # One scale factor (physical = stored / factor) cannot express offsets or per-band scales, and
+    # passing raw counts on as physical values would be wrong, so those rasters are read as physical.
+    physical = bool(np.unique(scales).size > 1 or offsets.any())
+    dtype = np.dtype(np.float32) if physical else np.dtype(src.dtypes[0])
     data = np.empty((rows, cols, count), dtype=dtype)
     from rasterio.windows import Window
 
-    for block in row_blocks(rows, cols, count, dtype.itemsize):
+    # Physical blocks pass through float64, so they are sized for that.
+    for block in row_blocks(rows, cols, count, 8 if physical else dtype.itemsize):
         window = Window(0, block.start, cols, block.stop - block.start)
-        data[block] = np.moveaxis(src.read(window=window), 0, -1)
+        raw = np.moveaxis(src.read(window=window), 0, -1)
+        data[block] = _physical_block(raw, scales, offsets, src.nodata) if physical else raw
 
+    dataset_tags = src.tags()
     band_tags = [src.tags(b) for b in range(1, count + 1)]
     imagery = [src.tags(b, ns="IMAGERY") for b in range(1, count + 1)]
-    dataset_tags = src.tags()
-    envi_tags = src.tags(ns=ENVI_DOMAIN)
-
-    def per_band(key: str, imagery_key: str) -> np.ndarray | None:
-        values = [_parse_float(t.get(key)) for t in band_tags]
-        if all(v is not None for v in values):
-            units = [t.get("wavelength_units", "nm").strip().lower() for t in band_tags]
-            factors = [1000.0 if u in ("um", "µm", "micrometers", "micrometer", "microns") else 1.0 for u in units]
-            return np.array(values) * np.array(factors)
-        values = [_parse_float(t.get(imagery_key)) for t in imagery]
-        if all(v is not None for v in values):
-            return np.array(values) * 1000.0
-        return None
-
+    wavelengths, fwhm = _spectral(band_tags, imagery, dataset_tags.get("wavelength_units", ""))
     bbl = [t.get("bbl") for t in band_tags]
     bad_bands = None
     if all(v is not None for v in bbl):
@@ -135,11 +185,11 @@ def _cube_from_dataset(src, path: Path) -> Cube:
     descriptions = list(src.descriptions)
     band_names = descriptions if all(descriptions) else None
 
-    scale_factor = _parse_float(dataset_tags.get("scale_factor"))
-    if scale_factor is None:
-        scales = set(src.scales)
-        if len(scales) == 1 and (scale := scales.pop()) not in (0.0, 1.0):
-            scale_factor = 1.0 / scale
+    scale_factor = None
+    if not physical:
+        scale_factor = _parse_float(dataset_tags.get("scale_factor"))
+        if scale_factor is None and src.scales[0] not in (0.0, 1.0):
+            scale_factor = 1.0 / src.scales[0]
 
     transform = src.transform
     georeferenced = src.crs is not None or not transform.is_identity
@@ -147,18 +197,21 @@ def _cube_from_dataset(src, path: Path) -> Cube:
     if src.crs is not None:
         epsg = src.crs.to_epsg(confidence_threshold=100)
         crs = f"EPSG:{epsg}" if epsg else src.crs.to_wkt()
+    nodata = src.nodata
+    if physical and nodata is not None:
+        nodata = float("nan")
     return Cube(
         data=data,
-        wavelengths=per_band("wavelength", "CENTRAL_WAVELENGTH_UM"),
-        fwhm=per_band("fwhm", "FWHM_UM"),
+        wavelengths=wavelengths,
+        fwhm=fwhm,
         bad_bands=bad_bands,
-        nodata=src.nodata,
+        nodata=nodata,
         scale_factor=scale_factor,
         band_names=band_names,
         crs=crs,
         transform=transform if georeferenced else None,
         description=dataset_tags.get("description"),
-        metadata=dict(envi_tags),
+        metadata=dict(src.tags(ns=ENVI_DOMAIN)),
     )
 
 
@@ -217,7 +270,7 @@ def write_geotiff(
                 with _gdal_warnings() as messages:
                     dst = rasterio.open(temporary, "w", **profile)
                 with dst:
-                    _check_creation_options(messages, path)
+                    _check_creation_options([_name_output(m, temporary, path) for m in messages], path)
                     _write_metadata(dst, cube)
                     from rasterio.windows import Window
 
@@ -226,7 +279,8 @@ def write_geotiff(
                         window = Window(0, block.start, cube.cols, block.stop - block.start)
                         dst.write(np.moveaxis(values, -1, 0), window=window)
         except RasterioError as exc:
-            raise CubeWriteError(f"GeoTIFF not written ({_one_line(exc)})", path) from None
+            problem = _name_output(_one_line(exc), temporary, path)
+            raise CubeWriteError(f"GeoTIFF not written ({problem})", path) from None
         except CubeWriteError:
             raise
         except OSError as exc:
@@ -243,7 +297,8 @@ def _write_metadata(dst, cube: Cube) -> None:
     if tags:
         dst.update_tags(**tags)
     if cube.metadata:
-        dst.update_tags(ns=ENVI_DOMAIN, **{k: v for k, v in cube.metadata.items()})
+        stored = holds_stored_values(cube)
+        dst.update_tags(ns=ENVI_DOMAIN, **{k: v for k, v in cube.metadata.items() if stored or k not in CALIBRATION_KEYS})
     if cube.scale_factor not in (None, 0.0):
         dst.scales = [1.0 / cube.scale_factor] * cube.bands
     for band in range(cube.bands):
@@ -269,11 +324,10 @@ def _write_metadata(dst, cube: Cube) -> None:
 
 def describe_geotiff(path: Path) -> dict:
     """Storage details for ``info``: driver, interleave, compression, block size."""
-    import rasterio
     from rasterio.errors import RasterioError
 
     try:
-        with rasterio.Env(**GDAL_ENV), rasterio.open(path) as src:
+        with _open_for_reading(path) as src:
             return {
                 "format": src.driver,
                 "interleave": _INTERLEAVE_NAMES.get(src.interleaving.name.upper() if src.interleaving else "BAND"),

@@ -131,7 +131,7 @@ def write_library(lib: SpectralLibrary, path: str | Path, *, overwrite: bool = F
             "data type": str(envi.DTYPE_CODES[np.dtype(dtype)]),
             "interleave": "bsq",
             "byte order": "0",
-            "spectra names": envi.format_list(n.replace(",", ";").replace("}", ")") for n in lib.names),
+            "spectra names": envi.format_list(envi.brace_safe(n).replace(",", ";") for n in lib.names),
         }
         if lib.wavelengths is not None:
             fields["wavelength units"] = "Nanometers"

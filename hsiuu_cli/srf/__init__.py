@@ -224,7 +224,13 @@ def srf_matrix(
 
     sums = weights.sum(axis=0)
     for j, band in enumerate(srf.band_names):
-        if coverage[j] < min_coverage or sums[j] <= 0:
+        if coverage[j] >= min_coverage and sums[j] <= 0:
+            raise SpectralResponseError(
+                f"band '{band}' of SRF '{srf.name}' falls between the cube's bands: no band's response "
+                "(centre ± FWHM) reaches it; check the cube's FWHM values, or select other bands with "
+                f"'{srf.name.split(':')[0]}:band,...'"
+            )
+        if coverage[j] < min_coverage:
             raise SpectralResponseError(
                 f"band '{band}' of SRF '{srf.name}' lies mostly outside the cube's spectral coverage: "
                 f"{100 * coverage[j]:.0f}% of its response is within {cube_low:.0f}–{cube_high:.0f} nm "

@@ -213,10 +213,34 @@ class SuperResolver:
         values = self.cube.replace(data=block).physical()
         valid = self._valid(block)
         if not valid.all():
-            values = np.where(valid[:, :, np.newaxis], values, self.fill[np.newaxis, np.newaxis, :])
+            values = self._fill_nearest(rows, cols, valid.shape)
         if not np.isfinite(values).all():
             values = np.where(np.isfinite(values), values, self.fill[np.newaxis, np.newaxis, :])
         return values.astype(np.float32, copy=False), valid
+
+    def _fill_nearest(self, rows: slice, cols: slice, shape: tuple[int, int]) -> np.ndarray:
+        """The window's physical values with each no-data pixel taking its nearest valid pixel's spectrum.
+
+        As bicubic replicates the scene's edge, valid pixels beside no-data then see their own
+        level, not the scene mean. The window is read again with a margin of the halo, so every
+        no-data pixel a valid core pixel can see finds its nearest valid pixel in the same place
+        whichever tile asks.
+        """
+        from scipy import ndimage
+
+        top, left = rows.start or 0, cols.start or 0
+        margin = self.halo
+        outer_rows = slice(max(0, top - margin), min(self.cube.rows, top + shape[0] + margin))
+        outer_cols = slice(max(0, left - margin), min(self.cube.cols, left + shape[1] + margin))
+        block = np.asarray(self.cube.data[outer_rows, outer_cols])
+        values = self.cube.replace(data=block).physical()
+        valid = self._valid(block)
+        inner = (slice(top - outer_rows.start, top - outer_rows.start + shape[0]),
+                 slice(left - outer_cols.start, left - outer_cols.start + shape[1]))
+        if not valid.any():
+            return np.broadcast_to(self.fill, shape + (self.fill.size,)).copy()
+        nearest_rows, nearest_cols = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
+        return values[nearest_rows[inner], nearest_cols[inner]]
 
     def _statistics(self) -> None:
         rows, cols = self.cube.rows, self.cube.cols
@@ -372,7 +396,10 @@ class SuperResolvedArray:
         info = np.iinfo(self.dtype)
         np.rint(values, out=values)
         np.clip(values, info.min, info.max, out=values)
-        if missing.any():
+        if self.nodata is not None:
+            # A valid pixel rounded or clipped onto the no-data value (often the type's floor, 0)
+            # would vanish: it moves one step inwards instead.
+            values[values == self.nodata] = self.nodata + (1 if self.nodata < info.max else -1)
             values[missing] = self.nodata
         return values.astype(self.dtype)
 
@@ -449,7 +476,5 @@ def super_resolve_cube(
     transform = None if cube.transform is None else scaled_transform(cube.transform, scale)
     what = f"×{scale} super-resolution ({method}{'' if model is None or method != 'model' else ' ' + model.name})"
     description = f"{cube.description}; {what}" if cube.description else what
-    out = cube.replace(
-        data=array, transform=transform, nodata=nodata, scale_factor=scale_factor, description=description
-    )
+    out = cube.regridded(array, transform, nodata=nodata, scale_factor=scale_factor, description=description)
     return out, resolver.plan
