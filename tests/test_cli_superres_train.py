@@ -195,3 +195,13 @@ def test_superres_help_states_the_shipped_band_ranges_and_tile(runner):
         stated = re.search(rf"{name} \((\d+)-(\d+)", text)
         assert stated is not None, name
         assert (int(stated.group(1)), int(stated.group(2))) == (info.bands_min, info.bands_max)
+
+
+def test_integer_output_of_a_float_cube_without_scale_factor_warns(runner, tmp_path):
+    cube, _, _, _ = make_mixture(rows=10, cols=10, bands=4, seed=1)
+    write_cube(Cube(data=cube), tmp_path / "float.hdr")
+    result = runner.invoke(app, ["superres", str(tmp_path / "float.hdr"), "--scale", "2", "--method", "bicubic",
+                                 "--dtype", "int16", "-o", str(tmp_path / "out.hdr")], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "rounded to whole numbers in int16" in result.stderr
+    assert read_cube(tmp_path / "out.hdr").data.dtype == np.int16

@@ -78,6 +78,9 @@ def superres_command(
     def process(source: Path, target: Path) -> list[Path]:
         check_output(target, overwrite, format=format)
         cube = read_cube(source)
+        if out_dtype is not None and out_dtype.kind in "iu" and cube.data.dtype.kind == "f" and cube.scale_factor is None:
+            # Reflectance in 0..1 would come out as 0s and 1s; radiance in large units may be fine.
+            info(f"{source.name}: warning: float values without a scale factor are rounded to whole numbers in {out_dtype}")
         chosen = None
         if method == "model":
             try:
