@@ -85,8 +85,12 @@ def test_train_band_agnostic_self_supervised(runner, cubes, tmp_path):
     assert result.exit_code == 0, result.output
     card = json.loads(stem.with_suffix(".json").read_text())
     assert card["kind"] == "bandwise" and card["bands"] == {"min": 1, "max": None}
-    assert card["training"]["self_supervised"] is True
-    assert card["training"]["val_scenes"] == [f"{cubes / 'scene1.hdr'} (bottom)"]
+    training = card["training"]
+    assert training["self_supervised"] is True
+    # the whole scene trains (no bottom rows held out), and the card says its figures are not held out
+    assert training["train_scenes"] == training["val_scenes"] == [str(cubes / "scene1.hdr")]
+    assert training["val_held_out"] is False
+    assert "## Metrics on training (not held-out) scenes" in stem.with_suffix(".md").read_text()
 
 
 def test_training_is_deterministic_and_resumable(cubes, tmp_path):

@@ -35,7 +35,7 @@ def superres_train_command(
     data: Annotated[list[str], typer.Argument(help="HR training cubes (ENVI/GeoTIFF files or folders, searched recursively).", show_default=False)],
     scale: Annotated[int, typer.Option("--scale", "-s", help="Up-sampling factor: 2, 3, 4 or 8.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Model name with folder, e.g. models/my_sensor_x4 (writes .onnx, .safetensors, .json, .md).")],
-    self_supervised: Annotated[bool, typer.Option("--self", help="No HR data: each scene learns to restore itself degraded ×scale.")] = False,
+    self_supervised: Annotated[bool, typer.Option("--self", help="No HR data: each scene learns to restore itself degraded ×scale; all of it trains (no held-out split).")] = False,
     band_agnostic: Annotated[bool, typer.Option("--band-agnostic", help="Band-wise network that serves any band count (else UnmixingSR for this sensor family).")] = False,
     unmixing: Annotated[bool, typer.Option("--unmixing/--no-unmixing", help="Auxiliary unmixing task and material-aware module (UnmixingSR).")] = True,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs of the SR step.")] = 20,

@@ -237,13 +237,16 @@ def model_card_markdown(card: dict) -> str:
             if key in training:
                 lines.append(f"- {key.replace('_', ' ')}: {training[key]}")
         lines.append("")
-        for title, key in (("Training scenes", "train_scenes"), ("Validation scenes (held out)", "val_scenes")):
+        held_out = training.get("val_held_out", True)
+        validation = "Validation scenes (held out)" if held_out else "Validation scenes (also trained on)"
+        for title, key in (("Training scenes", "train_scenes"), (validation, "val_scenes")):
             if training.get(key):
                 lines += [f"{title}:", ""] + [f"- `{scene}`" for scene in training[key]] + [""]
     metrics = card.get("metrics")
     if metrics and metrics.get("scenes"):
         lines += [
-            f"## Metrics on held-out scenes ({metrics.get('degradation', card['degradation'])} LR, ×{card['scale']})",
+            f"## Metrics on {'held-out' if (training or {}).get('val_held_out', True) else 'training (not held-out)'} scenes "
+            f"({metrics.get('degradation', card['degradation'])} LR, ×{card['scale']})",
             "",
             "| scene | PSNR model | PSNR bicubic | SAM model | SAM bicubic | ERGAS model | ERGAS bicubic | SSIM model | SSIM bicubic |",
             "|---|---|---|---|---|---|---|---|---|",

@@ -447,6 +447,10 @@ def train(
     scenes = load_scenes(paths, options)
     if val_paths:
         train_scenes, val_scenes = scenes, load_scenes(val_paths, options)
+    elif options.self_supervised:
+        # The scenes are the ones to be sharpened and there is nothing else: every pixel of each
+        # trains, and the fit on them is the only figure there is (the card says it is not held out).
+        train_scenes, val_scenes = scenes, scenes
     else:
         train_scenes, val_scenes = split_validation(scenes, options, rng)
     band_counts = [s.hr.shape[2] for s in train_scenes]
@@ -697,6 +701,7 @@ def train_and_export(
             "wall_time_s": round(result.wall_time_s, 1),
             "train_scenes": result.train_scenes,
             "val_scenes": [s.name for s in result.val_scenes],
+            "val_held_out": not {s.name for s in result.val_scenes} & set(result.train_scenes),
             "history": result.history,
         },
         "metrics": metrics,
