@@ -27,8 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-ARGS = None
-
 
 def _threads_from_argv() -> int:
     for i, arg in enumerate(sys.argv):
@@ -97,8 +95,9 @@ def warm_up() -> None:
 
 
 def simulated_case(scene: str, ratio: int, srf_name: str, snr: float | None = None, msi_snr: float | None = None):
-    """(reference H×W×B, LR-HSI, MSI, SRF matrix) exactly as `hsiuu simulate --snr S --msi-snr M
-    --seed 0` would make them (noise: LR first, then MSI, from one generator)."""
+    """(reference H×W×B, LR-HSI, MSI, SRF matrix) from the library calls behind `hsiuu simulate
+    --snr S --msi-snr M --seed 0` (noise: LR first, then MSI, from one generator), on the papers'
+    protocol: good bands without non-finite values, the scene divided by its maximum."""
     cube = read_cube(DATA / SCENES[scene])
     good = np.arange(cube.bands) if cube.bad_bands is None else np.flatnonzero(~cube.bad_bands)
     reference = cube.physical()[:, :, good].astype(np.float64)
@@ -329,7 +328,6 @@ def run_memory(args) -> list[dict]:
 
 
 def main() -> None:
-    global ARGS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["quality", "ablation", "houston", "speed", "memory", "all"])
     parser.add_argument("--threads", type=int, default=2, help="torch/BLAS threads (default 2)")
@@ -339,7 +337,6 @@ def main() -> None:
     parser.add_argument("--output-format", default="ENVI", choices=["ENVI", "GTiff"], help="output format for memory")
     parser.add_argument("--json", type=Path, help="also save the figures here")
     args = parser.parse_args()
-    ARGS = args
     set_threads(args.threads)
     if args.what in ("quality", "ablation", "houston", "all"):
         warm_up()

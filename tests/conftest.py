@@ -62,6 +62,13 @@ def make_mixture(
     return cube.astype(np.float32), endmember_matrix, abundances, wavelengths
 
 
+def gaussian_srf(wavelengths, centres, width: float, *, normalise: bool = True) -> np.ndarray:
+    """B × b responses of Gaussian bands (σ = ``width``) at the cube's wavelengths; columns sum to 1
+    unless ``normalise`` is False (then peak 1, as a response table)."""
+    matrix = np.exp(-0.5 * ((np.asarray(wavelengths, float)[:, None] - np.asarray(centres, float)[None, :]) / width) ** 2)
+    return matrix / matrix.sum(axis=0) if normalise else matrix
+
+
 @pytest.fixture
 def mixture():
     return make_mixture()

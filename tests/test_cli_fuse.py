@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from affine import Affine
-from conftest import make_mixture
+from conftest import gaussian_srf, make_mixture
 
 from hsiuu_cli import degrade, metrics
 from hsiuu_cli.cli.app import app
@@ -21,7 +21,7 @@ FAST = ["--epochs", "60"]
 
 
 def write_srf_csv(path: Path, centres=(500, 800, 1300, 2000), width=150.0, grid=np.arange(380, 2421)) -> Path:
-    responses = np.exp(-0.5 * ((grid[:, None] - np.asarray(centres, float)[None]) / width) ** 2)
+    responses = gaussian_srf(grid, centres, width, normalise=False)
     names = [f"band{i + 1}" for i in range(len(centres))]
     rows = ["wavelength_nm," + ",".join(names)] + [
         f"{w}," + ",".join(f"{v:.6f}" for v in row) for w, row in zip(grid, responses)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_mixture
+from conftest import gaussian_srf, make_mixture
 
 from hsiuu_cli import degrade
 from hsiuu_cli.errors import HsiuuError, InvalidDataError, ParameterError, ShapeMismatchError
@@ -14,8 +14,7 @@ from hsiuu_cli.fusion import fuse, run_pipeline
 @pytest.fixture(scope="module")
 def case():
     cube, _, _, wavelengths = make_mixture(32, 32, 24, 3, seed=4)
-    srf = np.exp(-0.5 * ((wavelengths[:, None] - np.array([600.0, 1200.0, 1900.0])[None]) / 200.0) ** 2)
-    srf /= srf.sum(axis=0)
+    srf = gaussian_srf(wavelengths, [600.0, 1200.0, 1900.0], 200.0)
     return cube, degrade.spatial_degrade(cube, 4, sigma=2.0), degrade.spectral_degrade(cube, srf), srf
 
 

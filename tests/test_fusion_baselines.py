@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_mixture
+from conftest import gaussian_srf, make_mixture
 
 import hsiuu_cli.fusion as fusion
 from hsiuu_cli import degrade, metrics
 from hsiuu_cli.fusion import fuse
 
-
-def gaussian_srf(wavelengths, centres, width):
-    matrix = np.exp(-0.5 * ((wavelengths[:, None] - np.asarray(centres, float)[None, :]) / width) ** 2)
-    return matrix / matrix.sum(axis=0)
 
 
 @pytest.fixture(scope="module")

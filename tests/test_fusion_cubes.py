@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from affine import Affine
-from conftest import make_mixture
+from conftest import gaussian_srf, make_mixture
 
 from hsiuu_cli import degrade
 from hsiuu_cli.cube import Cube
@@ -33,10 +33,10 @@ def test_large_outputs_go_through_the_row_file_unchanged(tmp_path, monkeypatch):
     cube, _, _, wavelengths = make_mixture(32, 32, 20, 3, seed=5)
     bad = np.zeros(20, bool)
     bad[[3, 11]] = True  # bad bands are written from the HSI, not fused
-    srf = np.exp(-0.5 * ((wavelengths[:, None] - np.array([700.0, 1500.0])[None]) / 300.0) ** 2)
+    srf = gaussian_srf(wavelengths, [700.0, 1500.0], 300.0)
     lr = Cube(degrade.spatial_degrade(cube, 4, sigma=2.0), wavelengths=wavelengths, bad_bands=bad)
-    msi = Cube(degrade.spectral_degrade(cube, srf / srf.sum(axis=0)))
-    matrix = (srf / srf.sum(axis=0))[~bad]
+    msi = Cube(degrade.spectral_degrade(cube, srf))
+    matrix = srf[~bad]
     options = dict(lr_path=tmp_path / "lr.hdr", msi_path=tmp_path / "msi.hdr", method="gsa")
     in_memory, _ = cubes.fuse_cubes(lr, msi, matrix, **options)
     monkeypatch.setattr(cubes, "IN_MEMORY_BYTES", 0)

@@ -19,6 +19,8 @@ from hsiuu_cli.fusion.observation import (
     signal_subspace,
 )
 
+from conftest import gaussian_srf
+
 
 @pytest.mark.parametrize("ratio,sigma", [(2, 1.0), (3, 1.5), (4, 2.0), (4, 0.8), (5, 2.5)])
 def test_operator_matches_degrade_spatial_degrade(ratio, sigma):
@@ -106,8 +108,7 @@ def _exact_sensor(bands: int) -> SensorFit:
 def test_msi_noise_power_measures_full_resolution_noise(mixture):
     cube, _, _, wavelengths = mixture
     centres = np.linspace(450, 2300, 6)
-    srf = np.exp(-0.5 * ((wavelengths[:, None] - centres[None, :]) / 120.0) ** 2)
-    msi = degrade.spectral_degrade(cube, srf / srf.sum(axis=0)).astype(np.float64)
+    msi = degrade.spectral_degrade(cube, gaussian_srf(wavelengths, centres, 120.0)).astype(np.float64)
     sigma = 0.02 * msi.mean(axis=(0, 1))
     noisy = msi + np.random.default_rng(3).standard_normal(msi.shape) * sigma
     valid = np.ones(msi.shape[:2], bool)

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_mixture
+from conftest import gaussian_srf, make_mixture
 
 from hsiuu_cli import degrade, metrics
 import hsiuu_cli.fusion as fusion
 from hsiuu_cli.fusion import fuse
 
-
-def gaussian_srf(wavelengths: np.ndarray, centres, width: float) -> np.ndarray:
-    """B × b matrix of Gaussian bands (columns sum to 1)."""
-    matrix = np.exp(-0.5 * ((wavelengths[:, None] - np.asarray(centres, float)[None, :]) / width) ** 2)
-    return matrix / matrix.sum(axis=0)
 
 
 @pytest.fixture(scope="module")

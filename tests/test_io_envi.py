@@ -531,3 +531,19 @@ def test_atomic_write_for_other_outputs(tmp_path):
             raise KeyboardInterrupt
     assert target.read_bytes() == b"first"
     assert [p.name for p in tmp_path.iterdir()] == ["preview.png"]
+
+
+def test_output_set_takes_back_its_files_when_a_later_one_fails(tmp_path):
+    from hsiuu_cli.io import output_set
+
+    cube = Cube(data=np.zeros((2, 2, 1), np.float32))
+    with pytest.raises(KeyboardInterrupt):
+        with output_set() as files:
+            write_cube(cube, tmp_path / "a.hdr")
+            files += [tmp_path / "a.hdr", tmp_path / "a.img"]
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    with output_set() as files:
+        write_cube(cube, tmp_path / "b.hdr")
+        files.append(tmp_path / "b.hdr")
+    assert (tmp_path / "b.hdr").exists()

@@ -59,10 +59,11 @@ def emit(text: str) -> None:
 
 
 def emit_json(payload: object) -> None:
-    emit(json.dumps(payload, indent=2, default=_json_default))
+    emit(json.dumps(payload, indent=2, default=json_default))
 
 
-def _json_default(value: object) -> object:
+def json_default(value: object) -> object:
+    """numpy values and paths for ``json.dumps``."""
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, Path):
@@ -158,8 +159,10 @@ def expand_inputs(items: Sequence[str]) -> list[Path]:
 
 def input_stem(path: Path) -> str:
     """File name without its cube extension (``scene.hdr`` → ``scene``)."""
+    from ..io import CUBE_SUFFIXES
+
     name = path.name
-    for suffix in (".hdr", ".img", ".dat", ".bsq", ".bil", ".bip", ".raw", ".tif", ".tiff", ".sli", ".csv"):
+    for suffix in CUBE_SUFFIXES + (".sli", ".csv"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return path.stem

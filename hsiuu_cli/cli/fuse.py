@@ -80,7 +80,7 @@ def fuse_command(
 
     from ..fusion import cubes
     from ..fusion.quicklook import write_quicklook
-    from ..io import check_output, output_files, output_format, read_cube, write_cube, write_library
+    from ..io import check_output, output_files, output_format, output_set, read_cube, write_cube, write_library
     from ..io.atomic import check_outputs
     from .common import detail, emit, emit_json, info, parse_creation_options, progress
 
@@ -130,8 +130,7 @@ def fuse_command(
         f"({pair.hr.rows}×{pair.hr.cols}×{pair.hr.bands}, {srf_name}), ratio {pair.ratio}, method {method.value}"
     )
     passes = 2 if method is Method.spectramorph else 1
-    written: list[Path] = []  # outputs, as reported
-    files: list[Path] = []  # every file behind them, removed again if a later output fails
+    written: list[Path] = []  # outputs, as reported; output_set's list holds every file behind them
     with tempfile.TemporaryDirectory(prefix=".hsiuu-fuse-", dir=output.parent if str(output.parent) else ".") as scratch:
         with progress("fusing", passes * pair.hr.rows) as advance:
             fused_cube, result = cubes.fuse_cubes(
@@ -150,7 +149,7 @@ def fuse_command(
                 return_abundances=save_abundances,
                 advance=advance,
             )
-        try:
+        with output_set() as files:
             written.append(write_cube(fused_cube, output, format=kind, overwrite=overwrite, creation_options=creation))
             files.extend(output_files(output, kind))
             if save_abundances:
@@ -167,11 +166,6 @@ def fuse_command(
             if quicklook:
                 written.append(write_quicklook(quicklook_path, pair.lr, pair.hr, fused_cube, result.valid, overwrite=overwrite))
                 files.append(quicklook_path)
-        except BaseException:
-            # the outputs of one run come as a set: none is left behind when a later one fails
-            for path in files:
-                path.unlink(missing_ok=True)
-            raise
         if isinstance(result.fused, cubes.RowFile):
             result.fused.close()  # before its scratch folder goes
         fused_cube = result.fused = None

@@ -14,9 +14,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import CreationOptions, Format, Inputs, Jobs, NameTemplate, OutDir, Overwrite
+from .options import CreationOptions, Format, Inputs, Jobs, NameTemplate, OutDir, Overwrite, Seed
 
-CUBE_SUFFIXES = (".hdr", ".img", ".dat", ".bsq", ".bil", ".bip", ".raw", ".tif", ".tiff")
 
 
 class Psf(str, Enum):
@@ -59,7 +58,7 @@ def simulate_command(
     msi_snr: Annotated[
         Optional[float], typer.Option("--msi-snr", help="SNR in dB for the multispectral image.", show_default="--snr")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed for the noise; the same seed gives the same result.")] = 0,
+    seed: Seed = 0,
     output: Annotated[
         Optional[str],  # not Path: Path("cases/") drops the slash that marks a directory
         typer.Option(
@@ -118,7 +117,7 @@ def simulate_command(
 
 def output_paths(source: Path, prefix: Path, format: str | None) -> tuple[str, dict[str, Path]]:
     """Output format and the paths of the ``lr``, ``msi`` and ``hr`` outputs for a prefix."""
-    from ..io import output_format
+    from ..io import CUBE_SUFFIXES, output_format
 
     stem = prefix.name
     suffix = prefix.suffix.lower()
@@ -159,7 +158,7 @@ def simulate_file(
     from .. import degrade
     from ..errors import HsiuuError, InvalidDataError, ParameterError, SpectralResponseError
     from ..grid import coarsened_transform
-    from ..io import check_output, output_files, read_cube, write_cube
+    from ..io import check_output, output_files, output_set, read_cube, write_cube
     from ..srf import WARN_COVERAGE, load_srf, srf_coverage, srf_matrix
     from .common import info
 
@@ -223,7 +222,7 @@ def simulate_file(
         raise type(exc)(exc.message, source) from None
 
     written: list[Path] = []
-    try:
+    with output_set() as files:
         if ratio is not None:
             lr_cube = cube.regridded(
                 lr.astype(np.float32),
@@ -232,6 +231,7 @@ def simulate_file(
                 scale_factor=None,
             )
             written.append(write_cube(lr_cube, paths["lr"], format=kind, overwrite=overwrite, creation_options=creation_options))
+            files.extend(output_files(paths["lr"], kind))
         if matrix is not None:
             centroids = np.round((response.wavelengths @ response.responses) / response.responses.sum(axis=0), 2)
             msi_cube = cube.with_bands(msi.astype(np.float32), band_names=list(response.band_names)).replace(
@@ -240,15 +240,11 @@ def simulate_file(
             if cube.description:
                 msi_cube.description = f"{cube.description} — simulated {response.name}"
             written.append(write_cube(msi_cube, paths["msi"], format=kind, overwrite=overwrite, creation_options=creation_options))
+            files.extend(output_files(paths["msi"], kind))
         if cropped:
             hr_cube = cube.replace(data=hr.astype(np.float32), nodata=nodata, scale_factor=None)
             written.append(write_cube(hr_cube, paths["hr"], format=kind, overwrite=overwrite, creation_options=creation_options))
-    except BaseException:
-        # one input's outputs come as a set: none is left behind when a later one fails
-        for path in written:
-            for part in output_files(path, kind):
-                part.unlink(missing_ok=True)
-        raise
+            files.extend(output_files(paths["hr"], kind))
     summary = []
     if ratio is not None:
         spatial = "bicubic" if psf == "bicubic" else _psf_text(ratio, sigma, kernel_size, offset)

@@ -14,9 +14,11 @@ DEFAULT_TEMPLATE = "{stem}_x{scale}{ext}"
 
 
 def _default_extension(inputs: list[Path], format: str | None) -> str:
+    from ..io import FORMAT_EXTENSIONS, GTIFF_SUFFIXES, format_name
+
     if format is not None:
-        return ".tif" if format.strip().lower() in ("gtiff", "geotiff", "tif", "tiff") else ".hdr"
-    return ".tif" if all(p.suffix.lower() in (".tif", ".tiff") for p in inputs) else ".hdr"
+        return FORMAT_EXTENSIONS.get(format_name(format), ".hdr")  # an unknown name fails when writing
+    return ".tif" if all(p.suffix.lower() in GTIFF_SUFFIXES for p in inputs) else ".hdr"
 
 
 def superres_command(

@@ -8,17 +8,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import click_errors, detail, emit_json, expand_inputs, info, plan_outputs, progress, run_batch
+from .common import click_errors, detail, emit_json, expand_inputs, info, json_default, plan_outputs, progress, run_batch
 from .options import Device, Inputs, Jobs, Json, NameTemplate, OutDir, Overwrite, Quicklook, Seed
 
 DEFAULT_TEMPLATE = "{stem}_unmix"
 OutputDirectory = Annotated[
     Optional[Path], typer.Option("-o", "--output", help="Output directory (one input only); created if missing.")
 ]
-Format = Annotated[
+# -o is a directory here, so the format cannot come from an extension
+CubesFormat = Annotated[
     Optional[str], typer.Option("-f", "--format", help="Format of the output cubes: ENVI or GTiff.", show_default="ENVI")
 ]
-CUBE_SUFFIXES = (".hdr", ".img", ".dat", ".bsq", ".bil", ".bip", ".tif", ".tiff")
 
 
 def unmix_command(
@@ -45,7 +45,7 @@ def unmix_command(
     output: OutputDirectory = None,
     out_dir: OutDir = None,
     name: NameTemplate = None,
-    format: Format = None,
+    format: CubesFormat = None,
     quicklook: Quicklook = False,
     seed: Seed = 0,
     device: Device = "auto",
@@ -67,6 +67,8 @@ def unmix_command(
                 raise click_errors.UsageError(f"{flag} does not apply with --library (the library gives the endmembers)")
     elif sparse:
         raise click_errors.UsageError("--sparse needs --library")
+    from ..io import CUBE_SUFFIXES
+
     method = method or "smile"
     if method not in METHODS:
         raise typer.BadParameter(f"'{method}' is not a method (use {', '.join(METHODS)})", param_hint="--method")
@@ -113,11 +115,12 @@ def _endmember_count(value: str | None) -> int | str:
 
 
 def _extension(format: str | None) -> str:
-    if format is None or format.strip().lower() == "envi":
-        return ".hdr"
-    if format.strip().lower() in ("gtiff", "geotiff", "tif", "tiff"):
-        return ".tif"
-    raise typer.BadParameter(f"'{format}' is not an output format (use ENVI or GTiff)", param_hint="--format")
+    from ..io import FORMAT_EXTENSIONS, format_name
+
+    name = "ENVI" if format is None else format_name(format)
+    if name is None:
+        raise typer.BadParameter(f"'{format}' is not an output format (use ENVI or GTiff)", param_hint="--format")
+    return FORMAT_EXTENSIONS[name]
 
 
 def _resolve_device(device: str) -> str:
@@ -144,7 +147,9 @@ def _unmix_one(
     from ..cube import Cube
     from ..errors import CubeWriteError, HsiuuError
     from ..grid import scaled_transform
-    from ..io import SpectralLibrary, atomic_write, check_output, output_files, read_cube, read_library, write_cube, write_library
+    from ..io import (
+        SpectralLibrary, atomic_write, check_output, output_files, output_set, read_cube, read_library, write_cube, write_library,
+    )
     from ..io.atomic import check_outputs
     from ..unmixing import fit_library, unmix, unmix_with_library, usable_bands
     from ..unmixing.quicklook import render_quicklook
@@ -229,38 +234,36 @@ def _unmix_one(
             metadata={k: v for k, v in cube.metadata.items() if k in ("map info", "coordinate system string")},
         )
 
-    written: list[Path] = []
     if created_directory:
         directory.mkdir()
     try:
-        write_cube(as_cube(result.abundances, result.names, what="abundances"), cubes["abundances"], format=format, overwrite=overwrite)
-        written += output_files(cubes["abundances"], format)
-        write_cube(as_cube(result.residual[:, :, None], ["reconstruction_rmse"], what="residual"), cubes["residual"], format=format, overwrite=overwrite)
-        written += output_files(cubes["residual"], format)
-        if scale:
-            fine = cubes[f"abundances_x{scale}"]
-            write_cube(as_cube(result.abundances_hr, result.names, scale, f"abundances ×{scale}"), fine, format=format, overwrite=overwrite)
-            written += output_files(fine, format)
-        endmember_library = SpectralLibrary(result.endmembers.astype(np.float32), result.names, wavelengths)
-        written += write_library(endmember_library, directory / "endmembers.sli", overwrite=overwrite)
-        written += write_library(endmember_library, directory / "endmembers.csv", overwrite=overwrite)
-        if quicklook:
-            with atomic_write(directory / "quicklook.png", overwrite) as temporary:
-                render_quicklook(
-                    result.abundances, result.endmembers, result.names, wavelengths, temporary,
-                    title=f"{source.name}: {result.method}, {len(result.names)} endmembers",
-                )
-            written.append(directory / "quicklook.png")
-        summary["outputs"] = [str(p) for p in written] + [str(directory / "summary.json")]
-        with atomic_write(directory / "summary.json", overwrite) as temporary:
-            import json
+        with output_set() as written:
+            write_cube(as_cube(result.abundances, result.names, what="abundances"), cubes["abundances"], format=format, overwrite=overwrite)
+            written += output_files(cubes["abundances"], format)
+            write_cube(as_cube(result.residual[:, :, None], ["reconstruction_rmse"], what="residual"), cubes["residual"], format=format, overwrite=overwrite)
+            written += output_files(cubes["residual"], format)
+            if scale:
+                fine = cubes[f"abundances_x{scale}"]
+                write_cube(as_cube(result.abundances_hr, result.names, scale, f"abundances ×{scale}"), fine, format=format, overwrite=overwrite)
+                written += output_files(fine, format)
+            endmember_library = SpectralLibrary(result.endmembers.astype(np.float32), result.names, wavelengths)
+            written += write_library(endmember_library, directory / "endmembers.sli", overwrite=overwrite)
+            written += write_library(endmember_library, directory / "endmembers.csv", overwrite=overwrite)
+            if quicklook:
+                with atomic_write(directory / "quicklook.png", overwrite) as temporary:
+                    render_quicklook(
+                        result.abundances, result.endmembers, result.names, wavelengths, temporary,
+                        title=f"{source.name}: {result.method}, {len(result.names)} endmembers",
+                    )
+                written.append(directory / "quicklook.png")
+            summary["outputs"] = [str(p) for p in written] + [str(directory / "summary.json")]
+            with atomic_write(directory / "summary.json", overwrite) as temporary:
+                import json
 
-            temporary.write_text(json.dumps(summary, indent=2, default=_json_value) + "\n", encoding="utf-8")
-        written.append(directory / "summary.json")
+                temporary.write_text(json.dumps(summary, indent=2, default=json_default) + "\n", encoding="utf-8")
+            written.append(directory / "summary.json")
     except BaseException:
-        # All or nothing: a run that fails half-way takes back what it wrote.
-        for path in written:
-            path.unlink(missing_ok=True)
+        # all or nothing: output_set took back the files, and a folder this run made goes too
         if created_directory:
             shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -268,8 +271,3 @@ def _unmix_one(
     info(f"{source.name}: {len(result.names)} endmembers ({result.method}) → {directory}")
     return summary, written
 
-
-def _json_value(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)

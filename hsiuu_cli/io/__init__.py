@@ -16,11 +16,14 @@ import numpy as np
 from ..cube import Cube
 from ..errors import CubeReadError, CubeWriteError
 from . import envi, geotiff
-from .atomic import atomic_write, check_outputs
+from .atomic import atomic_write, check_outputs, output_set
 from .speclib import SpectralLibrary, read_library, write_library
 
 GTIFF_SUFFIXES = (".tif", ".tiff")
 ENVI_SUFFIXES = (".hdr",) + envi.DATA_SUFFIXES
+CUBE_SUFFIXES = ENVI_SUFFIXES + GTIFF_SUFFIXES
+FORMAT_EXTENSIONS = {"ENVI": ".hdr", "GTiff": ".tif"}
+"""The extension a new output of each format gets."""
 _FORMAT_NAMES = {"envi": "ENVI", "gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": "GTiff"}
 _GTIFF_INTERLEAVE = {"bsq": "BAND", "bip": "PIXEL"}
 
@@ -32,6 +35,7 @@ __all__ = [
     "describe_file",
     "output_files",
     "output_format",
+    "output_set",
     "read_cube",
     "read_library",
     "write_cube",
@@ -39,11 +43,16 @@ __all__ = [
 ]
 
 
+def format_name(format: str) -> str | None:
+    """``'ENVI'`` or ``'GTiff'`` for a user's format name (``envi``, ``GeoTIFF``, ``tif``…), None if unknown."""
+    return _FORMAT_NAMES.get(format.strip().lower())
+
+
 def output_format(path: str | Path, format: str | None = None) -> str:
     """``'ENVI'`` or ``'GTiff'`` for an output, from ``format`` or else the extension."""
     path = Path(path)
     if format is not None:
-        name = _FORMAT_NAMES.get(format.strip().lower())
+        name = format_name(format)
         if name is None:
             raise CubeWriteError(f"unknown output format '{format}' (use ENVI or GTiff)", path)
         return name

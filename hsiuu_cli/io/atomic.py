@@ -88,3 +88,19 @@ def atomic_write(path: str | Path, overwrite: bool) -> Iterator[Path]:
     """
     with atomic_files([Path(path)], overwrite) as (temporary,):
         yield temporary
+
+
+@contextmanager
+def output_set() -> Iterator[list[Path]]:
+    """Outputs that belong together (a fused cube and its abundances, an unmixing folder…).
+
+    The caller adds every file it writes to the yielded list; if the block fails, KeyboardInterrupt
+    included, they are removed again, so a run never leaves part of a set behind.
+    """
+    files: list[Path] = []
+    try:
+        yield files
+    except BaseException:
+        for path in files:
+            path.unlink(missing_ok=True)
+        raise
