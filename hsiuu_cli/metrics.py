@@ -406,3 +406,23 @@ def abundance_rmse(estimated, reference, *, mask=None) -> float:
         if not np.isfinite(values[valid]).all():
             raise InvalidDataError(f"the {name} abundances hold NaN/Inf values in pixels that are not masked")
     return float(np.sqrt(np.mean((est[valid] - ref[valid]) ** 2)))
+
+
+def match_abundances(estimated, reference, *, mask=None) -> tuple[np.ndarray, np.ndarray]:
+    """Pair estimated abundance maps (K' of them) with reference ones (K ≤ K') minimising the total aRMSE.
+
+    For abundances scored without endmembers to match on. Both are rows × cols × K (or pixels × K).
+    Returns ``(order, rmse)``: ``estimated[..., order]`` lines up with ``reference`` and ``rmse[k]`` is
+    :func:`abundance_rmse` of reference map k and its match (Hungarian algorithm).
+    """
+    est = np.asarray(estimated)
+    ref = np.asarray(reference)
+    if est.shape[-1] < ref.shape[-1]:
+        raise ShapeMismatchError(
+            f"{est.shape[-1]} estimated abundance maps cannot be matched with {ref.shape[-1]} reference maps"
+        )
+    cost = np.array(
+        [[abundance_rmse(est[..., [j]], ref[..., [k]], mask=mask) for j in range(est.shape[-1])] for k in range(ref.shape[-1])]
+    )
+    rows, order = linear_sum_assignment(cost)
+    return order, cost[rows, order]
