@@ -99,7 +99,7 @@ def simulated_case(scene: str, ratio: int, srf_name: str, snr: float | None = No
     --snr S --msi-snr M --seed 0` (noise: LR first, then MSI, from one generator), on the papers'
     protocol: good bands without non-finite values, the scene divided by its maximum."""
     cube = read_cube(DATA / SCENES[scene])
-    good = np.arange(cube.bands) if cube.bad_bands is None else np.flatnonzero(~cube.bad_bands)
+    good = cube.good_band_indices()
     reference = cube.physical()[:, :, good].astype(np.float64)
     finite = np.isfinite(reference).all(axis=(0, 1))
     reference, good = reference[:, :, finite], good[finite]

@@ -35,6 +35,7 @@ from hsiuu_cli.io import read_cube, write_cube  # noqa: E402
 from hsiuu_cli.metrics import ergas, psnr, sam, ssim  # noqa: E402
 from hsiuu_cli.superres import choose_model, load_model  # noqa: E402
 from hsiuu_cli.superres.inference import super_resolve_cube  # noqa: E402
+from hsiuu_cli.superres.training import physical_good_bands  # noqa: E402
 from peak_rss import run_measured  # noqa: E402  (bench/, beside this script)
 
 FAMILY = [
@@ -52,14 +53,8 @@ OTHER = [
 
 
 def load_reference(path: Path) -> Cube:
-    """The held-out HR scene: good bands only, physical values, no-data filled with band means."""
-    cube = read_cube(path)
-    good = np.ones(cube.bands, bool) if cube.bad_bands is None else ~cube.bad_bands
-    values = cube.physical()[:, :, good]
-    valid = Cube(data=values, nodata=cube.nodata).valid_mask()
-    if not valid.all():
-        values = np.where(valid[:, :, None], values, values[valid].mean(axis=0)).astype(np.float32)
-    wavelengths = None if cube.wavelengths is None else cube.wavelengths[good]
+    """The held-out HR scene as training sees a scene: good bands only, physical values, no-data filled with band means."""
+    values, wavelengths = physical_good_bands(read_cube(path))
     return Cube(data=values, wavelengths=wavelengths)
 
 

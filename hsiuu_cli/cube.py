@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from affine import Affine
 
+from .errors import ShapeMismatchError
+
 
 GRID_KEYS = ("geo points", "pixel size", "x start", "y start")
 """ENVI header fields in the old grid's pixel coordinates or sizes."""
@@ -46,21 +48,21 @@ class Cube:
         if self.data.ndim == 2:
             self.data = self.data[:, :, np.newaxis]
         if self.data.ndim != 3:
-            raise ValueError(f"cube data must be rows x cols x bands, got shape {self.data.shape}")
+            raise ShapeMismatchError(f"cube data must be rows x cols x bands, got shape {self.data.shape}")
         n = self.data.shape[2]
         for name in ("wavelengths", "fwhm"):
             value = getattr(self, name)
             if value is not None:
                 value = np.asarray(value, dtype=np.float64).reshape(-1)
                 if value.size != n:
-                    raise ValueError(f"{name} has {value.size} values for {n} bands")
+                    raise ShapeMismatchError(f"{name} has {value.size} values for {n} bands")
                 setattr(self, name, value)
         if self.bad_bands is not None:
             self.bad_bands = np.asarray(self.bad_bands, dtype=bool).reshape(-1)
             if self.bad_bands.size != n:
-                raise ValueError(f"bad-band list has {self.bad_bands.size} values for {n} bands")
+                raise ShapeMismatchError(f"bad-band list has {self.bad_bands.size} values for {n} bands")
         if self.band_names is not None and len(self.band_names) != n:
-            raise ValueError(f"{len(self.band_names)} band names for {n} bands")
+            raise ShapeMismatchError(f"{len(self.band_names)} band names for {n} bands")
 
     @property
     def rows(self) -> int:
@@ -78,6 +80,12 @@ class Cube:
     def shape(self) -> tuple[int, int, int]:
         return self.data.shape  # type: ignore[return-value]
 
+    def good_band_indices(self) -> np.ndarray:
+        """Indices (ascending int array) of the bands not flagged bad."""
+        if self.bad_bands is None:
+            return np.arange(self.bands)
+        return np.flatnonzero(~self.bad_bands)
+
     def physical(self) -> np.ndarray:
         """Float32 values in physical units (scale factor applied); no-data left as stored."""
         values = np.asarray(self.data, dtype=np.float32)
@@ -94,7 +102,7 @@ class Cube:
         """
         data = np.asarray(self.data)
         if bands is None:
-            bands = np.arange(self.bands) if self.bad_bands is None else np.flatnonzero(~self.bad_bands)
+            bands = self.good_band_indices()
         valid = np.ones(data.shape[:2], dtype=bool)
         if np.issubdtype(data.dtype, np.floating):
             valid &= np.isfinite(data[:, :, bands]).all(axis=2)

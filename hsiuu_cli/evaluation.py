@@ -69,11 +69,7 @@ def evaluate_images(
             f"the result is {_dims(result.shape)} but the reference {reference_path} is {_dims(reference.shape)}",
             result_path,
         )
-    bad = np.zeros(reference.bands, dtype=bool)
-    for cube in (result, reference):
-        if cube.bad_bands is not None:
-            bad |= cube.bad_bands
-    bands = np.flatnonzero(~bad)
+    bands = np.intersect1d(result.good_band_indices(), reference.good_band_indices())
     if bands.size == 0:
         raise InvalidDataError("every band is flagged bad", reference_path)
     if (

@@ -71,6 +71,13 @@ def test_a_directory_is_not_a_cube(runner, tmp_path):
     assert "is a directory, not a cube" in result.stderr and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command", [["superres", "x.hdr", "--scale", "2"], ["unmix", "x.hdr"], ["fuse", "a.hdr", "b.tif", "--srf", "ikonos"]])
+def test_unknown_device_is_a_usage_error(runner, command):
+    result = runner.invoke(app, [*command, "--device", "gpu"])
+    assert result.exit_code == 2
+    assert "'gpu' is not auto, cpu or cuda" in result.output
+
+
 def test_unexpected_error_has_no_traceback(runner):
     def fail():
         raise RuntimeError("boom")

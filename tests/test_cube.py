@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from hsiuu_cli.cube import Cube
+from hsiuu_cli.errors import ShapeMismatchError
 
 
 def test_two_dimensional_data_becomes_one_band():
@@ -11,10 +12,17 @@ def test_two_dimensional_data_becomes_one_band():
 
 
 def test_per_band_metadata_must_match_band_count():
-    with pytest.raises(ValueError, match="wavelengths"):
+    with pytest.raises(ShapeMismatchError, match="wavelengths"):
         Cube(np.zeros((2, 2, 3)), wavelengths=[400.0, 500.0])
-    with pytest.raises(ValueError, match="band names"):
+    with pytest.raises(ShapeMismatchError, match="band names"):
         Cube(np.zeros((2, 2, 3)), band_names=["a"])
+    with pytest.raises(ValueError, match="rows x cols x bands"):  # typed, and still a ValueError
+        Cube(np.zeros((2, 2, 3, 1)))
+
+
+def test_good_band_indices():
+    assert Cube(np.zeros((2, 2, 3))).good_band_indices().tolist() == [0, 1, 2]
+    assert Cube(np.zeros((2, 2, 3)), bad_bands=[False, True, False]).good_band_indices().tolist() == [0, 2]
 
 
 def test_physical_applies_scale_factor():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hsiuu_cli.errors import CubeFormatError, CubeReadError, CubeWriteError, OutputExistsError
+from hsiuu_cli.errors import CubeFormatError, CubeReadError, CubeWriteError, OutputExistsError, ShapeMismatchError
 from hsiuu_cli.io import SpectralLibrary, read_library, write_library
 from hsiuu_cli.io import envi
 
@@ -42,6 +42,13 @@ def test_library_without_wavelengths(tmp_path):
         back = read_library(write_library(lib, tmp_path / name)[0])
         assert back.wavelengths is None
         np.testing.assert_array_equal(back.spectra, lib.spectra)
+
+
+def test_inconsistent_library_is_a_shape_error():
+    with pytest.raises(ShapeMismatchError, match="2 names for 3 spectra"):
+        SpectralLibrary(spectra=np.eye(3, 5), names=["a", "b"])
+    with pytest.raises(ShapeMismatchError, match="4 wavelengths for 5 bands"):
+        SpectralLibrary(spectra=np.eye(3, 5), names=["a", "b", "c"], wavelengths=[1.0, 2.0, 3.0, 4.0])
 
 
 def test_existing_library_is_refused(tmp_path, library):

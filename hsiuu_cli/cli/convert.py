@@ -44,7 +44,7 @@ def convert_command(
     """
     from ..errors import ParameterError
     from ..io import check_output, describe_file, output_format, read_cube, write_cube
-    from ..io.bands import good_bands, parse_band_selection, select_bands
+    from ..io.bands import parse_band_selection, select_bands
     from .common import detail, emit, info, parse_creation_options
 
     if interleave is not None and interleave.lower() not in INTERLEAVES:
@@ -69,7 +69,7 @@ def convert_command(
             raise ParameterError(exc.message, source) from None
         _refuse_repeats(bands, cube)
     if drop_bad_bands:
-        keep = set(good_bands(cube))
+        keep = set(cube.good_band_indices().tolist())
         indices = [i for i in indices if i in keep]
         if not indices:
             raise ParameterError("every selected band is flagged bad", source)

@@ -88,8 +88,6 @@ def fuse_command(
         raise typer.BadParameter("give the MSI's spectral response with --srf NAME|FILE.csv or --srf-matrix FILE.csv")
     if srf is not None and srf_matrix is not None:
         raise typer.BadParameter("give either --srf or --srf-matrix, not both")
-    if device not in ("auto", "cpu", "cuda"):
-        raise typer.BadParameter(f"'{device}' is not auto, cpu or cuda", param_hint="--device")
     k_value: int | str | None = None
     if endmembers is not None:
         if endmembers.strip().lower() == "auto":

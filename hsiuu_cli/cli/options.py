@@ -41,9 +41,18 @@ CreationOptions = Annotated[
 ]
 Jobs = Annotated[int, typer.Option("-j", "--jobs", min=1, help="Inputs processed in parallel.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same result.")]
+def _device_choice(value: str) -> str:
+    from ..device import DEVICES
+
+    choice = value.strip().lower()
+    if choice not in DEVICES:
+        raise typer.BadParameter(f"'{value}' is not {', '.join(DEVICES[:-1])} or {DEVICES[-1]}")
+    return choice
+
+
 Device = Annotated[
     str,
-    typer.Option("--device", help="auto, cpu or cuda (auto: cuda when available)."),
+    typer.Option("--device", callback=_device_choice, help="auto, cpu or cuda (auto: cuda when available)."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 Quicklook = Annotated[bool, typer.Option("--quicklook", help="Also write a PNG preview beside the output.")]

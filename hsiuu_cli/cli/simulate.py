@@ -176,7 +176,7 @@ def simulate_file(
         check_output(paths[role], overwrite, format=kind)
 
     response = matrix = None
-    good = np.arange(cube.bands) if cube.bad_bands is None else np.flatnonzero(~cube.bad_bands)
+    good = cube.good_band_indices()
     if srf is not None:
         try:
             response = load_srf(srf)

@@ -123,21 +123,6 @@ def _extension(format: str | None) -> str:
     return FORMAT_EXTENSIONS[name]
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    choice = device.strip().lower()
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        from ..errors import ParameterError
-
-        raise ParameterError("--device cuda was asked for but no CUDA device is available")
-    if choice not in ("cpu", "cuda"):
-        raise typer.BadParameter(f"'{device}' is not a device (use auto, cpu or cuda)", param_hint="--device")
-    return choice
-
-
 def _unmix_one(
     source: Path, directory: Path, *, count, method, library, sparse, scale, format, extension, quicklook, seed,
     device, overwrite,
@@ -145,6 +130,7 @@ def _unmix_one(
     import numpy as np
 
     from ..cube import Cube
+    from ..device import resolve_device
     from ..errors import CubeWriteError, HsiuuError
     from ..grid import scaled_transform
     from ..io import (
@@ -176,7 +162,7 @@ def _unmix_one(
         data = cube.physical()[:, :, bands]
         mask = cube.valid_mask()
         wavelengths = None if cube.wavelengths is None else cube.wavelengths[bands]
-        torch_device = _resolve_device(device) if (library is None and method == "smile") else "cpu"
+        torch_device = resolve_device(device) if (library is None and method == "smile") else "cpu"
         with progress(f"{source.name}: unmixing", None if library is not None else 1) as advance:
             if library is not None:
                 reference = read_library(library)

@@ -25,6 +25,8 @@ from .observation import SensorFit, fit_sensor, msi_noise_power, msi_trust, sign
 
 METHODS = ("spectramorph", "cnmf", "gsa", "bicubic")
 DEFAULT_ENDMEMBERS = 8
+AUTO_MAX_ENDMEMBERS = 16
+"""``endmembers="auto"`` takes HySime's signal-subspace dimension of the LR pixels, up to this many."""
 STRIP_BYTES = 64 * 2**20
 """Working-set target per HR row strip; bounds memory whatever the size of the HR grid."""
 
@@ -243,9 +245,9 @@ def _resolve_endmembers(endmembers: int | str | None, pixels: np.ndarray, bands:
             return min(default_endmembers(bands), pixels.shape[0])
         k = min(DEFAULT_ENDMEMBERS, bands, pixels.shape[0])
     elif endmembers == "auto":
-        from .spectramorph import auto_endmembers
+        from ..unmixing.hysime import estimate_endmember_count
 
-        k = auto_endmembers(pixels)
+        k = estimate_endmember_count(pixels, max_count=AUTO_MAX_ENDMEMBERS)
     else:
         try:
             k = int(endmembers)

@@ -96,10 +96,6 @@ def valid_rows(cube: Cube, rows_per_block: int = 256) -> np.ndarray:
     )
 
 
-def good_bands(cube: Cube) -> np.ndarray:
-    return np.arange(cube.bands) if cube.bad_bands is None else np.flatnonzero(~cube.bad_bands)
-
-
 def read_matrix_csv(path: Path, rows_all: int, rows_good: int, msi_bands: int) -> tuple[np.ndarray, bool]:
     """A B × b matrix from CSV (an optional header row of names, '#' comments); returns it and
     whether it covers all HSI bands (True) or only the good ones."""
@@ -147,7 +143,7 @@ def resolve_srf(
     """The B_good × b spectral-response matrix and a name for it."""
     from ..srf import load_srf, srf_matrix
 
-    good = good_bands(lr)
+    good = lr.good_band_indices()
     if matrix_path is not None:
         matrix, full = read_matrix_csv(matrix_path, lr.bands, good.size, msi.bands)
         return (matrix[good] if full else matrix), str(matrix_path)
@@ -277,7 +273,7 @@ def fuse_cubes(
 
     Bad bands of the HSI are left out of the fusion and written as the HSI's band enlarged (bicubic).
     """
-    good = good_bands(lr_cube)
+    good = lr_cube.good_band_indices()
     lr_valid = lr_cube.valid_mask()
     msi_valid = valid_rows(msi_cube)
     lr = lr_cube.physical()
@@ -325,7 +321,7 @@ def endmember_library(result: FusionResult, lr_cube: Cube):
     """The fusion's endmembers as a spectral library over the HSI's good bands."""
     from ..io import SpectralLibrary
 
-    good = good_bands(lr_cube)
+    good = lr_cube.good_band_indices()
     return SpectralLibrary(
         spectra=result.endmembers.astype(np.float32),
         names=[f"endmember {i + 1}" for i in range(result.endmembers.shape[0])],

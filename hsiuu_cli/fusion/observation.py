@@ -21,11 +21,19 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, sparse
 
+from ..degrade import default_sigma
 from ..errors import InvalidDataError
 
 TRUNCATE = 3.0
 """The PSF is cut at ±ceil(3σ) pixels, as :func:`hsiuu_cli.degrade.kernel_size_for_sigma`."""
 MIN_SIGMA = 0.05
+MAX_SIGMA_PER_RATIO = 2.0
+"""The PSF fit tries σ up to this many times the ratio (HR pixels). At σ = 2 × ratio the PSF passes
+exp(-2π²) ≈ 3e-9 of the LR Nyquist frequency, so a wider one hardly changes the LR image it predicts;
+the fit window's margin is sized for this σ."""
+SAMPLE_PIXELS = 20000
+"""Statistics of the LR pixels (B × B moments, noise regressions, NMF endmembers) use at most this
+many: enough for B × B statistics, at a bounded cost."""
 FIT_WINDOW = 96
 """The PSF and radiometry are fitted on at most this many LR rows and columns (from the middle)."""
 
@@ -85,6 +93,13 @@ def apply_spatial(cube: np.ndarray, gr: sparse.csr_array, gc: sparse.csr_array) 
     half = half.reshape(gr.shape[0], cols, bands).transpose(1, 0, 2).reshape(cols, -1)
     out = (gc @ half).reshape(gc.shape[0], gr.shape[0], bands).transpose(1, 0, 2)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def spread_sample(pixels: np.ndarray, count: int = SAMPLE_PIXELS) -> np.ndarray:
+    """At most ``count`` of the pixels (rows), evenly spread over them."""
+    if pixels.shape[0] <= count:
+        return pixels
+    return pixels[np.linspace(0, pixels.shape[0] - 1, count).astype(int)]
 
 
 LR_ROWS_PER_BLOCK = 64
@@ -157,7 +172,7 @@ def fit_sensor(
     rows_lr, cols_lr, _ = lr_through_srf.shape
     rows_hr, cols_hr, _ = msi.shape
     # LR pixels whose PSF reaches past a cut (not an image border) see the wrong border handling
-    margin = int(np.ceil((TRUNCATE * 2.0 * ratio + ratio) / ratio))
+    margin = int(np.ceil((TRUNCATE * MAX_SIGMA_PER_RATIO * ratio + ratio) / ratio))
     interior = np.ones((rows_lr, cols_lr), dtype=bool)
     if lr_rows.start > 0:
         interior[:margin] = False
@@ -196,7 +211,7 @@ def fit_sensor(
 
     # coarse search: the sampling phase at a typical σ, then σ at that phase; Nelder–Mead refines both
     centre = (ratio - 1) / 2.0
-    typical = sigma if sigma is not None else ratio / 2.0
+    typical = sigma if sigma is not None else default_sigma(ratio)
     phases = np.arange(-0.5, ratio, 0.5)
     _, p0 = min((regress(model_for(typical, p, p))[0], p) for p in sorted(phases, key=lambda p: abs(p - centre)))
     candidates = [sigma] if sigma is not None else list(ratio * np.array([0.1, 0.25, 0.4, 0.55, 0.7, 0.9, 1.15]))
@@ -205,7 +220,7 @@ def fit_sensor(
 
     def objective(params: np.ndarray) -> float:
         s = sigma if sigma is not None else params[0]
-        if s < MIN_SIGMA or s > 2.0 * ratio:
+        if s < MIN_SIGMA or s > MAX_SIGMA_PER_RATIO * ratio:
             return np.inf
         return regress(model_for(s, params[-2], params[-1]))[0]
 
@@ -276,8 +291,7 @@ class Trust:
     """Per MSI band: its estimated noise variance at full resolution (:func:`msi_noise_power`)."""
 
 
-def msi_trust(fit: SensorFit, lr_pixels: np.ndarray, srf: np.ndarray, max_pixels: int = 20000,
-              msi_noise: np.ndarray | None = None) -> Trust:
+def msi_trust(fit: SensorFit, lr_pixels: np.ndarray, srf: np.ndarray, msi_noise: np.ndarray | None = None) -> Trust:
     """How far the MSI can be trusted against the LR-HSI: maximum a posteriori weights, i.e. inverse
     error variances.
 
@@ -289,9 +303,7 @@ def msi_trust(fit: SensorFit, lr_pixels: np.ndarray, srf: np.ndarray, max_pixels
     """
     from ..unmixing.hysime import estimate_noise
 
-    pixels = np.asarray(lr_pixels, dtype=np.float64)
-    if pixels.shape[0] > max_pixels:
-        pixels = pixels[np.linspace(0, pixels.shape[0] - 1, max_pixels).astype(int)]
+    pixels = spread_sample(np.asarray(lr_pixels, dtype=np.float64))
     hsi_power = max(float((pixels**2).mean()), 1e-30)
     # regression on the other bands needs more pixels than bands: with few pixels, use a spread subset of bands
     count = min(pixels.shape[1], pixels.shape[0] // 2)
@@ -327,9 +339,7 @@ def signal_subspace(pixels: np.ndarray, noise_variance: float) -> SignalSubspace
     few; each kept direction's gain 1 − that threshold / its power shrinks the weak ones instead of
     keeping them whole (+0.1 to +0.3 dB over the plain projection on noisy pairs, docs/benchmarks.md).
     """
-    y = np.asarray(pixels, dtype=np.float64)
-    if y.shape[0] > 20000:
-        y = y[np.linspace(0, y.shape[0] - 1, 20000).astype(int)]
+    y = spread_sample(np.asarray(pixels, dtype=np.float64))
     values, vectors = np.linalg.eigh(y.T @ y / y.shape[0])
     order = np.argsort(values)[::-1]
     values, vectors = values[order], vectors[:, order]

@@ -13,11 +13,10 @@ PANEL_ROWS = 512
 GAP = 8
 
 
-def colour_bands(wavelengths: np.ndarray | None, bad: np.ndarray | None, bands: int) -> list[int]:
-    """Bands nearest red/green/blue (skipping bad bands), else three spread bands, else one."""
+def colour_bands(wavelengths: np.ndarray | None, usable: np.ndarray, bands: int) -> list[int]:
+    """Of the ``usable`` band indices, those nearest red/green/blue, else three spread bands, else one."""
     if bands < 3:
         return [0]
-    usable = np.arange(bands) if bad is None else np.flatnonzero(~bad)
     if wavelengths is not None and usable.size >= 3:
         picks = [int(usable[np.argmin(np.abs(wavelengths[usable] - target))]) for target in TRUE_COLOUR_NM]
         if len(set(picks)) == 3:
@@ -31,7 +30,7 @@ def msi_colour_bands(names: list[str] | None, wavelengths: np.ndarray | None, ba
     lookup = {n.strip().lower(): i for i, n in enumerate(names or [])}
     if all(c in lookup for c in ("red", "green", "blue")):
         return [lookup["red"], lookup["green"], lookup["blue"]]
-    return colour_bands(wavelengths, None, bands)
+    return colour_bands(wavelengths, np.arange(bands), bands)
 
 
 def _stretch(image: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -65,7 +64,7 @@ def write_quicklook(path: Path, lr: Cube, msi: Cube, fused: Cube, valid: np.ndar
 
     from ..io import atomic_write
 
-    hsi_bands = colour_bands(lr.wavelengths, lr.bad_bands, lr.bands)
+    hsi_bands = colour_bands(lr.wavelengths, lr.good_band_indices(), lr.bands)
     msi_bands = msi_colour_bands(msi.band_names, msi.wavelengths, msi.bands)
     rows_hr = msi.rows
     ratio = rows_hr // lr.rows

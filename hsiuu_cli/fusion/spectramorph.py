@@ -32,9 +32,19 @@ from typing import Callable
 import numpy as np
 
 from ..degrade import resize_bicubic
+from ..device import resolve_device
 from ..errors import ParameterError
 from .bicubic import BicubicStrips
-from .observation import ERROR_FLOOR, ConsistencySolver, SensorFit, Trust, apply_spatial, msi_on_lr_grid
+from .observation import (
+    ERROR_FLOOR,
+    SAMPLE_PIXELS,
+    ConsistencySolver,
+    SensorFit,
+    Trust,
+    apply_spatial,
+    msi_on_lr_grid,
+    spread_sample,
+)
 
 COEFFICIENTS = ("free", "nonneg", "simplex")
 PRIORS = ("residual", "input", "none")
@@ -118,18 +128,9 @@ class SpectraMorphOutput:
     """The prior mode actually used (residual/input fall back to none on a tiny LR-HSI)."""
 
 
-def resolve_device(device: str):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("--device cuda asked for, but PyTorch sees no CUDA GPU")
-    return torch.device(device)
-
-
-def endmembers_nmf(pixels: np.ndarray, k: int, seed: int, max_pixels: int = 20000) -> np.ndarray:
-    """NMF endmembers (K × B, rows scaled to unit peak) of non-negative-clipped pixels (N × B)."""
+def endmembers_nmf(pixels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """NMF endmembers (K × B, rows scaled to unit peak) of non-negative-clipped pixels (N × B), from
+    a random :data:`SAMPLE_PIXELS` of them when there are more."""
     import warnings
 
     from sklearn.decomposition import NMF
@@ -137,8 +138,8 @@ def endmembers_nmf(pixels: np.ndarray, k: int, seed: int, max_pixels: int = 2000
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(seed)
-    if pixels.shape[0] > max_pixels:
-        pixels = pixels[np.sort(rng.choice(pixels.shape[0], max_pixels, replace=False))]
+    if pixels.shape[0] > SAMPLE_PIXELS:
+        pixels = pixels[np.sort(rng.choice(pixels.shape[0], SAMPLE_PIXELS, replace=False))]
     data = np.clip(pixels, 0.0, None).astype(np.float64)
     model = NMF(n_components=k, init="nndsvda", max_iter=300, tol=1e-4, random_state=seed)
     # small matrices: BLAS threads only add overhead (and contention on a busy machine)
@@ -190,7 +191,7 @@ def fuse_spectramorph(
     rows_hr, cols_hr = hr_shape
     rows_lr, cols_lr, bands = lr.shape
     msi_bands = srf.shape[1]
-    device = resolve_device(settings.device)
+    device = torch.device(resolve_device(settings.device))
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
 
@@ -382,13 +383,6 @@ def train_adam(network, loss_function, settings: SpectraMorphSettings) -> None:
         schedule.step()
 
 
-def spread_sample(pixels: np.ndarray, count: int = 20000) -> np.ndarray:
-    """At most ``count`` pixels, evenly spread: enough for B × B statistics, bounded cost."""
-    if pixels.shape[0] <= count:
-        return pixels
-    return pixels[np.linspace(0, pixels.shape[0] - 1, count).astype(int)]
-
-
 def correction_basis(pixels: np.ndarray, srf: np.ndarray, rank: int) -> np.ndarray:
     """Orthonormal B × p basis: the LR-HSI's leading right singular vectors and the SRF's columns."""
     bands = pixels.shape[1]
@@ -397,15 +391,3 @@ def correction_basis(pixels: np.ndarray, srf: np.ndarray, rank: int) -> np.ndarr
     leading = np.linalg.svd(spread_sample(pixels).astype(np.float64), full_matrices=False)[2][:rank].T
     q, _ = np.linalg.qr(np.concatenate([srf / np.linalg.norm(srf, axis=0), leading], axis=1))
     return q[:, : min(bands, rank + srf.shape[1])]
-
-
-AUTO_RANGE = (2, 16)
-
-
-def auto_endmembers(pixels: np.ndarray) -> int:
-    """K for ``--endmembers auto``: the HySime signal-subspace dimension of the LR pixels, within 2–16."""
-    from ..unmixing.hysime import hysime
-
-    low, high = AUTO_RANGE
-    high = min(high, pixels.shape[1], pixels.shape[0])
-    return int(np.clip(hysime(pixels.astype(np.float64)).n_endmembers, min(low, high), high))

@@ -64,13 +64,6 @@ def _parse_item(item: str, cube: Cube) -> list[int]:
     return indices
 
 
-def good_bands(cube: Cube) -> list[int]:
-    """Indices of the bands not flagged bad."""
-    if cube.bad_bands is None:
-        return list(range(cube.bands))
-    return np.flatnonzero(~cube.bad_bands).tolist()
-
-
 def select_bands(cube: Cube, indices: list[int]) -> Cube:
     """A cube with only ``indices`` (in that order), per-band metadata cut to match.
 

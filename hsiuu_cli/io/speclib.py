@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CubeFormatError, CubeReadError, CubeWriteError
+from ..errors import CubeFormatError, CubeReadError, CubeWriteError, ShapeMismatchError
 from . import envi
 from .atomic import atomic_files
 
@@ -31,14 +31,14 @@ class SpectralLibrary:
     def __post_init__(self) -> None:
         self.spectra = np.atleast_2d(np.asarray(self.spectra))
         if self.spectra.ndim != 2:
-            raise ValueError(f"spectra must be n × bands, got shape {self.spectra.shape}")
+            raise ShapeMismatchError(f"spectra must be n × bands, got shape {self.spectra.shape}")
         if len(self.names) != self.spectra.shape[0]:
-            raise ValueError(f"{len(self.names)} names for {self.spectra.shape[0]} spectra")
+            raise ShapeMismatchError(f"{len(self.names)} names for {self.spectra.shape[0]} spectra")
         self.names = [str(n) for n in self.names]
         if self.wavelengths is not None:
             self.wavelengths = np.asarray(self.wavelengths, dtype=np.float64).reshape(-1)
             if self.wavelengths.size != self.spectra.shape[1]:
-                raise ValueError(f"{self.wavelengths.size} wavelengths for {self.spectra.shape[1]} bands")
+                raise ShapeMismatchError(f"{self.wavelengths.size} wavelengths for {self.spectra.shape[1]} bands")
 
 
 def read_library(path: str | Path) -> SpectralLibrary:

@@ -24,9 +24,9 @@ __all__ = ["choose_model", "list_models", "load_model", "super_resolve"]
 
 def good_band_info(cube: Cube) -> tuple[int, np.ndarray | None]:
     """Number of good bands and their wavelengths (None when the cube has none)."""
-    good = np.ones(cube.bands, bool) if cube.bad_bands is None else ~cube.bad_bands
+    good = cube.good_band_indices()
     wavelengths = None if cube.wavelengths is None else cube.wavelengths[good]
-    return int(good.sum()), wavelengths
+    return int(good.size), wavelengths
 
 
 def choose_model(cube: Cube, scale: int, model: str | Path | LoadedModel | None = None) -> LoadedModel:

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from ..cube import Cube
+from ..device import resolve_device
 from ..errors import InvalidDataError, ParameterError
 from .export import HALO_MARGIN
 from .preprocess import (
@@ -107,22 +108,6 @@ class TorchBackend:
             return self.network(tensor(groups), None if spectrum is None else tensor(spectrum)).float().cpu().numpy()
 
 
-def resolve_device(device: str) -> str:
-    """'cpu' or 'cuda' for a requested auto/cpu/cuda."""
-    device = (device or "auto").lower()
-    if device not in ("auto", "cpu", "cuda"):
-        raise ParameterError(f"unknown device '{device}' (use auto, cpu or cuda)")
-    if device == "cpu":
-        return "cpu"
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if device == "cuda":
-        raise ParameterError("--device cuda was asked for but PyTorch sees no CUDA device")
-    return "cpu"
-
-
 def make_backend(model: LoadedModel, device: str, threads: int | None = None):
     if resolve_device(device) == "cuda":
         return TorchBackend(model, "cuda")
@@ -182,7 +167,7 @@ class SuperResolver:
         self.tile = int(tile)
         self.progress = progress or (lambda _n=1: None)
         self.halo = HALO_MARGIN if self.model is None else self.model.info.halo
-        self.good = np.arange(cube.bands) if cube.bad_bands is None else np.flatnonzero(~cube.bad_bands)
+        self.good = cube.good_band_indices()
         if self.model is not None and self.good.size == 0:
             raise InvalidDataError("every band is flagged bad; nothing for the model to work on")
         self._statistics()
@@ -383,14 +368,13 @@ class SuperResolvedArray:
 
     def _convert(self, values: np.ndarray) -> np.ndarray:
         """Physical float32 pixels (modified in place) → the output dtype: the scale factor
-        re-applied, integers rounded and clipped to the type's range, no-data marked."""
+        re-applied, integers rounded and clipped to the type's range, no-data marked (float
+        outputs keep NaN, their no-data value: :func:`super_resolve_cube`)."""
         if self.scale_factor not in (None, 0, 1):
             np.multiply(values, np.float32(self.scale_factor), out=values)
-        missing = np.isnan(values)
         if self.dtype.kind == "f":
-            if self.nodata is not None and not np.isnan(self.nodata):
-                values[missing] = self.nodata
             return values.astype(self.dtype, copy=False)
+        missing = np.isnan(values)
         if missing.any() and self.nodata is None:
             raise InvalidDataError(f"no-data pixels cannot be stored as {self.dtype} without a no-data value")
         info = np.iinfo(self.dtype)

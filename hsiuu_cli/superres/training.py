@@ -26,7 +26,9 @@ from typing import Callable
 import numpy as np
 
 from ..cube import Cube
+from ..device import resolve_device
 from ..errors import CubeReadError, InvalidDataError, ModelError, ParameterError
+from ..torch_losses import spectral_angles
 from .network import SUPPORTED_SCALES, NetworkConfig, build_network
 from .preprocess import adapter_matrix, band_groups, scene_statistics
 
@@ -135,9 +137,9 @@ class Scene:
     wavelengths: np.ndarray | None = None
 
 
-def _physical_good(cube: Cube) -> tuple[np.ndarray, np.ndarray | None]:
+def physical_good_bands(cube: Cube) -> tuple[np.ndarray, np.ndarray | None]:
     """Physical values of the good bands, invalid pixels filled with the band means."""
-    good = np.ones(cube.bands, bool) if cube.bad_bands is None else ~cube.bad_bands
+    good = cube.good_band_indices()
     values = cube.physical()[:, :, good]
     # Validity over the good bands only: bad bands are often all NaN.
     valid = Cube(data=values, nodata=cube.nodata).valid_mask()
@@ -167,7 +169,7 @@ def load_scenes(paths: list[Path], options: TrainingOptions) -> list[Scene]:
     for path in paths:
         cube = read_cube(path)
         try:
-            values, wavelengths = _physical_good(cube)
+            values, wavelengths = physical_good_bands(cube)
         except InvalidDataError as exc:
             raise InvalidDataError(exc.message, path) from None
         if min(values.shape[:2]) < 2 * options.scale:
@@ -305,14 +307,10 @@ class PatchSampler:
 # ---------------------------------------------------------------------------------------------
 
 
-def spectral_angle_loss(result, reference, eps: float = 1e-6):
-    """Mean spectral angle (radians) between pixels of two (N, C, H, W) tensors."""
-    import torch
-
-    dot = (result * reference).sum(dim=1)
-    norms = result.norm(dim=1) * reference.norm(dim=1)
-    cosine = (dot / (norms + eps)).clamp(-1 + 1e-6, 1 - 1e-6)
-    return torch.acos(cosine).mean()
+def spectral_angle_loss(result, reference):
+    """Mean spectral angle (radians) between pixels of two (N, C, H, W) tensors, with the norm
+    guard the shipped models were trained with."""
+    return spectral_angles(result, reference, eps=1e-6).mean()
 
 
 def spectral_tv(endmembers):
@@ -392,12 +390,6 @@ class TrainingResult:
     wavelength_range: tuple[float, float] | None = None
 
 
-def _device(options: TrainingOptions) -> str:
-    from .inference import resolve_device
-
-    return resolve_device(options.device)
-
-
 def _autocast(device: str):
     import contextlib
 
@@ -442,7 +434,7 @@ def train(
             raise ParameterError(f"--init model {source.name} is ×{source.scale}, not ×{options.scale}")
         config = source.info.config
         initial = load(source.weights())
-    device = _device(options)
+    device = resolve_device(options.device)
 
     scenes = load_scenes(paths, options)
     if val_paths:

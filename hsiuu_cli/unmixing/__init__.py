@@ -27,7 +27,7 @@ import numpy as np
 from ..cube import Cube
 from ..errors import InvalidDataError, ParameterError
 from .fcls import fcls, nnls
-from .hysime import hysime
+from .hysime import estimate_endmember_count, hysime
 from .library import fit_library
 from .nfindr import atgp, nfindr
 from .nmf import nmf_sum_to_one
@@ -83,15 +83,15 @@ class UnmixingResult:
 
 def usable_bands(cube: Cube) -> np.ndarray:
     """Indices of the bands to unmix: not flagged bad (ENVI ``bbl``) and finite somewhere."""
-    keep = np.ones(cube.bands, dtype=bool) if cube.bad_bands is None else ~cube.bad_bands
-    if not keep.any():
+    good = cube.good_band_indices()
+    if good.size == 0:
         raise InvalidDataError("every band is flagged bad: nothing to unmix")
     data = np.asarray(cube.data)
     if np.issubdtype(data.dtype, np.floating):
-        keep &= np.isfinite(data).any(axis=(0, 1))
-        if not keep.any():
+        good = good[np.isfinite(data).any(axis=(0, 1))[good]]
+        if good.size == 0:
             raise InvalidDataError("every pixel is no-data or NaN: nothing to unmix")
-    return np.flatnonzero(keep)
+    return good
 
 
 def valid_pixels(cube: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -107,12 +107,6 @@ def valid_pixels(cube: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray
     if np.ptp(pixels, axis=0).max() <= 1e-12 * max(float(np.abs(pixels).max()), 1e-30):
         raise InvalidDataError("the scene is constant (every valid pixel has the same spectrum): nothing to unmix")
     return valid
-
-
-def estimate_endmember_count(pixels: np.ndarray) -> int:
-    """HySime's signal-subspace dimension, at least 2 and at most the bands and pixels."""
-    pixels = np.asarray(pixels, dtype=np.float64)
-    return int(np.clip(hysime(pixels).n_endmembers, 2, min(pixels.shape)))
 
 
 def unmix(

@@ -17,8 +17,6 @@ import numpy as np
 @dataclass
 class HySimeResult:
     n_endmembers: int
-    noise_std: np.ndarray
-    """Estimated noise standard deviation per band."""
     cost: np.ndarray
     """Per eigen-direction: −signal power + 2 × noise power (negative ones are kept)."""
 
@@ -51,8 +49,12 @@ def hysime(pixels: np.ndarray) -> HySimeResult:
     data_power = np.einsum("bi,bc,ci->i", vectors, y.T @ y / n, vectors)
     noise_power = np.einsum("bi,bc,ci->i", vectors, noise_correlation, vectors)
     cost = -data_power + 2 * noise_power
-    return HySimeResult(
-        n_endmembers=int(np.sum(cost < 0)),
-        noise_std=noise.std(axis=0),
-        cost=cost,
-    )
+    return HySimeResult(n_endmembers=int(np.sum(cost < 0)), cost=cost)
+
+
+def estimate_endmember_count(pixels: np.ndarray, max_count: int | None = None) -> int:
+    """HySime's signal-subspace dimension of pixels (N, B), at least 2 and at most ``max_count``,
+    the bands and the pixels."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    high = min(pixels.shape) if max_count is None else min(max_count, *pixels.shape)
+    return int(np.clip(hysime(pixels).n_endmembers, min(2, high), high))

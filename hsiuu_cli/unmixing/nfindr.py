@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .vca import top_eigenvectors
+
 
 def atgp(pixels: np.ndarray, n_endmembers: int) -> np.ndarray:
     """Indices of K target pixels: the brightest, then each farthest from the span of those found."""
@@ -32,8 +34,7 @@ def nfindr(
     y = np.asarray(pixels, dtype=np.float64)
     k = n_endmembers
     centred = y - y.mean(axis=0)
-    values, vectors = np.linalg.eigh(centred.T @ centred)
-    basis = vectors[:, np.argsort(values)[::-1][: k - 1]]
+    basis = top_eigenvectors(centred.T @ centred, k - 1)
     lifted = np.hstack([np.ones((y.shape[0], 1)), centred @ basis])  # N × K, rows (1, x)
 
     indices = np.array(atgp(y, k) if initial is None else initial, dtype=np.int64)

@@ -39,17 +39,11 @@ def refine_pure_centroids(
     threshold: float = 0.9,
     min_pixels: int = 5,
     max_iter: int = 50,
-    weights: np.ndarray | None = None,
 ) -> PurityResult:
-    """Move each endmember of ``initial`` (K, B) to the centroid of the pixels (N, B) it dominates.
-
-    ``weights`` (N,), optional, down-weights pixels (e.g. 0 for pixels to ignore).
-    """
+    """Move each endmember of ``initial`` (K, B) to the centroid of the pixels (N, B) it dominates."""
     y = np.asarray(pixels, dtype=np.float64)
     norms = np.linalg.norm(y, axis=1)
     usable = norms > 0
-    if weights is not None:
-        usable &= np.asarray(weights) > 0
     y, norms = y[usable], norms[usable]
     unit = y / norms[:, None]
     initial = np.asarray(initial, dtype=np.float64)

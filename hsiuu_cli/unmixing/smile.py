@@ -36,7 +36,9 @@ from typing import Callable
 import numpy as np
 
 from ..degrade import spatial_degrade
+from ..device import resolve_device
 from ..errors import InvalidDataError
+from ..torch_losses import spectral_angles
 from .nfindr import nfindr
 from .purity import refine_pure_centroids
 from .vca import vca
@@ -90,10 +92,12 @@ def smile(
     config: SmileConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> SmileResult:
-    """Unmix ``cube`` (H, W, B; pixels outside ``mask`` ignored) into ``n_endmembers``."""
+    """Unmix ``cube`` (H, W, B; pixels outside ``mask`` ignored) into ``n_endmembers`` on ``device``
+    (auto, cpu or cuda)."""
     import torch
 
     config = config or SmileConfig()
+    device = resolve_device(device)
     threads = torch.get_num_threads()
     if device == "cpu" and cube.shape[0] * cube.shape[1] <= config.single_thread_pixels:
         torch.set_num_threads(1)
@@ -188,17 +192,11 @@ def _smile(cube, mask, n_endmembers, *, scale, seed, device, config, progress) -
 
 def _reconstruction_loss(estimate, target, weight, sad_weight):
     """Squared error normalised by the scene's power, plus ``sad_weight`` × mean spectral angle (radians)."""
-    import torch
-
     count = weight.sum().clamp_min(1)
     squared = (((estimate - target) ** 2).mean(1, keepdim=True) * weight).sum() / count
     loss = squared / target.pow(2).mean().clamp_min(1e-12)
     if sad_weight:
-        cosine = (estimate * target).sum(1, keepdim=True) / (
-            estimate.norm(dim=1, keepdim=True) * target.norm(dim=1, keepdim=True)
-        ).clamp_min(1e-12)
-        angle = torch.acos(cosine.clamp(-1 + 1e-6, 1 - 1e-6))
-        loss = loss + sad_weight * (angle * weight).sum() / count
+        loss = loss + sad_weight * (spectral_angles(estimate, target) * weight).sum() / count
     return loss
 
 

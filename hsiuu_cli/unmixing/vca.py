@@ -19,7 +19,7 @@ def vca(
     """Endmembers (K, B) and the indices of the pixels (N, B) they were taken from."""
     rng = np.random.default_rng(rng)
     y = np.asarray(pixels, dtype=np.float64).T  # B × N, as in the paper
-    bands, n = y.shape
+    n = y.shape[1]
     k = n_endmembers
     mean = y.mean(axis=1, keepdims=True)
     centred = y - mean
@@ -27,13 +27,13 @@ def vca(
         snr_db = estimate_snr(y, centred, mean, k)
     if snr_db < 15 + 10 * np.log10(k):
         # Low SNR: project onto the (K−1)-dimensional principal subspace and lift with a constant.
-        basis = _top_eigenvectors(centred @ centred.T / n, k - 1)
+        basis = top_eigenvectors(centred @ centred.T / n, k - 1)
         reduced = basis.T @ centred
         lift = np.sqrt(np.max(np.sum(reduced**2, axis=0)))
         projected = np.vstack([reduced, np.full((1, n), lift)])
     else:
         # High SNR: project onto the K-dimensional subspace and rescale onto the hyperplane uᵀx = 1.
-        basis = _top_eigenvectors(y @ y.T / n, k)
+        basis = top_eigenvectors(y @ y.T / n, k)
         reduced = basis.T @ y
         direction = reduced.mean(axis=1, keepdims=True)
         denominator = direction.T @ reduced
@@ -55,7 +55,7 @@ def vca(
 def estimate_snr(y: np.ndarray, centred: np.ndarray, mean: np.ndarray, k: int) -> float:
     """SNR (dB) of B × N data from the power in its (K−1)-dimensional principal subspace."""
     bands, n = y.shape
-    basis = _top_eigenvectors(centred @ centred.T / n, k - 1)
+    basis = top_eigenvectors(centred @ centred.T / n, k - 1)
     power_signal = np.sum((basis.T @ centred) ** 2) / n + float(np.sum(mean**2))
     power_total = np.sum(y**2) / n
     noise = power_total - power_signal
@@ -65,6 +65,7 @@ def estimate_snr(y: np.ndarray, centred: np.ndarray, mean: np.ndarray, k: int) -
     return float(10 * np.log10(max(signal, np.finfo(float).tiny) / noise))
 
 
-def _top_eigenvectors(matrix: np.ndarray, count: int) -> np.ndarray:
+def top_eigenvectors(matrix: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` eigenvectors (columns) of a symmetric matrix with the largest eigenvalues, largest first."""
     values, vectors = np.linalg.eigh(matrix)
     return vectors[:, np.argsort(values)[::-1][:count]]
