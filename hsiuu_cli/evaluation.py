@@ -166,6 +166,8 @@ def evaluate_unmixing(
     reference_endmembers: str | Path | None = None,
     abundances: str | Path | None = None,
     reference_abundances: str | Path | None = None,
+    *,
+    warn: Callable[[str], None] = warnings.warn,
 ) -> Evaluation:
     """Unmixing scores of estimated endmembers (``.sli``/``.csv``) and/or abundance cubes against ground truth.
 
@@ -173,7 +175,8 @@ def evaluate_unmixing(
     matched by wavelength when the counts differ), giving SAD per reference endmember and its mean.
     Abundance maps are reordered by that pairing or, without endmembers, paired on their RMSE;
     aRMSE overall and per endmember over the pixels with data in both cubes. An estimate without
-    its reference is a :class:`ParameterError`. ``report["matches"]`` (also the rows) lists, in
+    its reference is a :class:`ParameterError`. ``warn`` is called when the two libraries have as
+    many bands but different wavelengths (they are then compared by position). ``report["matches"]`` (also the rows) lists, in
     reference order, ``reference``, ``estimated``, ``estimated_index`` (1-based), ``sad_deg``,
     ``abundance_rmse``.
     """
@@ -189,7 +192,7 @@ def evaluate_unmixing(
     if endmembers is not None:
         estimated = read_library(endmembers)
         truth = read_library(reference_endmembers)
-        est_spectra, ref_spectra = _common_bands(estimated, truth, endmembers, reference_endmembers)
+        est_spectra, ref_spectra = _common_bands(estimated, truth, endmembers, reference_endmembers, warn)
         try:
             order, sad = match_endmembers(est_spectra, ref_spectra)
         except HsiuuError as exc:
@@ -254,11 +257,17 @@ def evaluate_unmixing(
 
 
 def _common_bands(
-    estimated: SpectralLibrary, truth: SpectralLibrary, est_path: str | Path, ref_path: str | Path
+    estimated: SpectralLibrary, truth: SpectralLibrary, est_path: str | Path, ref_path: str | Path, warn
 ) -> tuple[np.ndarray, np.ndarray]:
     """Both sets of spectra over the bands they share (matched by wavelength when the counts differ)."""
     est_bands, ref_bands = estimated.spectra.shape[1], truth.spectra.shape[1]
     if est_bands == ref_bands:
+        if (
+            estimated.wavelengths is not None
+            and truth.wavelengths is not None
+            and np.abs(estimated.wavelengths - truth.wavelengths).max() > WAVELENGTH_TOLERANCE_NM
+        ):
+            warn(f"{est_path} and {ref_path} have different wavelengths; bands are compared by position")
         return estimated.spectra, truth.spectra
     if estimated.wavelengths is None or truth.wavelengths is None:
         raise ShapeMismatchError(

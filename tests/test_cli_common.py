@@ -12,7 +12,7 @@ import typer
 from hsiuu_cli import __version__
 from hsiuu_cli.cli.app import app
 from hsiuu_cli.cli.common import ErrorReportingGroup, click_errors, expand_inputs, plan_outputs, run_batch
-from hsiuu_cli.errors import CubeReadError, ParameterError
+from hsiuu_cli.errors import CubeReadError, CubeWriteError, ParameterError
 
 
 def test_version_prints_on_stdout(runner):
@@ -78,6 +78,22 @@ def test_unknown_device_is_a_usage_error(runner, command):
     assert "'gpu' is not auto, cpu or cuda" in result.output
 
 
+def test_closed_stdout_ends_quietly():
+    """`hsiuu fuse --help | head -1`: the pipe closes early; no error message, no traceback.
+    (Wide help, more than a pipe buffer, so the write itself meets the closed pipe.)"""
+    import os
+    import subprocess
+
+    env = dict(os.environ, COLUMNS="200")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hsiuu_cli", "fuse", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait() == 1
+    assert stderr == ""
+
+
 def test_unexpected_error_has_no_traceback(runner):
     def fail():
         raise RuntimeError("boom")
@@ -113,6 +129,10 @@ def test_plan_outputs_templates_and_conflicts(tmp_path):
         inputs, output=None, out_dir=tmp_path / "out", template=None, default_template="{stem}_x4{ext}", default_ext=".hdr"
     )
     assert outputs == [tmp_path / "out" / "one_x4.hdr", tmp_path / "out" / "two_x4.hdr"]
+    assert (tmp_path / "out").is_dir()  # a missing --out-dir is made
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CubeWriteError, match="existing file, not a directory"):
+        plan_outputs(inputs, output=None, out_dir=tmp_path / "file", template=None, default_template="{stem}", default_ext="")
     with pytest.raises(click_errors.UsageError):
         plan_outputs(inputs, output=tmp_path / "x.hdr", out_dir=None, template=None, default_template="{stem}", default_ext="")
     with pytest.raises(click_errors.UsageError, match="same output"):

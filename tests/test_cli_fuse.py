@@ -122,6 +122,17 @@ def test_baseline_methods(runner, scene, method):
     assert read_cube(output).shape == (32, 32, 40)
 
 
+def test_cnmf_with_a_panchromatic_image_warns(runner, scene, truth):
+    cube, _ = truth
+    pan = write_cube(Cube(degrade.spectral_degrade(cube, scene["matrix"][:, :1]), crs="EPSG:32611", transform=HR_TRANSFORM),
+                     scene["folder"] / "pan.hdr")
+    pan_srf = write_srf_csv(scene["folder"] / "pan.csv", centres=(500,))
+    for method, warned in (("cnmf", True), ("gsa", False)):
+        result = run(runner, scene["lr"], pan, "--srf", pan_srf, "-o", scene["out"] / f"{method}.hdr", "--method", method)
+        assert result.exit_code == 0, result.output
+        assert ("CNMF with a one-band MSI" in result.stderr) is warned
+
+
 def test_same_seed_same_bytes(runner, scene):
     first, second = scene["out"] / "a.hdr", scene["out"] / "b.hdr"
     for output in (first, second):

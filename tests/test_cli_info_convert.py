@@ -65,6 +65,19 @@ def test_info_json(runner, scene):
 
 
 @pytest.mark.realdata
+@pytest.mark.parametrize("name", ["lib.sli", "lib.csv"])
+def test_info_describes_a_spectral_library(runner, tmp_path, name):
+    from hsiuu_cli.io import SpectralLibrary, write_library
+
+    spectra = np.random.default_rng(0).random((3, 7)).astype(np.float32)
+    written = write_library(SpectralLibrary(spectra, ["soil", "tree", "water"], np.linspace(400, 1000, 7)), tmp_path / name)
+    result = runner.invoke(app, ["info", str(written[0]), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["spectra"], summary["bands"], summary["names"]) == (3, 7, ["soil", "tree", "water"])
+    assert (summary["wavelength_min_nm"], summary["wavelength_max_nm"]) == (400.0, 1000.0)
+
+
 def test_info_on_salton_sea(runner, shared_data):
     result = runner.invoke(app, ["info", str(shared_data / "scenes/salton_sea/salton_sea.hdr"), "--json"])
     summary = json.loads(result.stdout)

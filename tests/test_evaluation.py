@@ -239,6 +239,16 @@ def test_evaluate_unmixing_shares_bands_by_wavelength_within_one_nanometre(tmp_p
     assert caught.value.path == far
 
 
+def test_evaluate_unmixing_warns_when_same_count_libraries_differ_in_wavelength(tmp_path, unmixing):
+    estimated, _, _, _, wavelengths = unmixing["arrays"]
+    shifted = write_library(SpectralLibrary(estimated, ["e1", "e2", "e3"], wavelengths + 3.0), tmp_path / "shifted.csv")[0]
+    messages: list[str] = []
+    evaluate_unmixing(shifted, unmixing["reference_endmembers"], warn=messages.append)
+    assert len(messages) == 1 and "different wavelengths; bands are compared by position" in messages[0]
+    close = write_library(SpectralLibrary(estimated, ["e1", "e2", "e3"], wavelengths + 0.5), tmp_path / "close.csv")[0]
+    evaluate_unmixing(close, unmixing["reference_endmembers"], warn=never_warn)
+
+
 def test_evaluate_unmixing_errors_name_the_files(tmp_path, unmixing):
     _, endmembers, est_abundances, _, wavelengths = unmixing["arrays"]
     truth_library, truth_abundances = unmixing["reference_endmembers"], unmixing["reference_abundances"]

@@ -71,6 +71,8 @@ def test_aliases_and_band_selection():
     assert np.array_equal(subset.responses, full.responses[:, [1, 2, 3, 4]])
     reordered = full.select(["nir", "pan"])
     assert reordered.band_names == ["nir", "pan"]
+    # selecting from a selection names the table once
+    assert subset.select(["red", "nir"]).name == "ikonos:red,nir" and subset.base_name == "ikonos"
 
 
 def test_unknown_names_and_bands_are_clear_errors():

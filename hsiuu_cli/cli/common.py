@@ -24,7 +24,7 @@ except ImportError:  # older typer runs on the click package
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import HsiuuError, ParameterError
+from ..errors import CubeWriteError, HsiuuError, ParameterError
 
 
 @dataclass
@@ -177,7 +177,11 @@ def plan_outputs(
     default_template: str,
     default_ext: str,
 ) -> list[Path]:
-    """One output path per input, following ``-o`` (single input) or ``--out-dir`` + ``--name``."""
+    """One output path per input, following ``-o`` (single input) or ``--out-dir`` + ``--name``.
+
+    A missing ``--out-dir`` is created (with its parents), as ``mkdir -p`` would: the user named it
+    as the place for the results.
+    """
     if output is not None and out_dir is not None:
         raise click_errors.UsageError("give either -o/--output or --out-dir, not both")
     if output is not None:
@@ -198,6 +202,13 @@ def plan_outputs(
     duplicates = {p for p in outputs if outputs.count(p) > 1}
     if duplicates:
         raise click_errors.UsageError(f"several inputs map to the same output {sorted(duplicates)[0]}; change --name")
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise CubeWriteError("--out-dir is an existing file, not a directory", out_dir)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CubeWriteError(f"cannot create the output directory ({exc.strerror})", out_dir) from None
     return outputs
 
 

@@ -99,7 +99,10 @@ def evaluate_command(
         check_outputs([per_band], overwrite)
 
     if unmixing:
-        evaluation = evaluate_unmixing(endmembers, reference_endmembers, abundances, reference_abundances)
+        evaluation = evaluate_unmixing(
+            endmembers, reference_endmembers, abundances, reference_abundances,
+            warn=lambda message: info(f"[yellow]warning:[/yellow] {message}"),
+        )
         _unmixing_table(evaluation.report)
     else:
         evaluation = evaluate_images(

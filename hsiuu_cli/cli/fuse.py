@@ -127,6 +127,10 @@ def fuse_command(
         f"fusing {lr_hsi.name} ({pair.lr.rows}×{pair.lr.cols}×{pair.lr.bands}) with {hr_msi.name} "
         f"({pair.hr.rows}×{pair.hr.cols}×{pair.hr.bands}, {srf_name}), ratio {pair.ratio}, method {method.value}"
     )
+    if method is Method.cnmf and pair.hr.bands == 1:
+        # one band cannot separate K abundances at full resolution (docs/benchmarks.md: below bicubic on 3 of 4 pan cases)
+        info(f"[yellow]warning:[/yellow] CNMF with a one-band MSI ({hr_msi.name}) is often worse than bicubic; "
+             "spectramorph (the default) or gsa suit a panchromatic image")
     passes = 2 if method is Method.spectramorph else 1
     written: list[Path] = []  # outputs, as reported; output_set's list holds every file behind them
     with tempfile.TemporaryDirectory(prefix=".hsiuu-fuse-", dir=output.parent if str(output.parent) else ".") as scratch:

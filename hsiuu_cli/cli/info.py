@@ -49,6 +49,39 @@ def describe_cube(path: Path) -> dict:
     return summary
 
 
+def describe_library(path: Path) -> dict:
+    """What ``info`` reports for a spectral library (one spectrum per row, no pixels)."""
+    from ..io import read_library
+
+    library = read_library(path)
+    wavelengths = library.wavelengths
+    return {
+        "path": str(path),
+        "format": "CSV spectral library" if path.suffix.lower() == ".csv" else "ENVI Spectral Library",
+        "spectra": len(library.names),
+        "bands": int(library.spectra.shape[1]),
+        "wavelength_min_nm": None if wavelengths is None else float(wavelengths.min()),
+        "wavelength_max_nm": None if wavelengths is None else float(wavelengths.max()),
+        "names": library.names,
+    }
+
+
+def _library_table(summary: dict):
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(summary["path"]), show_header=False, title_justify="left", box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("format", summary["format"])
+    table.add_row("spectra", f"{summary['spectra']} × {summary['bands']} bands")
+    if summary["wavelength_min_nm"] is not None:
+        table.add_row("wavelengths", f"{summary['wavelength_min_nm']:g}–{summary['wavelength_max_nm']:g} nm")
+    names = summary["names"]
+    table.add_row("names", Text(", ".join(names[:8]) + (f", … ({len(names)} in all)" if len(names) > 8 else "")))
+    return table
+
+
 def _table(summary: dict):
     from rich.table import Table
     from rich.text import Text
@@ -110,15 +143,18 @@ def info_command(
     cube: Annotated[Path, typer.Argument(help="ENVI (.hdr or data file) or GeoTIFF cube.", show_default=False)],
     json: Json = False,
 ) -> None:
-    """Show a cube's shape, data type, interleave, wavelengths, bad bands, no-data and georeference.
+    """Show a cube's shape, data type, interleave, wavelengths, bad bands, no-data and georeference
+    (for a spectral library, .sli or .csv: its spectra, bands and wavelengths).
 
     The table goes to stderr; with --json a machine-readable summary goes to stdout instead.
     Band indices (bad bands) count from 0.
     """
+    from ..io import is_spectral_library
     from .common import console, emit_json
 
-    summary = describe_cube(cube)
+    library = is_spectral_library(cube)
+    summary = describe_library(cube) if library else describe_cube(cube)
     if json:
         emit_json(summary)
     else:
-        console.print(_table(summary))
+        console.print(_library_table(summary) if library else _table(summary))

@@ -20,7 +20,7 @@ Output = Annotated[
 ]
 OutDir = Annotated[
     Optional[Path],
-    typer.Option("--out-dir", help="Directory for outputs when processing several inputs."),
+    typer.Option("--out-dir", help="Directory for outputs when processing several inputs (created if missing)."),
 ]
 NameTemplate = Annotated[
     Optional[str],

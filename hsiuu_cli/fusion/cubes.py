@@ -162,7 +162,7 @@ def resolve_srf(
         else:
             raise ShapeMismatchError(
                 f"SRF '{response.name}' has {response.bands} bands ({', '.join(response.band_names)}) but the MSI has "
-                f"{msi.bands}; pick bands in the MSI's order with '{response.name}:band,...'",
+                f"{msi.bands}; pick bands in the MSI's order with '{response.base_name}:band,...'",
                 msi_path,
             )
     elif msi.band_names and len(msi.band_names) == msi.bands:

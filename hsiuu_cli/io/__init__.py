@@ -17,7 +17,7 @@ from ..cube import Cube
 from ..errors import CubeReadError, CubeWriteError
 from . import envi, geotiff
 from .atomic import atomic_write, check_outputs, output_set
-from .speclib import SpectralLibrary, read_library, write_library
+from .speclib import SpectralLibrary, is_spectral_library, read_library, write_library
 
 GTIFF_SUFFIXES = (".tif", ".tiff")
 ENVI_SUFFIXES = (".hdr",) + envi.DATA_SUFFIXES
@@ -33,6 +33,7 @@ __all__ = [
     "atomic_write",
     "check_output",
     "describe_file",
+    "is_spectral_library",
     "output_files",
     "output_format",
     "output_set",

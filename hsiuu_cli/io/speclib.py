@@ -41,6 +41,21 @@ class SpectralLibrary:
                 raise ShapeMismatchError(f"{self.wavelengths.size} wavelengths for {self.spectra.shape[1]} bands")
 
 
+def is_spectral_library(path: str | Path) -> bool:
+    """Whether ``path`` (a CSV, or an ENVI data file or header) holds a spectral library rather than a cube."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return True
+    header = path if (path.suffix.lower() == ".hdr" or envi.is_header(path)) else envi.header_for(path)
+    if header is None:
+        return False
+    try:
+        file_type = envi.unbrace(envi.read_header(header).get("file type", ""))
+    except CubeReadError:
+        return False
+    return file_type.strip().lower() == LIBRARY_FILE_TYPE.lower()
+
+
 def read_library(path: str | Path) -> SpectralLibrary:
     """An ENVI spectral library (``.sli`` or its ``.hdr``) or a CSV ``wavelength_nm,<name>,...``."""
     path = Path(path)

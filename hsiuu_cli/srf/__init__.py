@@ -92,8 +92,13 @@ class SpectralResponse:
             responses=self.responses[:, indices],
             band_names=[self.band_names[i] for i in indices],
             source=self.source,
-            name=f"{self.name}:{','.join(self.band_names[i] for i in indices)}",
+            name=f"{self.base_name}:{','.join(self.band_names[i] for i in indices)}",
         )
+
+    @property
+    def base_name(self) -> str:
+        """The table's name without a band selection (``ikonos`` for ``ikonos:red,nir``)."""
+        return self.name.split(":")[0]
 
     def support(self) -> tuple[float, float]:
         """Wavelength range (nm) where any band responds."""
@@ -228,13 +233,13 @@ def srf_matrix(
             raise SpectralResponseError(
                 f"band '{band}' of SRF '{srf.name}' falls between the cube's bands: no band's response "
                 "(centre ± FWHM) reaches it; check the cube's FWHM values, or select other bands with "
-                f"'{srf.name.split(':')[0]}:band,...'"
+                f"'{srf.base_name}:band,...'"
             )
         if coverage[j] < min_coverage:
             raise SpectralResponseError(
                 f"band '{band}' of SRF '{srf.name}' lies mostly outside the cube's spectral coverage: "
                 f"{100 * coverage[j]:.0f}% of its response is within {cube_low:.0f}–{cube_high:.0f} nm "
-                f"(at least {100 * min_coverage:.0f}% needed); select other bands with '{srf.name.split(':')[0]}:"
+                f"(at least {100 * min_coverage:.0f}% needed); select other bands with '{srf.base_name}:"
                 "band,...' or give a CSV restricted to the cube's range"
             )
     return weights / sums
