@@ -11,6 +11,7 @@ from affine import Affine
 
 from hsiuu_cli.cli.app import app
 from hsiuu_cli.cube import Cube
+from hsiuu_cli.errors import ModelError, ParameterError
 from hsiuu_cli.io import read_cube, write_cube
 from hsiuu_cli.superres import registry
 from hsiuu_cli.superres.export import sha256_file
@@ -115,6 +116,96 @@ def test_training_is_deterministic_and_resumable(cubes, tmp_path):
         assert np.array_equal(a.numpy(), b.numpy()), name
     with pytest.raises(Exception, match="width"):
         train(paths, TrainingOptions(epochs=3, **{**options, "width": 16}), checkpoint=checkpoint, resume=True)
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(cubes, tmp_path):
+    paths = sorted(cubes.glob("*.hdr"))
+    options = dict(scale=2, width=8, depth=1, channels=6, endmembers=3, batch=2, steps_per_epoch=2, unmixing_steps=2, threads=1)
+    checkpoint = tmp_path / "run.checkpoint.safetensors"
+
+    def interrupt_after_second_epoch(event):
+        if event["phase"] == "epoch" and event["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(paths, TrainingOptions(epochs=3, **options), checkpoint=checkpoint, on_progress=interrupt_after_second_epoch)
+    before = checkpoint.read_bytes()
+    refusals = [
+        (paths, {"seed": 1}, "seed=0, not 1"),
+        (paths, {"learning_rate": 2e-3}, "learning_rate=0.001, not 0.002"),
+        (paths, {"degradation": "gaussian"}, "degradation='bicubic', not 'gaussian'"),
+        (paths, {"steps_per_epoch": 3}, "steps_per_epoch=2, not 3"),
+        (paths[:2], {}, f"training cube 3 = {paths[2].resolve()}, not none"),
+    ]
+    for data, change, expected in refusals:
+        with pytest.raises(ModelError) as caught:
+            train(data, TrainingOptions(epochs=3, **{**options, **change}), checkpoint=checkpoint, resume=True)
+        assert str(caught.value).startswith(f"{checkpoint}: checkpoint was made with {expected};"), change
+    with pytest.raises(ParameterError, match="finished 2 epochs; --epochs must be at least that"):
+        train(paths, TrainingOptions(epochs=1, **options), checkpoint=checkpoint, resume=True)
+    assert checkpoint.read_bytes() == before
+    # --epochs is the one setting that may change (be raised) on resume.
+    resumed = train(paths, TrainingOptions(epochs=4, **options), checkpoint=checkpoint, resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+
+
+def test_val_cube_among_the_data_is_left_out_of_training(runner, cubes, tmp_path):
+    stem = tmp_path / "val_x2"
+    held = cubes / "scene1.hdr"
+    result = runner.invoke(app, ["train", "superres", str(cubes), "--val", str(held), "--scale", "2", "-o", str(stem),
+                                 "--epochs", "1", *TINY], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert f"left out of training, as they are --val cubes: {held}" in result.stderr.splitlines()
+    assert "training on 2 cubes" in result.stderr
+    training = json.loads(stem.with_suffix(".json").read_text())["training"]
+    assert training["train_scenes"] == [str(cubes / "scene0.hdr"), str(cubes / "scene2.hdr")]
+    assert training["val_scenes"] == [str(held)] and training["val_held_out"] is True
+    # The same cube named by its ENVI data file is the same cube; with nothing else there is nothing to train on.
+    result = runner.invoke(app, ["train", "superres", str(held), "--val", str(held.with_suffix(".img")), "--scale", "2",
+                                 "-o", str(tmp_path / "none_x2"), "--epochs", "1", *TINY])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: nothing left to train on: every training cube is also a --val cube ({held})"
+
+
+def test_scene_too_small_to_split_trains_without_validation_and_says_so(runner, tmp_path):
+    cube, _, _, wavelengths = make_mixture(rows=10, cols=16, bands=12, seed=4)
+    scene = tmp_path / "small.hdr"
+    write_cube(Cube(data=cube, wavelengths=wavelengths), scene)
+    stem = tmp_path / "small_x2"
+    result = runner.invoke(app, ["train", "superres", str(scene), "--scale", "2", "-o", str(stem), "--epochs", "1", *TINY],
+                           env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert (f"no validation: {scene} has 10 rows, too few to hold out 0.2 of them at ×2 (each part needs 4); "
+            "all of it trains and the model card has no metrics") in result.stderr.splitlines()
+    card = json.loads(stem.with_suffix(".json").read_text())
+    assert card["training"]["train_scenes"] == [str(scene)] and card["training"]["val_scenes"] == []
+    assert "val_held_out" not in card["training"] and card["metrics"] is None
+    text = stem.with_suffix(".md").read_text()
+    assert "Validation scenes" not in text and "## Metrics" not in text
+
+
+def test_checkpoint_replaced_or_missing_is_reported(runner, cubes, tmp_path):
+    stem = tmp_path / "ck_x2"
+    checkpoint = tmp_path / "ck_x2.checkpoint.safetensors"
+    args = ["train", "superres", str(cubes / "scene0.hdr"), "--scale", "2", "-o", str(stem), "--epochs", "1", *TINY]
+    result = runner.invoke(app, [*args, "--resume"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert f"no checkpoint {checkpoint} to resume; starting from the beginning" in result.stderr.splitlines()
+    checkpoint.write_bytes(b"an earlier run's")
+    result = runner.invoke(app, [*args, "--overwrite"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert f"an earlier run's checkpoint {checkpoint} is replaced; use --resume to continue it" in result.stderr.splitlines()
+    assert not checkpoint.exists()
+
+
+def test_empty_data_folder_is_named(runner, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no cube here")
+    result = runner.invoke(app, ["train", "superres", str(empty), "--scale", "2", "-o", str(tmp_path / "m"), *TINY])
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"error: no cubes found in {empty} "
+                                     "(searched recursively for .hdr, .tif, .tiff files that are not spectral libraries)")
 
 
 def test_train_rejects_bad_scale_and_existing_output(runner, cubes, tmp_path):

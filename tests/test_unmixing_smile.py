@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import make_mixture
 
+from hsiuu_cli.errors import ParameterError
 from hsiuu_cli.metrics import abundance_rmse, match_endmembers
 from hsiuu_cli.unmixing import SmileConfig, unmix
 
@@ -61,6 +62,57 @@ def test_smile_without_room_for_the_sr_task_still_unmixes():
     result = unmix(cube, 3, method="smile", smile_config=FAST)
     assert result.info["sr_task"] is False
     assert match_endmembers(result.endmembers, truth)[1].max() < 5.0
+
+
+def small_scene(rows, cols, valid=None, k=3, bands=24, seed=2):
+    """A rows × cols mixture whose first ``k`` valid pixels are pure; ``valid`` (flat indices) leaves the rest NaN."""
+    _, endmembers, _, _ = make_mixture(rows=8, cols=8, bands=bands, endmembers=k, seed=seed)
+    rng = np.random.default_rng(seed)
+    valid = np.arange(rows * cols) if valid is None else np.asarray(valid)
+    abundances = rng.dirichlet(np.full(k, 0.5), size=rows * cols)
+    abundances[valid[:k]] = np.eye(k)
+    cube = (abundances @ endmembers).reshape(rows, cols, bands).astype(np.float32)
+    mask = np.zeros(rows * cols, bool)
+    mask[valid] = True
+    cube[~mask.reshape(rows, cols)] = np.nan
+    return cube, endmembers, abundances.reshape(rows, cols, k), mask.reshape(rows, cols)
+
+
+@pytest.mark.parametrize(
+    "rows, cols, valid",
+    [
+        (3, 3, None),  # 9 pixels: fewer than the 16 principal components the encoder reads by default
+        (1, 40, None),  # one row: no neighbour to reflect the 3 × 3 padding from
+        (40, 1, None),
+        (10, 10, [0, 11, 23, 37, 42, 55, 68, 74, 86, 99]),  # 10 valid pixels in a larger grid
+    ],
+)
+def test_smile_unmixes_scenes_with_few_pixels_or_a_single_row(rows, cols, valid):
+    cube, truth, abundances, mask = small_scene(rows, cols, valid)
+    result = unmix(cube, 3, method="smile", seed=0, smile_config=FAST)
+    order, sad = match_endmembers(result.endmembers, truth)
+    assert sad.max() < 3.0, sad
+    assert result.abundances.shape == (rows, cols, 3)
+    assert np.isnan(result.abundances[~mask]).all()
+    inside = result.abundances[mask]
+    assert inside.min() >= 0
+    np.testing.assert_allclose(inside.sum(1), 1, atol=1e-5)
+    assert abundance_rmse(inside[:, order], abundances[mask]) < 0.12  # 0.03–0.06 measured
+
+
+def test_smile_is_deterministic_on_a_single_row():
+    cube, _, _, _ = small_scene(1, 40)
+    first = unmix(cube, 3, method="smile", seed=4, smile_config=FAST)
+    second = unmix(cube, 3, method="smile", seed=4, smile_config=FAST)
+    np.testing.assert_array_equal(first.abundances, second.abundances)
+
+
+@pytest.mark.parametrize("rows, cols, scale", [(6, 6, 2), (1, 40, 2), (20, 11, 3)])
+def test_smile_refuses_a_scale_too_large_for_the_sr_task_to_train(rows, cols, scale):
+    cube, _, _, _ = small_scene(rows, cols)
+    side = 4 * scale
+    with pytest.raises(ParameterError, match=f"at least {side}×{side} pixels .* this one is {rows}×{cols}"):
+        unmix(cube, 3, method="smile", scale=scale, smile_config=FAST)
 
 
 @pytest.mark.realdata

@@ -41,15 +41,15 @@ error_console = Console(stderr=True, highlight=False)
 
 
 def info(message: str) -> None:
-    """A human message on stderr, silenced by ``-q``."""
+    """A human message on stderr, silenced by ``-q``; one line however narrow the terminal (logs are grepped)."""
     if not settings.quiet:
-        console.print(message)
+        console.print(message, soft_wrap=True)
 
 
 def detail(message: str) -> None:
     """A message shown only with ``-v``."""
     if settings.verbose and not settings.quiet:
-        console.print(f"[dim]{message}[/dim]")
+        console.print(f"[dim]{message}[/dim]", soft_wrap=True)
 
 
 def emit(text: str) -> None:

@@ -87,8 +87,6 @@ def superres_train_command(
             "--description": description or None,
         },
     )
-    info(f"training on {len(paths)} cube{'s' if len(paths) != 1 else ''} (×{scale}, "
-         f"{'band-wise' if band_agnostic else 'UnmixingSR'})")
     has_unmixing = not band_agnostic and unmixing and init is None
     total = epochs * steps_per_epoch + (unmixing_steps if has_unmixing else 0)
     with progress("training", total) as advance:
@@ -101,6 +99,13 @@ def superres_train_command(
                        + ("" if gain is None else f", validation {gain:+.2f} dB over bicubic"))
             elif event["phase"] == "resume":
                 info(f"resuming after epoch {event['epoch']}")
+            elif event["phase"] == "notice":
+                info(event["message"])
+            elif event["phase"] == "start":
+                # Counted by training, which leaves out the --val cubes among the data.
+                cubes = event["cubes"]
+                info(f"training on {cubes} cube{'s' if cubes != 1 else ''} (×{scale}, "
+                     f"{'band-wise' if band_agnostic else 'UnmixingSR'})")
 
         written, card = train_and_export(
             paths, options, output, val_paths=val_paths, resume=resume, overwrite=overwrite, command=command,

@@ -20,6 +20,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 from typing import Callable
 
@@ -123,8 +124,31 @@ def collect_cubes(items) -> list[Path]:
             raise CubeReadError("file not found", path)
     unique = list(dict.fromkeys(found))
     if not unique:
-        raise ParameterError("no cubes found in the training data")
+        searched = ", ".join(str(item) for item in items)
+        raise ParameterError(
+            f"no cubes found in {searched} (searched recursively for {', '.join(CUBE_SUFFIXES)} files that are not spectral libraries)"
+        )
     return unique
+
+
+def cube_identity(path: Path) -> Path:
+    """One key per cube however it is named: an ENVI data file stands for its header."""
+    from ..io.envi import header_for
+
+    if path.suffix.lower() not in CUBE_SUFFIXES:
+        path = header_for(path) or path
+    return path.resolve()
+
+
+def without_validation(paths: list[Path], val_paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(training cubes, cubes left out because they are validation cubes): a folder of data may
+    hold the scenes given to ``--val``, which must never train."""
+    held = {cube_identity(p) for p in val_paths}
+    left_out = [p for p in paths if cube_identity(p) in held]
+    if left_out and len(left_out) == len(paths):
+        names = ", ".join(map(str, left_out))
+        raise ParameterError(f"nothing left to train on: every training cube is also a --val cube ({names})")
+    return [p for p in paths if cube_identity(p) not in held], left_out
 
 
 @dataclass
@@ -178,23 +202,33 @@ def load_scenes(paths: list[Path], options: TrainingOptions) -> list[Scene]:
     return scenes
 
 
-def split_validation(scenes: list[Scene], options: TrainingOptions, rng: np.random.Generator) -> tuple[list[Scene], list[Scene]]:
-    """Hold out a fraction of the scenes; a single scene is split spatially (bottom rows held out)."""
+def split_validation(
+    scenes: list[Scene], options: TrainingOptions, rng: np.random.Generator
+) -> tuple[list[Scene], list[Scene], str | None]:
+    """Hold out a fraction of the scenes; a single scene is split spatially (bottom rows held out).
+
+    The third item says why there is no validation where some was asked for and none is possible.
+    """
     if options.val_fraction == 0:
-        return scenes, []
+        return scenes, [], None
     if len(scenes) >= 2:
         count = min(len(scenes) - 1, max(1, round(options.val_fraction * len(scenes))))
         held = set(rng.permutation(len(scenes))[:count].tolist())
-        return [s for i, s in enumerate(scenes) if i not in held], [s for i, s in enumerate(scenes) if i in held]
+        return [s for i, s in enumerate(scenes) if i not in held], [s for i, s in enumerate(scenes) if i in held], None
     scene = scenes[0]
     s = options.scale
-    val_rows = int(round(scene.hr.shape[0] * options.val_fraction / s)) * s
-    train_rows = scene.hr.shape[0] - val_rows
+    rows = scene.hr.shape[0]
+    val_rows = int(round(rows * options.val_fraction / s)) * s
+    train_rows = rows - val_rows
     if val_rows < 2 * s or train_rows < 2 * s:
-        return scenes, []
+        why = (
+            f"no validation: {scene.name} has {rows} rows, too few to hold out {options.val_fraction:g} of them at ×{s} "
+            f"(each part needs {2 * s}); all of it trains and the model card has no metrics"
+        )
+        return scenes, [], why
     top = make_pair(scene.name + " (top)", scene.hr[:train_rows], s, options.degradation, scene.wavelengths)
     bottom = make_pair(scene.name + " (bottom)", scene.hr[train_rows:], s, options.degradation, scene.wavelengths)
-    return [top], [bottom]
+    return [top], [bottom], None
 
 
 @dataclass
@@ -339,24 +373,65 @@ def save_checkpoint(path: Path, network, optimizer, state: dict) -> None:
         temporary.write_bytes(save(tensors, metadata={"state": json.dumps(state)}))
 
 
-ARCHITECTURE_OPTIONS = ("scale", "band_agnostic", "width", "depth", "channels", "endmembers", "group", "unmixing", "init")
+def run_settings(options: TrainingOptions, train_paths: list[Path], val_paths: list[Path], device: str) -> dict:
+    """What makes a run what it is, as a checkpoint records it: the data in order (the sampler
+    draws scenes by index), the device that computes, and every option but ``epochs``, which may
+    be raised on resume."""
+    settings = {
+        "train_files": [str(cube_identity(p)) for p in train_paths],
+        "val_files": [str(cube_identity(p)) for p in val_paths],
+        **asdict(options),
+        "device": device,
+    }
+    del settings["epochs"]
+    # Compared with what JSON gives back from a checkpoint.
+    return json.loads(json.dumps(settings))
 
 
-def load_checkpoint(path: Path, network, optimizer, options: dict) -> dict:
-    """Restore network, optimiser and RNG from a checkpoint made with the same architecture options."""
-    import torch
+def _first_difference(saved: dict, current: dict) -> str | None:
+    for key, value in current.items():
+        old = saved.get(key)
+        if old == value:
+            continue
+        if key.endswith("_files"):
+            label = "training" if key == "train_files" else "validation"
+            for number, (was, now) in enumerate(zip_longest(old or [], value), start=1):
+                if was != now:
+                    return f"{label} cube {number} = {was or 'none'}, not {now or 'none'}"
+        return f"{key}={_shown(old)}, not {_shown(value)}"
+    return None
+
+
+def _shown(value) -> str:
+    # None stands for an option left at its default (threads: all cores; patch: 16 LR pixels).
+    return "default" if value is None else repr(value)
+
+
+def read_checkpoint_state(path: Path, run: dict) -> dict:
+    """The progress a checkpoint records, refused unless it was made by a run with these settings."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as handle:
             state = json.loads(handle.metadata()["state"])
-            saved = state.get("options", {})
-            for key in ARCHITECTURE_OPTIONS:
-                if saved.get(key) != options.get(key):
-                    raise ModelError(f"checkpoint was made with {key}={saved.get(key)!r}, not {options.get(key)!r}", path)
+    except Exception as exc:  # noqa: BLE001 - any damage to the file means it cannot be resumed
+        raise ModelError(f"checkpoint cannot be read ({exc})", path) from None
+    if "run" not in state:
+        raise ModelError("checkpoint does not record its training settings (an older hsiuu made it); train afresh without --resume", path)
+    difference = _first_difference(state["run"], run)
+    if difference is not None:
+        raise ModelError(f"checkpoint was made with {difference}; resume with its settings or train afresh without --resume", path)
+    return state
+
+
+def load_checkpoint(path: Path, network, optimizer) -> None:
+    """Restore network, optimiser and torch RNG from a checkpoint :func:`read_checkpoint_state` accepted."""
+    import torch
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except ModelError:
-        raise
     except Exception as exc:  # noqa: BLE001 - any damage to the file means it cannot be resumed
         raise ModelError(f"checkpoint cannot be read ({exc})", path) from None
     network.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -369,7 +444,6 @@ def load_checkpoint(path: Path, network, optimizer, options: dict) -> dict:
     optim_state["state"] = per_param
     optimizer.load_state_dict(optim_state)
     torch.set_rng_state(tensors["rng.torch"])
-    return state
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,12 +485,20 @@ def train(
     resume: bool = False,
     on_progress: Callable[[dict], None] | None = None,
 ) -> TrainingResult:
-    """Train a network on HR cubes (or, self-supervised, on the scenes themselves)."""
+    """Train a network on HR cubes (or, self-supervised, on the scenes themselves).
+
+    ``on_progress`` gets events by ``phase``: ``notice`` (a ``message`` for the user), ``start``
+    (``cubes`` that train), ``resume``, ``unmixing`` and ``sr`` (steps), ``epoch`` (its record).
+    """
     import torch
     import torch.nn.functional as F
 
     options.check()
     notify = on_progress or (lambda _event: None)
+
+    def notice(message: str) -> None:
+        notify({"phase": "notice", "message": message})
+
     started = time.perf_counter()
     rng = np.random.default_rng(options.seed)
     torch.manual_seed(options.seed)
@@ -435,6 +517,21 @@ def train(
         config = source.info.config
         initial = load(source.weights())
     device = resolve_device(options.device)
+    paths, left_out = without_validation(paths, val_paths or [])
+    if left_out:
+        notice(f"left out of training, as they are --val cubes: {', '.join(map(str, left_out))}")
+    run = run_settings(options, paths, val_paths or [], device)
+    state = None
+    if checkpoint is not None and checkpoint.exists():
+        if resume:
+            state = read_checkpoint_state(checkpoint, run)
+            if state["epoch"] > options.epochs:
+                raise ParameterError(f"checkpoint has finished {state['epoch']} epochs; --epochs must be at least that to resume it", checkpoint)
+        else:
+            notice(f"an earlier run's checkpoint {checkpoint} is replaced; use --resume to continue it")
+    elif checkpoint is not None and resume:
+        notice(f"no checkpoint {checkpoint} to resume; starting from the beginning")
+    notify({"phase": "start", "cubes": len(paths)})
 
     scenes = load_scenes(paths, options)
     if val_paths:
@@ -444,7 +541,9 @@ def train(
         # trains, and the fit on them is the only figure there is (the card says it is not held out).
         train_scenes, val_scenes = scenes, scenes
     else:
-        train_scenes, val_scenes = split_validation(scenes, options, rng)
+        train_scenes, val_scenes, why = split_validation(scenes, options, rng)
+        if why:
+            notice(why)
     band_counts = [s.hr.shape[2] for s in train_scenes]
     spans = [(float(s.wavelengths.min()), float(s.wavelengths.max())) for s in train_scenes if s.wavelengths is not None]
 
@@ -459,11 +558,11 @@ def train(
     sr_parameters = [p for name, p in network.named_parameters() if not name.startswith("unmixing.")]
     optimizer = torch.optim.Adam(sr_parameters, lr=options.learning_rate, betas=(0.9, 0.99))
     total_steps = options.epochs * options.steps_per_epoch
-    # A network started from a trained model keeps its (already trained) unmixing encoder.
-    unmixing_done = not config.unmixing or initial is not None
-    state = {"epoch": 0, "unmixing_done": unmixing_done, "history": [], "options": asdict(options)}
-    if resume and checkpoint is not None and checkpoint.exists():
-        state = load_checkpoint(checkpoint, network, optimizer, state["options"])
+    if state is None:
+        # A network started from a trained model keeps its (already trained) unmixing encoder.
+        state = {"epoch": 0, "unmixing_done": not config.unmixing or initial is not None, "history": [], "run": run}
+    else:
+        load_checkpoint(checkpoint, network, optimizer)
         rng.bit_generator.state = state["numpy_rng"]
         notify({"phase": "resume", "epoch": state["epoch"]})
 
@@ -693,7 +792,12 @@ def train_and_export(
             "wall_time_s": round(result.wall_time_s, 1),
             "train_scenes": result.train_scenes,
             "val_scenes": [s.name for s in result.val_scenes],
-            "val_held_out": not {s.name for s in result.val_scenes} & set(result.train_scenes),
+            # Without validation scenes there is nothing to be held out or not; the card then says neither.
+            **(
+                {"val_held_out": not {s.name for s in result.val_scenes} & set(result.train_scenes)}
+                if result.val_scenes
+                else {}
+            ),
             "history": result.history,
         },
         "metrics": metrics,

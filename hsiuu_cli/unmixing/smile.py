@@ -37,11 +37,15 @@ import numpy as np
 
 from ..degrade import spatial_degrade
 from ..device import resolve_device
-from ..errors import InvalidDataError
+from ..errors import InvalidDataError, ParameterError
 from ..torch_losses import spectral_angles
 from .nfindr import nfindr
 from .purity import refine_pure_centroids
 from .vca import vca
+
+
+SR_MIN_LOW_SIDE = 4
+"""The SR task trains only when the degraded copy of the scene is at least this many pixels on each side."""
 
 
 @dataclass
@@ -49,7 +53,8 @@ class SmileConfig:
     features: int = 32
     """Channels of the shared and task-specific features."""
     pca_components: int = 16
-    """Spectral dimensions the encoder reads (at least K + 1; the decoder outputs every band)."""
+    """Spectral dimensions the encoder reads (at least K + 1, but no more than the bands or the valid
+    pixels − 1 provide; the decoder outputs every band)."""
     guide_scale: int = 2
     """Factor of the self-supervised SR task when no ``scale`` is asked for."""
     max_steps: int = 250
@@ -113,6 +118,13 @@ def _smile(cube, mask, n_endmembers, *, scale, seed, device, config, progress) -
     started = time.perf_counter()
     rows, cols, bands = cube.shape
     k = n_endmembers
+    # Without the SR task the SR head stays untrained and its finer-grid abundances would be noise.
+    if scale and min(rows, cols) < SR_MIN_LOW_SIDE * scale:
+        side = SR_MIN_LOW_SIDE * scale
+        raise ParameterError(
+            f"abundances on a {scale}× finer grid need a scene of at least {side}×{side} pixels to train "
+            f"SMILE's super-resolution task, this one is {rows}×{cols}; unmix without --scale"
+        )
     pixels = np.asarray(cube[mask], dtype=np.float64)
     unit = float(np.percentile(np.abs(pixels), 99.9)) or 1.0
 
@@ -122,7 +134,9 @@ def _smile(cube, mask, n_endmembers, *, scale, seed, device, config, progress) -
     # Invalid pixels get the mean spectrum so the convolutions see something neutral; losses skip them.
     filled = np.where(mask[..., None], cube, pixels.mean(0)).astype(np.float64) / unit
     mean = filled[mask].mean(0)
-    components = min(bands, max(config.pca_components, k + 1))
+    # Centred, N pixels span at most N − 1 directions; the SVD's other rows would be arbitrary, and
+    # the network must be built for the number of scores the projection really gives.
+    components = min(bands, len(pixels) - 1, max(config.pca_components, k + 1))
     _, _, vt = np.linalg.svd(filled[mask] - mean, full_matrices=False)
     projection = vt[:components].T
     score_scale = float(np.std((filled[mask] - mean) @ projection[:, 0])) or 1.0
@@ -132,9 +146,11 @@ def _smile(cube, mask, n_endmembers, *, scale, seed, device, config, progress) -
         return torch.tensor(scores.transpose(2, 0, 1)[None], dtype=torch.float32, device=device)
 
     sr_factor = scale or config.guide_scale
-    use_sr = config.sr_weight > 0 and min(rows, cols) >= 4 * sr_factor
+    use_sr = config.sr_weight > 0 and min(rows, cols) >= SR_MIN_LOW_SIDE * sr_factor
     torch.manual_seed(seed)
-    net = _network(components, k, config.features, sr_factor, endmembers).to(device)
+    # Reflection needs a neighbour on each side; a one-pixel side repeats its edge instead.
+    padding_mode = "reflect" if min(rows, cols) > 1 else "replicate"
+    net = _network(components, k, config.features, sr_factor, endmembers, padding_mode).to(device)
     target = torch.tensor(filled.transpose(2, 0, 1)[None], dtype=torch.float32, device=device)
     weight = torch.tensor(mask[None, None], dtype=torch.float32, device=device)
     inputs = encoded(filled)
@@ -200,15 +216,19 @@ def _reconstruction_loss(estimate, target, weight, sad_weight):
     return loss
 
 
-def _network(components: int, k: int, features: int, sr_factor: int, endmembers: np.ndarray):
-    """The SMILE network (built here so that torch is imported only when SMILE runs)."""
+def _network(components: int, k: int, features: int, sr_factor: int, endmembers: np.ndarray, padding_mode: str):
+    """The SMILE network (built here so that torch is imported only when SMILE runs).
+
+    ``padding_mode`` pads the shared encoder, which reads the scene itself; the SR head reads grids
+    at least ``sr_factor`` ≥ 2 pixels on each side, where reflection always works.
+    """
     import torch
     from torch import nn
 
-    def spatial(channels: int) -> list:
+    def spatial(channels: int, padding_mode: str = "reflect") -> list:
         # Depthwise 3×3 then pointwise: spatial context at a ninth of a full 3×3 layer's cost.
         return [
-            nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect", groups=channels),
+            nn.Conv2d(channels, channels, 3, padding=1, padding_mode=padding_mode, groups=channels),
             nn.Conv2d(channels, channels, 1),
         ]
 
@@ -216,7 +236,10 @@ def _network(components: int, k: int, features: int, sr_factor: int, endmembers:
         def __init__(self):
             super().__init__()
             self.shared = nn.Sequential(
-                nn.Conv2d(components, features, 1), nn.LeakyReLU(0.1), *spatial(features), nn.LeakyReLU(0.1)
+                nn.Conv2d(components, features, 1),
+                nn.LeakyReLU(0.1),
+                *spatial(features, padding_mode),
+                nn.LeakyReLU(0.1),
             )
             self.unmixing_head = nn.Sequential(
                 nn.Conv2d(features, features, 1), nn.LeakyReLU(0.1), nn.Conv2d(features, k, 1)
