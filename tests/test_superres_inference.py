@@ -238,6 +238,15 @@ def test_lazy_rows_match_the_whole(tmp_path, scene):
     np.testing.assert_array_equal(result.data[3:9, 2, 1:4], whole[3:9, 2, 1:4])
 
 
+def test_same_weights_give_the_same_safetensors_bytes(tmp_path):
+    """The card and registry checksum the weights file, so its bytes must not depend on the run."""
+    exports = []
+    for i in range(4):
+        (tmp_path / str(i)).mkdir()
+        exports.append(make_model(tmp_path / str(i))[1]["safetensors"].read_bytes())
+    assert all(data == exports[0] for data in exports)
+
+
 def test_model_card_records_checksums(tmp_path):
     _, paths = make_model(tmp_path)
     card = json.loads(paths["json"].read_text())

@@ -141,7 +141,9 @@ def safetensors_bytes(network, info: ModelInfo) -> bytes:
 
     from .network import inference_state_dict
 
-    return save(inference_state_dict(network), metadata=info.metadata())
+    # One metadata entry: safetensors writes its metadata map in an order that varies from run to
+    # run, and the same weights must give the same bytes (the checksum in the registry and card).
+    return save(inference_state_dict(network), metadata={"hsiuu": json.dumps(info.metadata(), sort_keys=True)})
 
 
 def model_paths(stem: Path) -> dict[str, Path]:

@@ -32,25 +32,25 @@ SHIPPED: dict[str, RegistryEntry] = {
     "aviris_x4": RegistryEntry(
         "aviris_x4",
         "2968d2d5198975f97054aa478a1a134a345ee805efe2554bfdf7715c6f672d1e",
-        "d58e34b0931f816659381602de641853d54ca294f328e8b6eb3cd4ef91998fd2",
+        "3fec24f5336bb3feeb7a7e9f8717fb8fd2ee10ba76a9bab1ddad229e491199b9",
         "UnmixingSR for AVIRIS-like VNIR-SWIR cubes, ×4",
     ),
     "aviris_x2": RegistryEntry(
         "aviris_x2",
         "cd9689c5739313188f1413490377c83d3143dd72bb8137cd0a3c705cb9d5345e",
-        "b98c7e5cf48b25628fa187e89314c941b243f139cb694145304230134cbb2a19",
+        "1f33c17b225cd91e0b43b267c85facb08488de3eadc5a82243a1eb6a593ce908",
         "UnmixingSR for AVIRIS-like VNIR-SWIR cubes, ×2",
     ),
     "agnostic_x4": RegistryEntry(
         "agnostic_x4",
         "d7d93c8e6ecb5e945e30af8e727c1ab907a27f0447e0953a44227d48faa0e209",
-        "98a1dea78c7a81bd061fb94344d775f624ce2bf61eb27188a800d551f9c21876",
+        "192ea4b0026ddd9a2a38be0cb9bb23fa81bb42082b919fc5bfcd2fdc93c27508",
         "band-agnostic default (any band count), ×4",
     ),
     "agnostic_x2": RegistryEntry(
         "agnostic_x2",
         "7392a79f8306a1ab7bfba76857fa3a8f75102a731b0294b6089ca91d470cc511",
-        "6d384d1aa363b8e5df7167dbd7c641271c81b7b2009305b00c6e62dcb8b550ca",
+        "d249eab9f89428d2350ae06eb1c06859b3063a0d4593a4f37cfec184f21b60b6",
         "band-agnostic default (any band count), ×2",
     ),
 }
