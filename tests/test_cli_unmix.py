@@ -185,6 +185,25 @@ def test_several_inputs_get_one_directory_each(runner, scene, tmp_path):
     assert read_cube(out / "other_unmix" / "abundances.hdr").shape == (12, 12, 3)
 
 
+def test_parallel_smile_jobs_are_reproducible(runner, scene, tmp_path):
+    import torch
+
+    path, _, _, _ = scene
+    other = tmp_path / "other.hdr"
+    cube, _, _, wavelengths = make_mixture(rows=12, cols=12, bands=30, endmembers=3, seed=4)
+    write_cube(Cube(cube, wavelengths=wavelengths), other)
+    threads = torch.get_num_threads()
+    try:
+        for run in ("a", "b"):
+            result = invoke(runner, "unmix", path, other, "-k", 3, "-j", 2, "--seed", 1, "--out-dir", tmp_path / run)
+            assert result.exit_code == 0, result.output
+    finally:
+        torch.set_num_threads(threads)
+    for name in ("scene_unmix", "other_unmix"):
+        first, second = (tmp_path / run / name / "abundances.img" for run in ("a", "b"))
+        assert first.read_bytes() == second.read_bytes()
+
+
 def test_auto_endmembers_and_bad_bands(runner, tmp_path):
     cube, _, _, wavelengths = make_mixture(rows=32, cols=32, bands=40, endmembers=3, seed=2)
     sigma = np.sqrt(np.mean(cube**2) / 1e3)

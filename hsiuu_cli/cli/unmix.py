@@ -95,6 +95,13 @@ def unmix_command(
         summaries.append(summary)
         return [] if json_output else written
 
+    if jobs > 1 and method == "smile" and library is None:
+        import torch
+
+        # PyTorch's thread count is one setting for the whole process, which SMILE adjusts per
+        # scene; jobs running side by side would race on it and results would vary run to run.
+        # One thread each, set once here, keeps every job reproducible (the jobs share the cores).
+        torch.set_num_threads(1)
     try:
         run_batch(list(zip(paths, targets)), process, workers=jobs)
     finally:
