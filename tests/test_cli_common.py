@@ -65,6 +65,12 @@ def test_quiet_still_reports_errors(runner, tmp_path):
     assert "missing.hdr: file not found" in result.stderr
 
 
+def test_messages_print_paths_with_brackets_as_they_are(runner, tmp_path):
+    result = runner.invoke(app, ["info", str(tmp_path / "scene[b].hdr")])
+    assert result.exit_code == 1
+    assert "scene[b].hdr: file not found" in result.stderr
+
+
 def test_a_directory_is_not_a_cube(runner, tmp_path):
     result = runner.invoke(app, ["info", str(tmp_path)])
     assert result.exit_code == 1

@@ -22,6 +22,7 @@ try:  # typer >= 0.29 carries its own copy of click; its exceptions are the ones
 except ImportError:  # older typer runs on the click package
     from click import exceptions as click_errors
 from rich.console import Console
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import CubeWriteError, HsiuuError, ParameterError
@@ -41,15 +42,22 @@ error_console = Console(stderr=True, highlight=False)
 
 
 def info(message: str) -> None:
-    """A human message on stderr, silenced by ``-q``; one line however narrow the terminal (logs are grepped)."""
+    """A human message on stderr, silenced by ``-q``; one line however narrow the terminal (logs are
+    grepped), and plain text: a path such as ``scene[1].hdr`` is not read as Rich markup."""
     if not settings.quiet:
-        console.print(message, soft_wrap=True)
+        console.print(message, soft_wrap=True, markup=False)
+
+
+def warn(message: str) -> None:
+    """``info`` with a yellow ``warning:`` in front."""
+    if not settings.quiet:
+        console.print(Text.assemble(("warning: ", "yellow"), message), soft_wrap=True)
 
 
 def detail(message: str) -> None:
     """A message shown only with ``-v``."""
     if settings.verbose and not settings.quiet:
-        console.print(f"[dim]{message}[/dim]", soft_wrap=True)
+        console.print(message, soft_wrap=True, markup=False, style="dim")
 
 
 def emit(text: str) -> None:
@@ -72,7 +80,7 @@ def json_default(value: object) -> object:
 
 
 def report_error(message: str) -> None:
-    error_console.print(f"[bold red]error:[/bold red] {message}", soft_wrap=True, markup=True)
+    error_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
 
 
 @contextmanager

@@ -75,7 +75,7 @@ def evaluate_command(
     from ..evaluation import evaluate_images, evaluate_unmixing
     from ..io import atomic_write
     from ..io.atomic import check_outputs
-    from .common import emit_json, info
+    from .common import emit_json, warn
 
     unmixing = any(p is not None for p in (endmembers, reference_endmembers, abundances, reference_abundances))
     if unmixing and (result is not None or reference is not None):
@@ -101,7 +101,7 @@ def evaluate_command(
     if unmixing:
         evaluation = evaluate_unmixing(
             endmembers, reference_endmembers, abundances, reference_abundances,
-            warn=lambda message: info(f"[yellow]warning:[/yellow] {message}"),
+            warn=warn,
         )
         _unmixing_table(evaluation.report)
     else:
@@ -110,7 +110,7 @@ def evaluate_command(
             reference,
             scale=scale,
             data_range=data_range,
-            warn=lambda message: info(f"[yellow]warning:[/yellow] {message}"),
+            warn=warn,
         )
         _image_table(evaluation.report)
     if per_band is not None:

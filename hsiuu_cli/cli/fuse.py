@@ -82,7 +82,7 @@ def fuse_command(
     from ..fusion.quicklook import write_quicklook
     from ..io import check_output, output_files, output_format, output_set, read_cube, write_cube, write_library
     from ..io.atomic import check_outputs
-    from .common import detail, emit, emit_json, info, parse_creation_options, progress
+    from .common import detail, emit, emit_json, info, parse_creation_options, progress, warn
 
     if srf is None and srf_matrix is None:
         raise typer.BadParameter("give the MSI's spectral response with --srf NAME|FILE.csv or --srf-matrix FILE.csv")
@@ -129,7 +129,7 @@ def fuse_command(
     )
     if method is Method.cnmf and pair.hr.bands == 1:
         # one band cannot separate K abundances at full resolution (docs/benchmarks.md: below bicubic on 3 of 4 pan cases)
-        info(f"[yellow]warning:[/yellow] CNMF with a one-band MSI ({hr_msi.name}) is often worse than bicubic; "
+        warn(f"CNMF with a one-band MSI ({hr_msi.name}) is often worse than bicubic; "
              "spectramorph (the default) or gsa suit a panchromatic image")
     passes = 2 if method is Method.spectramorph else 1
     written: list[Path] = []  # outputs, as reported; output_set's list holds every file behind them

@@ -153,104 +153,59 @@ def simulate_file(
     overwrite: bool = False,
 ) -> list[Path]:
     """Simulate the low-resolution cube and/or the multispectral image of one input; returns written paths."""
-    import numpy as np
-
-    from .. import degrade
-    from ..errors import HsiuuError, InvalidDataError, ParameterError, SpectralResponseError
-    from ..grid import coarsened_transform
+    from ..errors import HsiuuError
     from ..io import check_output, output_files, output_set, read_cube, write_cube
-    from ..srf import WARN_COVERAGE, load_srf, srf_coverage, srf_matrix
-    from .common import info
+    from ..simulate import simulate_pair, whole_blocks
+    from .common import info, warn
 
     cube = read_cube(source)
     kind, paths = output_paths(source, prefix, format)
 
-    rows, cols = cube.rows, cube.cols
-    if ratio is not None:
-        rows, cols = (cube.rows // ratio) * ratio, (cube.cols // ratio) * ratio
-        if rows == 0 or cols == 0:
-            raise ParameterError(f"a {cube.rows}×{cube.cols} cube is smaller than the ratio {ratio}", source)
-    cropped = (rows, cols) != (cube.rows, cube.cols)
-    planned = [role for role, wanted in (("lr", ratio is not None), ("msi", srf is not None), ("hr", cropped)) if wanted]
-    for role in planned:
-        check_output(paths[role], overwrite, format=kind)
+    def notice(what: str, message: str) -> None:
+        if what == "coverage":
+            warn(f"{source}: {message}")
+        elif what == "crop":
+            info(f"{source}: {message} (written as {paths['hr']})")
+        else:
+            info(f"{source}: {message}")
 
-    response = matrix = None
-    good = cube.good_band_indices()
-    if srf is not None:
-        try:
-            response = load_srf(srf)
-        except SpectralResponseError as exc:
-            raise SpectralResponseError(exc.message, exc.path or source) from None
-        wavelengths = None if cube.wavelengths is None else cube.wavelengths[good]
-        fwhm = None if cube.fwhm is None else cube.fwhm[good]
-        try:
-            matrix = srf_matrix(response, wavelengths, fwhm)
-        except SpectralResponseError as exc:
-            raise SpectralResponseError(exc.message, source) from None
-        for band, share in srf_coverage(response, wavelengths, fwhm).items():
-            if share < WARN_COVERAGE:
-                info(f"[yellow]warning:[/yellow] {source}: {100 * share:.0f}% of SRF band '{band}' lies within the cube's range; simulated from that part")
-
-    hr = cube.physical()[:rows, :cols]
-    infinite = int(np.isinf(hr[:, :, good]).any(axis=2).sum())
-    if infinite:
-        raise InvalidDataError(f"{infinite} pixels hold infinite values", source)
-    valid = cube.valid_mask(good)[:rows, :cols]
-    if not valid.any():
-        raise InvalidDataError("every pixel is no-data", source)
-    has_nodata = not valid.all()
-    if has_nodata:
-        hr = hr.copy()
-        hr[~valid] = np.nan
-        info(f"{source}: {int((~valid).sum())} no-data pixels are left out and written as NaN")
-    if cropped:
-        info(f"{source}: {cube.rows}×{cube.cols} is not a multiple of {ratio}; using the first {rows}×{cols} pixels (written as {paths['hr']})")
-
-    rng = np.random.default_rng(seed)
-    nodata = float("nan") if has_nodata else None
     try:
-        if ratio is not None:
-            lr = degrade.spatial_degrade(hr, ratio, method=psf, sigma=sigma, kernel_size=kernel_size, offset=offset)
-            if snr is not None:
-                lr = degrade.add_noise(lr, snr, rng)
-        if matrix is not None:
-            msi = degrade.spectral_degrade(hr[:, :, good], matrix.astype(np.float32))
-            if msi_snr is not None:
-                msi = degrade.add_noise(msi, msi_snr, rng)
+        # the outputs are checked before any work, and whether `hr` is one depends on the crop
+        cropped = whole_blocks(cube.rows, cube.cols, ratio) != (cube.rows, cube.cols)
+        planned = [role for role, wanted in (("lr", ratio is not None), ("msi", srf is not None), ("hr", cropped)) if wanted]
+        for role in planned:
+            check_output(paths[role], overwrite, format=kind)
+
+        result = simulate_pair(
+            cube,
+            ratio=ratio,
+            psf=psf,
+            sigma=sigma,
+            kernel_size=kernel_size,
+            offset=offset,
+            srf=srf,
+            snr=snr,
+            msi_snr=msi_snr,
+            seed=seed,
+            notice=notice,
+        )
     except HsiuuError as exc:
-        raise type(exc)(exc.message, source) from None
+        if exc.path is None:
+            raise type(exc)(exc.message, source) from None
+        raise
 
     written: list[Path] = []
     with output_set() as files:
-        if ratio is not None:
-            lr_cube = cube.regridded(
-                lr.astype(np.float32),
-                None if cube.transform is None else coarsened_transform(cube.transform, ratio),
-                nodata=nodata,
-                scale_factor=None,
-            )
-            written.append(write_cube(lr_cube, paths["lr"], format=kind, overwrite=overwrite, creation_options=creation_options))
-            files.extend(output_files(paths["lr"], kind))
-        if matrix is not None:
-            centroids = np.round((response.wavelengths @ response.responses) / response.responses.sum(axis=0), 2)
-            msi_cube = cube.with_bands(msi.astype(np.float32), band_names=list(response.band_names)).replace(
-                wavelengths=centroids, nodata=nodata, scale_factor=None
-            )
-            if cube.description:
-                msi_cube.description = f"{cube.description} — simulated {response.name}"
-            written.append(write_cube(msi_cube, paths["msi"], format=kind, overwrite=overwrite, creation_options=creation_options))
-            files.extend(output_files(paths["msi"], kind))
-        if cropped:
-            hr_cube = cube.replace(data=hr.astype(np.float32), nodata=nodata, scale_factor=None)
-            written.append(write_cube(hr_cube, paths["hr"], format=kind, overwrite=overwrite, creation_options=creation_options))
-            files.extend(output_files(paths["hr"], kind))
+        for role, out in (("lr", result.lr), ("msi", result.msi), ("hr", result.hr if result.cropped else None)):
+            if out is not None:
+                written.append(write_cube(out, paths[role], format=kind, overwrite=overwrite, creation_options=creation_options))
+                files.extend(output_files(paths[role], kind))
     summary = []
-    if ratio is not None:
+    if result.lr is not None:
         spatial = "bicubic" if psf == "bicubic" else _psf_text(ratio, sigma, kernel_size, offset)
-        summary.append(f"LR {lr.shape[0]}×{lr.shape[1]}×{lr.shape[2]} ({spatial})")
-    if matrix is not None:
-        summary.append(f"MSI {msi.shape[0]}×{msi.shape[1]}×{msi.shape[2]} ({response.name})")
+        summary.append(f"LR {result.lr.rows}×{result.lr.cols}×{result.lr.bands} ({spatial})")
+    if result.msi is not None:
+        summary.append(f"MSI {result.msi.rows}×{result.msi.cols}×{result.msi.bands} ({result.response.name})")
     if snr is not None or msi_snr is not None:
         summary.append(f"noise SNR {snr if snr is not None else '-'} / {msi_snr if msi_snr is not None else '-'} dB, seed {seed}")
     info(f"{source}: " + "; ".join(summary))

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import expand_inputs, info, parse_creation_options, plan_outputs, progress, run_batch
+from .common import expand_inputs, info, parse_creation_options, plan_outputs, progress, run_batch, warn
 from .options import CreationOptions, Device, Format, Inputs, Jobs, NameTemplate, OutDir, Output, Overwrite
 
 DEFAULT_TEMPLATE = "{stem}_x{scale}{ext}"
@@ -82,7 +82,7 @@ def superres_command(
         cube = read_cube(source)
         if out_dtype is not None and out_dtype.kind in "iu" and cube.data.dtype.kind == "f" and cube.scale_factor is None:
             # Reflectance in 0..1 would come out as 0s and 1s; radiance in large units may be fine.
-            info(f"{source.name}: warning: float values without a scale factor are rounded to whole numbers in {out_dtype}")
+            warn(f"{source.name}: float values without a scale factor are rounded to whole numbers in {out_dtype}")
         chosen = None
         if method == "model":
             try:

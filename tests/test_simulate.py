@@ -1,0 +1,159 @@
+"""`hsiuu_cli.simulate.simulate_pair`: the simulation pipeline on cubes, without files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from conftest import gaussian_srf, make_mixture
+from hsiuu_cli import degrade
+from hsiuu_cli.cube import Cube
+from hsiuu_cli.errors import InvalidDataError, ParameterError, SpectralResponseError
+from hsiuu_cli.simulate import Simulation, simulate_pair, whole_blocks
+from hsiuu_cli.srf import SpectralResponse, load_srf, srf_matrix
+
+TRANSFORM = Affine.translation(579717.18, 3714550.7) @ Affine.rotation(34) @ Affine.scale(16.9, -16.9)
+
+
+def scene(rows: int = 32, cols: int = 32, **fields) -> Cube:
+    """A georeferenced rows×cols×40 cube, 400–2400 nm, FWHM 50 nm."""
+    data, _, _, wavelengths = make_mixture(rows, cols)
+    fields = {
+        "wavelengths": wavelengths,
+        "fwhm": np.full(40, 50.0),
+        "crs": "EPSG:32611",
+        "transform": TRANSFORM,
+        "band_names": [f"b{i}" for i in range(40)],
+        "description": "synthetic",
+        **fields,
+    }
+    return Cube(fields.pop("data", data), **fields)
+
+
+def heard(cube: Cube, **options) -> tuple[Simulation, list[tuple[str, str]]]:
+    notices: list[tuple[str, str]] = []
+    result = simulate_pair(cube, notice=lambda kind, message: notices.append((kind, message)), **options)
+    return result, notices
+
+
+def test_lr_and_msi_are_the_degradations_with_the_outputs_metadata():
+    cube = scene()
+    result, notices = heard(cube, ratio=4, srf="sentinel2a:B2,B3,B4,B8")
+    assert notices == [] and not result.cropped
+
+    assert result.lr.shape == (8, 8, 40) and result.lr.data.dtype == np.float32
+    assert np.array_equal(result.lr.data, degrade.spatial_degrade(cube.physical(), 4))
+    assert result.lr.transform.almost_equals(TRANSFORM @ Affine.scale(4))
+    assert np.array_equal(result.lr.wavelengths, cube.wavelengths) and result.lr.band_names == cube.band_names
+    assert result.lr.crs == cube.crs and result.lr.nodata is None and result.lr.scale_factor is None
+
+    response = load_srf("sentinel2a:B2,B3,B4,B8")
+    matrix = srf_matrix(response, cube.wavelengths, cube.fwhm).astype(np.float32)
+    assert result.response.name == "sentinel2a:B2,B3,B4,B8"
+    assert result.msi.shape == (32, 32, 4) and result.msi.data.dtype == np.float32
+    assert np.array_equal(result.msi.data, degrade.spectral_degrade(cube.physical(), matrix))
+    assert result.msi.band_names == ["B2", "B3", "B4", "B8"] and result.msi.fwhm is None
+    assert 480 < result.msi.wavelengths[0] < 500 and 820 < result.msi.wavelengths[-1] < 850  # response centroids
+    assert result.msi.transform == TRANSFORM and result.msi.description == "synthetic — simulated sentinel2a:B2,B3,B4,B8"
+
+    assert np.array_equal(result.hr.data, cube.physical()) and result.hr.shape == cube.shape
+
+
+def test_only_what_is_asked_for():
+    cube = scene()
+    assert simulate_pair(cube, srf="ikonos:red,nir").lr is None
+    only_lr = simulate_pair(cube, ratio=2, psf="bicubic")
+    assert only_lr.msi is None and only_lr.response is None
+    assert np.array_equal(only_lr.lr.data, degrade.spatial_degrade(cube.physical(), 2, method="bicubic"))
+    custom = simulate_pair(cube, ratio=4, sigma=1.5, kernel_size=9, offset=0)
+    assert np.array_equal(custom.lr.data, degrade.spatial_degrade(cube.physical(), 4, sigma=1.5, kernel_size=9, offset=0))
+
+
+def test_a_loaded_response_and_bad_bands():
+    bad = np.zeros(40, bool)
+    bad[[30, 31]] = True
+    data = make_mixture()[0]
+    data[:, :, 31] = np.nan  # a water-vapour band: NaN everywhere, flagged bad
+    cube = scene(data=data, bad_bands=bad, fwhm=None)
+    good = cube.good_band_indices()
+    matrix = gaussian_srf(cube.wavelengths, [500.0, 650.0], 40.0, normalise=False)
+    response = SpectralResponse(cube.wavelengths, matrix, ["g", "r"], source="test", name="two")
+    result, notices = heard(cube, ratio=4, srf=response)
+    assert notices == [] and result.hr.nodata is None  # the bad band voids no pixel
+    assert result.response is response and result.msi.band_names == ["g", "r"]
+    expected = degrade.spectral_degrade(cube.physical()[:, :, good], srf_matrix(response, cube.wavelengths[good]).astype(np.float32))
+    assert np.array_equal(result.msi.data, expected)
+    assert np.isnan(result.lr.data[:, :, 31]).all() and np.isfinite(np.delete(result.lr.data, 31, axis=2)).all()
+    assert np.array_equal(result.lr.bad_bands, bad)
+
+
+def test_cut_to_whole_blocks():
+    assert whole_blocks(30, 31, 4) == (28, 28) and whole_blocks(30, 31, None) == (30, 31)
+    with pytest.raises(ParameterError, match="a 3×31 cube is smaller than the ratio 4"):
+        whole_blocks(3, 31, 4)
+
+    cube = scene(30, 31)
+    result, notices = heard(cube, ratio=4, srf="ikonos:blue,green,red,nir")
+    assert result.cropped and notices == [("crop", "30×31 is not a multiple of 4; using the first 28×28 pixels")]
+    assert np.array_equal(result.hr.data, cube.physical()[:28, :28]) and result.hr.transform == TRANSFORM
+    assert result.lr.shape == (7, 7, 40) and result.msi.shape == (28, 28, 4)
+    assert np.array_equal(result.lr.data, degrade.spatial_degrade(cube.physical()[:28, :28], 4))
+    assert not simulate_pair(cube, srf="ikonos").cropped  # no ratio, no cut
+
+
+def test_no_data_is_left_out_and_marked_nan():
+    data = np.round(make_mixture()[0] * 10000).astype(np.int16)
+    data[:4, :4] = -9999
+    cube = scene(data=data, nodata=-9999, scale_factor=10000.0)
+    result, notices = heard(cube, ratio=4, srf="ikonos:blue,green,red,nir")
+    assert notices == [("nodata", "16 no-data pixels are left out and written as NaN")]
+    for out in (result.hr, result.lr, result.msi):
+        assert np.isnan(out.nodata) and out.scale_factor is None and out.data.dtype == np.float32
+    assert np.isnan(result.hr.data[:4, :4]).all() and np.nanmax(result.hr.data) < 1  # the scale factor applied
+    assert np.isnan(result.lr.data[0, 0]).all() and np.isfinite(result.lr.data[1:, 1:]).all()
+    assert np.nanmin(result.lr.data) > 0  # -9999 never blurred in
+    assert np.isnan(result.msi.data[:4, :4]).all() and np.isfinite(result.msi.data[4:, 4:]).all()
+
+
+def test_noise_goes_on_lr_first_then_msi_from_one_generator():
+    cube = scene()
+    clean = simulate_pair(cube, ratio=4, srf="ikonos")
+    noisy = simulate_pair(cube, ratio=4, srf="ikonos", snr=30, msi_snr=35, seed=2)
+    rng = np.random.default_rng(2)
+    assert np.array_equal(noisy.lr.data, degrade.add_noise(clean.lr.data, 30, rng))
+    assert np.array_equal(noisy.msi.data, degrade.add_noise(clean.msi.data, 35, rng))
+    again = simulate_pair(cube, ratio=4, srf="ikonos", snr=30, msi_snr=35, seed=2)
+    assert np.array_equal(again.lr.data, noisy.lr.data) and np.array_equal(again.msi.data, noisy.msi.data)
+    msi_only = simulate_pair(cube, ratio=4, srf="ikonos", msi_snr=35, seed=2)
+    assert np.array_equal(msi_only.lr.data, clean.lr.data)
+    assert np.array_equal(msi_only.msi.data, degrade.add_noise(clean.msi.data, 35, np.random.default_rng(2)))
+
+
+def test_partial_coverage_is_a_warning_and_the_notices_come_in_order():
+    cube = scene(30, 34, wavelengths=np.linspace(475, 2400, 40))
+    data = cube.data.copy()
+    data[0, 0] = np.nan
+    cube = cube.replace(data=data)
+    with pytest.warns(UserWarning, match="87% of SRF band 'blue' lies within the cube's range"):
+        simulate_pair(cube, srf="ikonos:blue,green")
+    _, notices = heard(cube, ratio=4, srf="ikonos:blue,green")
+    assert [kind for kind, _ in notices] == ["coverage", "nodata", "crop"]
+
+
+@pytest.mark.parametrize(
+    ("change", "options", "error", "message"),
+    [
+        ({"data": np.where(np.arange(40) == 3, np.inf, make_mixture()[0])}, {"ratio": 2}, InvalidDataError, "1024 pixels hold infinite values"),
+        ({"data": np.full((32, 32, 40), np.nan, np.float32)}, {"ratio": 2}, InvalidDataError, "every pixel is no-data"),
+        ({}, {"ratio": 64}, ParameterError, "smaller than the ratio 64"),
+        ({}, {}, ParameterError, "a ratio .* and/or an SRF"),
+        ({}, {"srf": "ikonos", "sigma": 1.0}, ParameterError, "need a ratio"),
+        ({"wavelengths": np.linspace(2000, 2400, 40)}, {"srf": "nikon_d700"}, SpectralResponseError, "does not overlap"),
+        ({}, {"ratio": 4, "snr": float("inf")}, ParameterError, "SNR must be a finite number"),
+    ],
+)
+def test_errors_carry_no_path(change, options, error, message):
+    with pytest.raises(error, match=message) as caught:
+        simulate_pair(scene(**change), **options)
+    assert caught.value.path is None
