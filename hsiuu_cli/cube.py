@@ -14,6 +14,15 @@ from .errors import ShapeMismatchError
 GRID_KEYS = ("geo points", "pixel size", "x start", "y start")
 """ENVI header fields in the old grid's pixel coordinates or sizes."""
 
+CALIBRATION_KEYS = (
+    "data gain values",
+    "data offset values",
+    "data reflectance gain values",
+    "data reflectance offset values",
+)
+"""Per-band gains and offsets from the stored numbers to radiance or reflectance. The reader does not
+apply them, so they hold while a cube's values are the stored numbers (see :meth:`Cube.physical_metadata`)."""
+
 
 @dataclass
 class Cube:
@@ -117,9 +126,17 @@ class Cube:
 
     def regridded(self, data, transform: Affine | None, **changes) -> "Cube":
         """A copy on another pixel grid: header fields that count the old grid's pixels are dropped
-        (``map info`` is redrawn from ``transform`` when written)."""
-        metadata = {k: v for k, v in self.metadata.items() if k not in GRID_KEYS}
+        from the metadata (``changes["metadata"]`` if given; ``map info`` is redrawn from ``transform``
+        when written)."""
+        metadata = {k: v for k, v in changes.pop("metadata", self.metadata).items() if k not in GRID_KEYS}
         return self.replace(data=data, transform=transform, metadata=metadata, **changes)
+
+    def physical_metadata(self) -> dict[str, str]:
+        """The metadata for a cube of this one's :meth:`physical` values: the calibration gains refer
+        to the stored numbers, so they go when a scale factor is divided out."""
+        if self.scale_factor in (None, 0, 1):
+            return dict(self.metadata)
+        return {k: v for k, v in self.metadata.items() if k not in CALIBRATION_KEYS}
 
     def with_bands(self, data: np.ndarray, *, band_names: list[str] | None = None) -> "Cube":
         """A cube on the same grid with a different set of bands (drops per-band metadata)."""

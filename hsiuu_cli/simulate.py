@@ -122,6 +122,7 @@ def simulate_pair(
             None if cube.transform is None else coarsened_transform(cube.transform, ratio),
             nodata=nodata,
             scale_factor=None,
+            metadata=cube.physical_metadata(),
         )
     if matrix is not None:
         msi = degrade.spectral_degrade(hr[:, :, good], matrix.astype(np.float32))
@@ -133,7 +134,7 @@ def simulate_pair(
         )
         if cube.description:
             msi_cube.description = f"{cube.description} — simulated {response.name}"
-    hr_cube = cube.replace(data=hr, nodata=nodata, scale_factor=None)
+    hr_cube = cube.replace(data=hr, nodata=nodata, scale_factor=None, metadata=cube.physical_metadata())
     return Simulation(hr=hr_cube, lr=lr_cube, msi=msi_cube, response=response, cropped=cropped)
 
 

@@ -64,7 +64,6 @@ def test_info_json(runner, scene):
     assert summary["pixel_size"] == pytest.approx([16.9, 16.9]) and summary["rotation_deg"] == pytest.approx(34)
 
 
-@pytest.mark.realdata
 @pytest.mark.parametrize("name", ["lib.sli", "lib.csv"])
 def test_info_describes_a_spectral_library(runner, tmp_path, name):
     from hsiuu_cli.io import SpectralLibrary, write_library
@@ -78,6 +77,7 @@ def test_info_describes_a_spectral_library(runner, tmp_path, name):
     assert (summary["wavelength_min_nm"], summary["wavelength_max_nm"]) == (400.0, 1000.0)
 
 
+@pytest.mark.realdata
 def test_info_on_salton_sea(runner, shared_data):
     result = runner.invoke(app, ["info", str(shared_data / "scenes/salton_sea/salton_sea.hdr"), "--json"])
     summary = json.loads(result.stdout)

@@ -185,23 +185,36 @@ def test_several_inputs_get_one_directory_each(runner, scene, tmp_path):
     assert read_cube(out / "other_unmix" / "abundances.hdr").shape == (12, 12, 3)
 
 
-def test_parallel_smile_jobs_are_reproducible(runner, scene, tmp_path):
+def test_parallel_smile_jobs_each_get_one_thread(runner, scene, tmp_path, monkeypatch):
+    """PyTorch's thread count is process-wide: jobs side by side must not race on it, so each runs on one."""
     import torch
+
+    import hsiuu_cli.unmixing as unmixing
 
     path, _, _, _ = scene
     other = tmp_path / "other.hdr"
     cube, _, _, wavelengths = make_mixture(rows=12, cols=12, bands=30, endmembers=3, seed=4)
     write_cube(Cube(cube, wavelengths=wavelengths), other)
+    seen: list[int] = []
+    real_smile = unmixing.smile
+
+    def recording_smile(*args, **kwargs):
+        seen.append(torch.get_num_threads())  # before SMILE's own per-scene choice
+        return real_smile(*args, **kwargs)
+
+    monkeypatch.setattr(unmixing, "smile", recording_smile)
     threads = torch.get_num_threads()
+    torch.set_num_threads(2)
     try:
+        outputs = []
         for run in ("a", "b"):
             result = invoke(runner, "unmix", path, other, "-k", 3, "-j", 2, "--seed", 1, "--out-dir", tmp_path / run)
             assert result.exit_code == 0, result.output
+            outputs.append([(tmp_path / run / name / "abundances.img").read_bytes() for name in ("scene_unmix", "other_unmix")])
     finally:
         torch.set_num_threads(threads)
-    for name in ("scene_unmix", "other_unmix"):
-        first, second = (tmp_path / run / name / "abundances.img" for run in ("a", "b"))
-        assert first.read_bytes() == second.read_bytes()
+    assert seen == [1, 1, 1, 1]
+    assert outputs[0] == outputs[1]
 
 
 def test_auto_endmembers_and_bad_bands(runner, tmp_path):

@@ -211,10 +211,14 @@ def test_calibration_is_kept_with_stored_values_and_dropped_with_physical_values
     assert written(cube, "as_float.hdr", dtype="float32") == calibration  # same numbers, scale factor kept
     doubled = cube.replace(transform=scaled_transform(cube.transform, 2), data=np.repeat(np.repeat(array, 2, 0), 2, 1))
     assert written(doubled, "doubled.hdr") == calibration  # integers on a finer grid, same scale factor
-    physical = cube.replace(data=cube.physical(), scale_factor=None)
+    physical = cube.replace(data=cube.physical(), scale_factor=None, metadata=cube.physical_metadata())
     assert written(physical, "physical.hdr") == {}
-    coarse = physical.replace(data=physical.data[::2, ::2], transform=coarsened_transform(cube.transform, 2))
+    coarse = physical.regridded(physical.data[::2, ::2], coarsened_transform(cube.transform, 2))
     assert written(coarse, "coarse.hdr") == {}
+    # values that never had a scale factor are the stored numbers, float or not: a copy keeps the gains
+    plain = cube.replace(data=cube.physical(), scale_factor=None)
+    assert written(plain, "plain.hdr") == calibration
+    assert plain.physical_metadata() == plain.metadata
 
 
 # ---------------------------------------------------------------------------------------------

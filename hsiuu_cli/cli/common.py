@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -117,6 +118,11 @@ class ErrorReportingGroup(typer.core.TyperGroup):
         except KeyboardInterrupt:
             report_error("interrupted")
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # The reader of stdout went away (`hsiuu evaluate --help | head`): stop quietly with
+            # Click's own code for this, and keep the final flush from failing on the closed pipe.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
         except MemoryError:
             if settings.debug:
                 raise
@@ -185,11 +191,8 @@ def plan_outputs(
     default_template: str,
     default_ext: str,
 ) -> list[Path]:
-    """One output path per input, following ``-o`` (single input) or ``--out-dir`` + ``--name``.
-
-    A missing ``--out-dir`` is created (with its parents), as ``mkdir -p`` would: the user named it
-    as the place for the results.
-    """
+    """One output path per input, following ``-o`` (single input) or ``--out-dir`` + ``--name``
+    (a missing ``--out-dir`` is made by :func:`run_batch`)."""
     if output is not None and out_dir is not None:
         raise click_errors.UsageError("give either -o/--output or --out-dir, not both")
     if output is not None:
@@ -210,14 +213,31 @@ def plan_outputs(
     duplicates = {p for p in outputs if outputs.count(p) > 1}
     if duplicates:
         raise click_errors.UsageError(f"several inputs map to the same output {sorted(duplicates)[0]}; change --name")
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise CubeWriteError("--out-dir is an existing file, not a directory", out_dir)
+    return outputs
+
+
+@contextmanager
+def output_directory(out_dir: Path | None) -> Iterator[None]:
+    """A missing ``--out-dir`` made (with its parents) for the run, as ``mkdir -p`` would — the user
+    named it as the place for the results — and taken away again if the run left it empty."""
+    made: list[Path] = []
     if out_dir is not None:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise CubeWriteError("--out-dir is an existing file, not a directory", out_dir)
+        missing = out_dir
+        while not missing.exists():
+            made.append(missing)
+            missing = missing.parent
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CubeWriteError(f"cannot create the output directory ({exc.strerror})", out_dir) from None
-    return outputs
+    try:
+        yield
+    finally:
+        for directory in made:  # deepest first
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
 
 
 def run_batch(
@@ -225,11 +245,18 @@ def run_batch(
     process: Callable[[Path, Path], Sequence[Path]],
     *,
     workers: int = 1,
+    out_dir: Path | None = None,
 ) -> None:
     """Run ``process(input, output)`` for each pair; print each written path on stdout.
 
     A failing input is reported and the others go on; the command exits 1 at the end if any failed.
+    ``out_dir`` is made if missing (and removed if it stays empty), see :func:`output_directory`.
     """
+    with output_directory(out_dir):
+        _run_jobs(jobs, process, workers)
+
+
+def _run_jobs(jobs: Sequence[tuple[Path, Path]], process: Callable[[Path, Path], Sequence[Path]], workers: int) -> None:
     failures = 0
 
     def finish(source: Path, result: Sequence[Path] | BaseException) -> None:

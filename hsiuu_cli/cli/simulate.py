@@ -112,7 +112,7 @@ def simulate_command(
         creation_options=options,
         overwrite=overwrite,
     )
-    run_batch(list(zip(sources, prefixes)), lambda source, prefix: simulate_file(source, prefix, **settings), workers=jobs)
+    run_batch(list(zip(sources, prefixes)), lambda source, prefix: simulate_file(source, prefix, **settings), workers=jobs, out_dir=out_dir)
 
 
 def output_paths(source: Path, prefix: Path, format: str | None) -> tuple[str, dict[str, Path]]:

@@ -109,4 +109,4 @@ def superres_command(
             written = write_cube(result, target, format=format, overwrite=overwrite, creation_options=creation_options)
         return [written]
 
-    run_batch(list(zip(paths, targets)), process, workers=jobs)
+    run_batch(list(zip(paths, targets)), process, workers=jobs, out_dir=out_dir)

@@ -95,7 +95,7 @@ def unmix_command(
         summaries.append(summary)
         return [] if json_output else written
 
-    if jobs > 1 and method == "smile" and library is None:
+    if jobs > 1 and len(paths) > 1 and method == "smile" and library is None:
         import torch
 
         # PyTorch's thread count is one setting for the whole process, which SMILE adjusts per
@@ -103,7 +103,7 @@ def unmix_command(
         # One thread each, set once here, keeps every job reproducible (the jobs share the cores).
         torch.set_num_threads(1)
     try:
-        run_batch(list(zip(paths, targets)), process, workers=jobs)
+        run_batch(list(zip(paths, targets)), process, workers=jobs, out_dir=out_dir)
     finally:
         if json_output and summaries:
             emit_json(summaries[0] if len(paths) == 1 else summaries)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
-from ..cube import GRID_KEYS, Cube
+from ..cube import Cube
 from ..errors import GridError, HsiuuError, ShapeMismatchError, SpectralResponseError
 from ..grid import ORIGIN_TOLERANCE, check_grids, pixel_size, scaled_transform
 from ..io.envi import same_crs
@@ -300,19 +300,15 @@ def fuse_cubes(
             block[~result.valid[start:stop]] = np.nan
             full[start:stop] = block
     result.fused = full
-    cube = Cube(
-        data=full,
-        wavelengths=lr_cube.wavelengths,
-        fwhm=lr_cube.fwhm,
-        bad_bands=lr_cube.bad_bands,
+    cube = lr_cube.regridded(
+        full,
+        msi_cube.transform if msi_cube.transform is not None or lr_cube.transform is None
+        else scaled_transform(lr_cube.transform, rows_hr // lr_cube.rows),
         nodata=float("nan") if not result.valid.all() else None,
         scale_factor=None,
-        band_names=lr_cube.band_names,
         crs=msi_cube.crs if msi_cube.transform is not None else lr_cube.crs,
-        transform=msi_cube.transform if msi_cube.transform is not None or lr_cube.transform is None
-        else scaled_transform(lr_cube.transform, rows_hr // lr_cube.rows),
         description=f"hsiuu fuse ({result.method}) of {lr_path.name} and {msi_path.name}",
-        metadata={k: v for k, v in lr_cube.metadata.items() if k not in GRID_KEYS},
+        metadata=lr_cube.physical_metadata(),
     )
     return cube, result
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
-from ..cube import Cube
+from ..cube import CALIBRATION_KEYS, Cube
 from ..errors import CubeFormatError, CubeReadError, CubeWriteError
 from .atomic import atomic_files
 from .blocks import cast_block, check_nodata, output_dtype, row_blocks
@@ -53,15 +53,6 @@ CUBE_KEYS = (
     "reflectance scale factor",
 )
 """Fields that become Cube attributes (map info and coordinate system string also stay in metadata)."""
-
-CALIBRATION_KEYS = (
-    "data gain values",
-    "data offset values",
-    "data reflectance gain values",
-    "data reflectance offset values",
-)
-"""Per-band gains and offsets from the stored numbers to radiance or reflectance. The reader does not
-apply them, so they hold only while a cube's values are still the stored numbers."""
 
 PER_BAND_KEYS = ("wavelength", "fwhm", "solar irradiance") + CALIBRATION_KEYS
 """Metadata lists with one value per band (``wavelength`` and ``fwhm`` are metadata when their units
@@ -672,8 +663,6 @@ def header_fields(cube: Cube, dtype: np.dtype, interleave: str, byte_order: int,
     for key, value in cube.metadata.items():
         if key in fields or key in STRUCTURAL_KEYS or key in ("map info", "coordinate system string"):
             continue
-        if key in CALIBRATION_KEYS and not holds_stored_values(cube):
-            continue
         if key in ("wavelength", "wavelength units", "fwhm") and cube.wavelengths is not None:
             continue
         if key in PER_BAND_KEYS and len(split_list(value)) != cube.bands:
@@ -682,18 +671,6 @@ def header_fields(cube: Cube, dtype: np.dtype, interleave: str, byte_order: int,
             continue
         fields[key] = value
     return fields
-
-
-def holds_stored_values(cube: Cube) -> bool:
-    """Whether a cube's values can still be the stored numbers its calibration gains refer to.
-
-    Float values without a scale factor are physical values: what :meth:`Cube.physical` gives, and
-    what ``simulate``, ``fuse`` and a float ``superres`` of an integer cube write, the scale factor
-    divided out. Gains kept with them would be applied to the wrong numbers. A float file that
-    never had a scale factor looks the same and loses its gains too: a missing calibration is
-    safer than a wrong one.
-    """
-    return cube.scale_factor is not None or np.dtype(cube.data.dtype).kind in "iu"
 
 
 def _default_bands_fit(value: str, bands: int) -> bool:

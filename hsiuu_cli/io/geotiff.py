@@ -30,7 +30,7 @@ from ..cube import Cube
 from ..errors import CubeReadError, CubeWriteError
 from .atomic import atomic_files
 from .blocks import cast_block, check_nodata, output_dtype, row_blocks
-from .envi import CALIBRATION_KEYS, format_number, holds_stored_values, wavelength_scale
+from .envi import format_number, wavelength_scale
 
 # a bounded block cache (MB): GDAL's default, 5 % of RAM, would hold written blocks of a large cube resident
 GDAL_ENV = {"GDAL_PAM_ENABLED": "NO", "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_CACHEMAX": 256}
@@ -297,8 +297,7 @@ def _write_metadata(dst, cube: Cube) -> None:
     if tags:
         dst.update_tags(**tags)
     if cube.metadata:
-        stored = holds_stored_values(cube)
-        dst.update_tags(ns=ENVI_DOMAIN, **{k: v for k, v in cube.metadata.items() if stored or k not in CALIBRATION_KEYS})
+        dst.update_tags(ns=ENVI_DOMAIN, **cube.metadata)
     if cube.scale_factor not in (None, 0.0):
         dst.scales = [1.0 / cube.scale_factor] * cube.bands
     for band in range(cube.bands):

@@ -460,5 +460,8 @@ def super_resolve_cube(
     transform = None if cube.transform is None else scaled_transform(cube.transform, scale)
     what = f"×{scale} super-resolution ({method}{'' if model is None or method != 'model' else ' ' + model.name})"
     description = f"{cube.description}; {what}" if cube.description else what
-    out = cube.regridded(array, transform, nodata=nodata, scale_factor=scale_factor, description=description)
+    out = cube.regridded(
+        array, transform, nodata=nodata, scale_factor=scale_factor, description=description,
+        metadata=cube.metadata if scale_factor is not None else cube.physical_metadata(),
+    )
     return out, resolver.plan

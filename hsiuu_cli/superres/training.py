@@ -34,7 +34,8 @@ from .network import SUPPORTED_SCALES, NetworkConfig, build_network
 from .preprocess import adapter_matrix, band_groups, scene_statistics
 
 CHECKPOINT_SUFFIX = ".checkpoint.safetensors"
-CUBE_SUFFIXES = (".hdr", ".tif", ".tiff")
+SEARCHED_SUFFIXES = (".hdr", ".tif", ".tiff")
+"""What a data folder is searched for: headers and GeoTIFFs, so each ENVI cube is found once (not also by its data file)."""
 
 
 @dataclass
@@ -104,17 +105,18 @@ class TrainingOptions:
 
 def collect_cubes(items) -> list[Path]:
     """Cube files from files and folders (folders searched recursively; spectral libraries skipped)."""
-    from ..io import describe_file
+    from ..io import describe_file, is_spectral_library
 
     found: list[Path] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            candidates = sorted(p for p in path.rglob("*") if p.suffix.lower() in CUBE_SUFFIXES and p.is_file())
+            candidates = sorted(p for p in path.rglob("*") if p.suffix.lower() in SEARCHED_SUFFIXES and p.is_file())
             for candidate in candidates:
+                if is_spectral_library(candidate):
+                    continue
                 try:
-                    if "library" in str(describe_file(candidate).get("file_type", "")).lower():
-                        continue
+                    describe_file(candidate)
                 except Exception:  # noqa: BLE001 - a file in a folder that is no cube is skipped, not fatal
                     continue
                 found.append(candidate)
@@ -126,7 +128,7 @@ def collect_cubes(items) -> list[Path]:
     if not unique:
         searched = ", ".join(str(item) for item in items)
         raise ParameterError(
-            f"no cubes found in {searched} (searched recursively for {', '.join(CUBE_SUFFIXES)} files that are not spectral libraries)"
+            f"no cubes found in {searched} (searched recursively for {', '.join(SEARCHED_SUFFIXES)} files that are not spectral libraries)"
         )
     return unique
 
@@ -135,7 +137,7 @@ def cube_identity(path: Path) -> Path:
     """One key per cube however it is named: an ENVI data file stands for its header."""
     from ..io.envi import header_for
 
-    if path.suffix.lower() not in CUBE_SUFFIXES:
+    if path.suffix.lower() not in SEARCHED_SUFFIXES:
         path = header_for(path) or path
     return path.resolve()
 
@@ -385,7 +387,7 @@ def run_settings(options: TrainingOptions, train_paths: list[Path], val_paths: l
     }
     del settings["epochs"]
     # Compared with what JSON gives back from a checkpoint.
-    return json.loads(json.dumps(settings))
+    return json.loads(json.dumps(settings, default=str))  # a Path given as init reads back as its text
 
 
 def _first_difference(saved: dict, current: dict) -> str | None:
