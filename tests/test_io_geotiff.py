@@ -183,9 +183,12 @@ def test_band_offsets_give_physical_values(tmp_path):
 
 def test_differing_band_scales_give_physical_values(tmp_path):
     data = np.full((4, 2, 3), 2000, np.uint16)
-    cube = read_cube(gdal_raster(tmp_path / "m.tif", data, scales=[1e-4, 2e-4, 1e-4, 1e-3]))
+    path = gdal_raster(tmp_path / "m.tif", data, scales=[1e-4, 2e-4, 1e-4, 1e-3])
+    cube = read_cube(path)
     assert cube.data.dtype == np.float32 and cube.scale_factor is None and cube.nodata is None
     np.testing.assert_allclose(cube.data[0, 0], [0.2, 0.4, 0.2, 2.0], rtol=1e-6)
+    storage = describe_file(path)  # what `info` shows: the stored type and the conversion
+    assert storage["stored_dtype"] == "uint16" and storage["read_as_physical"] is True
 
 
 @pytest.mark.parametrize(

@@ -95,7 +95,9 @@ def _table(summary: dict):
 
     row("format", summary["format"] + (f" ({summary['file_type']})" if summary.get("file_type") else ""))
     row("shape", f"{summary['rows']} rows × {summary['cols']} cols × {summary['bands']} bands")
-    row("data type", summary["dtype"] + (" (big-endian)" if summary.get("byte_order") == 1 else ""))
+    stored = summary.get("stored_dtype")
+    converted = f" (stored {stored}, read as physical values: GDAL band offsets or per-band scales)" if summary.get("read_as_physical") else ""
+    row("data type", summary["dtype"] + (" (big-endian)" if summary.get("byte_order") == 1 else "") + converted)
     row("interleave", summary.get("interleave"))
     if summary.get("compression"):
         row("compression", summary["compression"])

@@ -155,14 +155,18 @@ def _physical_block(raw: np.ndarray, scales: np.ndarray, offsets: np.ndarray, no
     return values
 
 
+def _read_as_physical(src) -> bool:
+    # One scale factor (physical = stored / factor) cannot express offsets or per-band scales, and
+    # passing raw counts on as physical values would be wrong, so those rasters are read as physical.
+    return bool(np.unique(np.array(src.scales)).size > 1 or np.array(src.offsets).any())
+
+
 def _cube_from_dataset(src, path: Path) -> Cube:
     count, rows, cols = src.count, src.height, src.width
     if count == 0:
         raise CubeReadError("raster has no bands", path)
     scales, offsets = np.array(src.scales), np.array(src.offsets)
-    # One scale factor (physical = stored / factor) cannot express offsets or per-band scales, and
-    # passing raw counts on as physical values would be wrong, so those rasters are read as physical.
-    physical = bool(np.unique(scales).size > 1 or offsets.any())
+    physical = _read_as_physical(src)
     dtype = np.dtype(np.float32) if physical else np.dtype(src.dtypes[0])
     data = np.empty((rows, cols, count), dtype=dtype)
     from rasterio.windows import Window
@@ -322,7 +326,8 @@ def _write_metadata(dst, cube: Cube) -> None:
 
 
 def describe_geotiff(path: Path) -> dict:
-    """Storage details for ``info``: driver, interleave, compression, block size."""
+    """Storage details for ``info``: driver, interleave, compression, block size, the stored data type
+    and whether GDAL band offsets or per-band scales make the cube read as float32 physical values."""
     from rasterio.errors import RasterioError
 
     try:
@@ -332,6 +337,8 @@ def describe_geotiff(path: Path) -> dict:
                 "interleave": _INTERLEAVE_NAMES.get(src.interleaving.name.upper() if src.interleaving else "BAND"),
                 "compression": src.compression.name if src.compression else None,
                 "block_shape": list(src.block_shapes[0]),
+                "stored_dtype": src.dtypes[0],
+                "read_as_physical": _read_as_physical(src),
             }
     except RasterioError as exc:
         raise CubeReadError(f"not a readable raster ({_one_line(exc)})", path) from None
