@@ -182,6 +182,40 @@ def test_run_batch_goes_on_after_a_failure(capsys):
     assert capsys.readouterr().out.split() == ["out1", "out3"]
 
 
+def test_interrupted_parallel_batch_leaves_no_output(tmp_path):
+    """Ctrl-C in a --jobs batch: inputs not started are dropped, running ones stop writing, nothing is left."""
+    import threading
+    import time
+
+    import numpy as np
+
+    from hsiuu_cli.cube import Cube
+    from hsiuu_cli.io import write_cube
+    from hsiuu_cli.io.atomic import allow_writing
+
+    started: list[str] = []
+    first_running = threading.Event()
+
+    def process(source: Path, target: Path):
+        started.append(source.name)
+        if source.name == "interrupt":
+            first_running.wait(5)
+            raise KeyboardInterrupt
+        first_running.set()
+        time.sleep(0.3)  # still computing when the interrupt comes
+        return [write_cube(Cube(data=np.zeros((4, 4, 2), np.float32)), target)]
+
+    jobs = [(Path("slow"), tmp_path / "slow.hdr"), (Path("interrupt"), tmp_path / "x.hdr")]
+    jobs += [(Path(f"later{i}"), tmp_path / f"later{i}.hdr") for i in range(4)]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_batch(jobs, process, workers=2)
+    finally:
+        allow_writing()
+    assert list(tmp_path.iterdir()) == []
+    assert not any(name.startswith("later") for name in started)
+
+
 def test_run_batch_parallel_prints_every_output(capsys):
     jobs = [(Path(f"in{i}"), Path(f"out{i}")) for i in range(6)]
     run_batch(jobs, lambda source, target: [target], workers=3)

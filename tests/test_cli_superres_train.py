@@ -300,3 +300,17 @@ def test_integer_output_of_a_float_cube_without_scale_factor_warns(runner, tmp_p
     assert result.exit_code == 0, result.output
     assert "rounded to whole numbers in int16" in result.stderr
     assert read_cube(tmp_path / "out.hdr").data.dtype == np.int16
+
+
+def test_integer_output_that_clips_warns_and_unstorable_types_are_refused(runner, tmp_path):
+    stored = (np.random.default_rng(0).random((10, 10, 4)) * 9000 + 500).astype(np.int16)
+    write_cube(Cube(data=stored, scale_factor=10000.0), tmp_path / "refl.hdr")
+    run = ["superres", str(tmp_path / "refl.hdr"), "--scale", "2", "--method", "bicubic"]
+    result = runner.invoke(app, [*run, "--dtype", "uint8", "-o", str(tmp_path / "r8.hdr")], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "of the values fell outside uint8's range and were clipped" in result.stderr
+    result = runner.invoke(app, [*run, "-o", str(tmp_path / "r16.hdr")], env={"COLUMNS": "400"})
+    assert result.exit_code == 0 and "clipped" not in result.stderr
+    for dtype in ("int8", "float16"):
+        result = runner.invoke(app, [*run, "--dtype", dtype, "-o", str(tmp_path / f"{dtype}.hdr")])
+        assert result.exit_code == 2 and not (tmp_path / f"{dtype}.hdr").exists()

@@ -537,6 +537,19 @@ def test_atomic_write_for_other_outputs(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["preview.png"]
 
 
+@pytest.mark.parametrize("source, target", [("a.hdr", "a.hdr"), ("a.hdr", "a.dat"), ("a.img", "a.hdr"), ("g.tif", "g.tif")])
+def test_an_output_never_overwrites_its_input(tmp_path, source, target):
+    """Not even with overwrite: the input may be memory-mapped, and a shared header would corrupt it."""
+    write_cube(Cube(data=np.arange(32, dtype=np.float32).reshape(4, 4, 2)), tmp_path / "a.hdr")
+    write_cube(Cube(data=np.arange(32, dtype=np.float32).reshape(4, 4, 2)), tmp_path / "g.tif")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    cube = read_cube(tmp_path / source)
+    derived = cube.replace(data=np.asarray(cube.data) * 2)  # a result computed from the input keeps its sources
+    with pytest.raises(CubeWriteError, match="output is the input"):
+        write_cube(derived, tmp_path / target, overwrite=True, interleave="bip" if target.endswith(".dat") else "bsq")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_output_set_takes_back_its_files_when_a_later_one_fails(tmp_path):
     from hsiuu_cli.io import output_set
 

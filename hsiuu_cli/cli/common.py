@@ -252,6 +252,9 @@ def run_batch(
     A failing input is reported and the others go on; the command exits 1 at the end if any failed.
     ``out_dir`` is made if missing (and removed if it stays empty), see :func:`output_directory`.
     """
+    from ..io.atomic import allow_writing
+
+    allow_writing()
     with output_directory(out_dir):
         _run_jobs(jobs, process, workers)
 
@@ -291,10 +294,20 @@ def _run_jobs(jobs: Sequence[tuple[Path, Path]], process: Callable[[Path, Path],
         for pair in jobs:
             finish(pair[0], guarded(pair))
     else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        from ..io.atomic import stop_writing
+
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
             futures = {pool.submit(guarded, pair): pair[0] for pair in jobs}
             for future in as_completed(futures):
                 finish(futures[future], future.result())
+        except KeyboardInterrupt:
+            # Threads cannot be killed: inputs not started are dropped, and the running ones stop
+            # at their next block of output, their temporaries removed, so Ctrl-C leaves nothing.
+            stop_writing()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
     if failures:
         if not settings.quiet:
             console.print(f"{failures} of {len(jobs)} inputs failed")

@@ -7,9 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import CreationOptions, Format, Overwrite
+from .options import OUTPUT_DTYPES, CreationOptions, Format, Overwrite
 
-DTYPES = ("uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64")
 INTERLEAVES = ("bsq", "bil", "bip")
 
 
@@ -33,7 +32,7 @@ def convert_command(
     ] = None,
     dtype: Annotated[
         Optional[str],
-        typer.Option("--dtype", help=f"Output data type: {', '.join(DTYPES)}. Float → integer rounds; values must fit."),
+        typer.Option("--dtype", help=f"Output data type: {', '.join(OUTPUT_DTYPES)}. Float → integer rounds; values must fit."),
     ] = None,
     overwrite: Overwrite = False,
 ) -> None:
@@ -49,8 +48,8 @@ def convert_command(
 
     if interleave is not None and interleave.lower() not in INTERLEAVES:
         raise typer.BadParameter(f"'{interleave}' is not one of {', '.join(INTERLEAVES)}", param_hint="--interleave")
-    if dtype is not None and dtype.lower() not in DTYPES:
-        raise typer.BadParameter(f"'{dtype}' is not one of {', '.join(DTYPES)}", param_hint="--dtype")
+    if dtype is not None and dtype.lower() not in OUTPUT_DTYPES:
+        raise typer.BadParameter(f"'{dtype}' is not one of {', '.join(OUTPUT_DTYPES)}", param_hint="--dtype")
     options = parse_creation_options(co)
 
     cube = read_cube(source)

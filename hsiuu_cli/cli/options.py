@@ -7,6 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
+OUTPUT_DTYPES = ("uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64")
+"""The data types ``--dtype`` accepts: what ENVI and GeoTIFF both store."""
+
 Inputs = Annotated[
     list[str],
     typer.Argument(

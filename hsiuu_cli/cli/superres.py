@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import expand_inputs, info, parse_creation_options, plan_outputs, progress, run_batch, warn
-from .options import CreationOptions, Device, Format, Inputs, Jobs, NameTemplate, OutDir, Output, Overwrite
+from .options import OUTPUT_DTYPES, CreationOptions, Device, Format, Inputs, Jobs, NameTemplate, OutDir, Output, Overwrite
 
 DEFAULT_TEMPLATE = "{stem}_x{scale}{ext}"
 
@@ -60,10 +60,9 @@ def superres_command(
         raise ParameterError(f"scale must be an integer of at least 2, got {scale}")
     out_dtype = None
     if dtype is not None:
-        try:
-            out_dtype = np.dtype(dtype)
-        except TypeError:
-            raise typer.BadParameter(f"'{dtype}' is not a data type", param_hint="--dtype") from None
+        if dtype.lower() not in OUTPUT_DTYPES:
+            raise typer.BadParameter(f"'{dtype}' is not one of {', '.join(OUTPUT_DTYPES)}", param_hint="--dtype")
+        out_dtype = np.dtype(dtype.lower())
     creation_options = parse_creation_options(co)
     paths = expand_inputs(inputs)
     template = None if name is None else name.replace("{scale}", str(scale))
@@ -107,6 +106,10 @@ def superres_command(
             gain = "" if chosen is None else f", detail gain {plan.gain:.2f} ({plan.gain_source})"
             info(f"{source.name}: ×{scale} with {what}, tiles of {plan.tile} + {plan.halo} LR px{gain}")
             written = write_cube(result, target, format=format, overwrite=overwrite, creation_options=creation_options)
+        array = result.data
+        if getattr(array, "converted", 0) and array.clipped / array.converted >= 0.001:
+            warn(f"{source.name}: {array.clipped / array.converted:.1%} of the values fell outside {array.dtype}'s "
+                 "range and were clipped; choose a wider --dtype")
         return [written]
 
     run_batch(list(zip(paths, targets)), process, workers=jobs, out_dir=out_dir)

@@ -92,7 +92,7 @@ def read_cube(path: str | Path) -> Cube:
     if _is_envi(path):
         return envi.read_envi(path)
     try:
-        return geotiff.read_geotiff(path)
+        return geotiff.read_geotiff(path).replace(source_files=(path.resolve(),))
     except CubeReadError as exc:
         if path.suffix.lower() in envi.DATA_SUFFIXES or not path.suffix:
             raise CubeReadError(
@@ -128,6 +128,10 @@ def write_cube(
     """
     path = Path(path)
     kind = output_format(path, format)
+    overlap = {p.resolve() for p in output_files(path, kind)} & set(cube.source_files)
+    if overlap:
+        # the input may be memory-mapped: writing over it would corrupt what is being read
+        raise CubeWriteError(f"output is the input (or one of its files: {sorted(overlap)[0].name}); write elsewhere", path)
     options = {k.upper(): str(v) for k, v in (creation_options or {}).items()}
     interleave = interleave.lower()
     if kind == "ENVI":

@@ -11,11 +11,31 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..errors import CubeWriteError, OutputExistsError
+
+
+_stopped = threading.Event()
+
+
+def stop_writing() -> None:
+    """Make every write in this process, running or still to come, fail as interrupted: after Ctrl-C
+    the jobs of a batch still running on other threads must leave no output behind."""
+    _stopped.set()
+
+
+def allow_writing() -> None:
+    """Undo :func:`stop_writing` (a new batch starts)."""
+    _stopped.clear()
+
+
+def raise_if_stopped() -> None:
+    if _stopped.is_set():
+        raise KeyboardInterrupt
 
 
 def temporary_path(path: Path) -> Path:
@@ -62,6 +82,7 @@ def atomic_files(paths: Sequence[Path], overwrite: bool) -> Iterator[list[Path]]
     temporaries = [temporary_path(p) for p in targets]
     try:
         yield temporaries
+        raise_if_stopped()
         for temporary, target in zip(temporaries, targets):
             if not temporary.exists():
                 raise CubeWriteError("nothing was written", target)

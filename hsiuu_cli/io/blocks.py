@@ -12,6 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import CubeWriteError
+from .atomic import raise_if_stopped
 
 BLOCK_BYTES = 64 * 1024 * 1024
 
@@ -23,6 +24,7 @@ def row_blocks(rows: int, cols: int, bands: int, itemsize: int) -> Iterator[slic
     """Slices of rows whose blocks hold about BLOCK_BYTES each."""
     step = max(1, BLOCK_BYTES // max(1, cols * bands * itemsize))
     for start in range(0, rows, step):
+        raise_if_stopped()  # a batch interrupted on another thread stops here, between blocks
         yield slice(start, min(rows, start + step))
 
 

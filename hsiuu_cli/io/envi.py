@@ -622,7 +622,8 @@ def read_envi(path: str | Path) -> Cube:
     """An ENVI cube (header or data path) with its pixels memory-mapped read-only."""
     layout = open_layout(Path(path))
     data = memmap_data(layout)
-    return Cube(data=data, **cube_fields(layout.fields, layout.bands, layout.header))
+    sources = (layout.header.resolve(), layout.data.resolve())
+    return Cube(data=data, **cube_fields(layout.fields, layout.bands, layout.header), source_files=sources)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -351,6 +351,8 @@ class SuperResolvedArray:
         self.dtype = np.dtype(dtype)
         self.scale_factor = scale_factor
         self.nodata = nodata
+        self.clipped = self.converted = 0
+        """Values converted to an integer type so far, and how many of them fell outside its range."""
         self._cached: tuple[int, int, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -379,6 +381,8 @@ class SuperResolvedArray:
             raise InvalidDataError(f"no-data pixels cannot be stored as {self.dtype} without a no-data value")
         info = np.iinfo(self.dtype)
         np.rint(values, out=values)
+        self.converted += int(np.count_nonzero(~missing))
+        self.clipped += int(np.count_nonzero((values < info.min) | (values > info.max)))
         np.clip(values, info.min, info.max, out=values)
         if self.nodata is not None:
             # A valid pixel rounded or clipped onto the no-data value (often the type's floor, 0)
