@@ -138,6 +138,14 @@ def test_plan_outputs_templates_and_conflicts(tmp_path):
         plan_outputs(inputs, output=tmp_path / "x.hdr", out_dir=None, template=None, default_template="{stem}", default_ext="")
     with pytest.raises(click_errors.UsageError, match="same output"):
         plan_outputs(inputs, output=None, out_dir=tmp_path, template="fixed{ext}", default_template="", default_ext=".hdr")
+    for bad in ("{stem.upper}{ext}", "{stem!r}{ext}", "{stem:>9}{ext}", "{name}{ext}", "../{stem}{ext}", "sub/{stem}{ext}", "{stem"):
+        with pytest.raises(click_errors.UsageError, match="bad --name template"):
+            plan_outputs(inputs, output=None, out_dir=tmp_path, template=bad, default_template="", default_ext=".hdr")
+
+
+def test_bicubic_with_a_model_is_a_usage_error(runner, tmp_path):
+    result = runner.invoke(app, ["superres", str(tmp_path / "x.hdr"), "--scale", "2", "--method", "bicubic", "--model", "aviris_x2"])
+    assert result.exit_code == 2 and "--model goes with --method model" in result.output
 
 
 def test_output_directory_is_made_for_the_run_and_not_left_empty(tmp_path):

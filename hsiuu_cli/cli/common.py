@@ -182,6 +182,23 @@ def input_stem(path: Path) -> str:
     return path.stem
 
 
+def _check_template(pattern: str) -> None:
+    """A --name template names a file in the output directory from plain ``{stem}`` and ``{ext}``
+    fields: no format specs or attribute lookups (Python's format syntax is not ours to expose),
+    and no folders (those belong to --out-dir)."""
+    import string
+
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(pattern) if name is not None]
+    except ValueError as exc:
+        raise click_errors.UsageError(f"bad --name template '{pattern}': {exc}") from None
+    for name, spec, conversion in fields:
+        if name not in ("stem", "ext") or spec or conversion:
+            raise click_errors.UsageError(f"bad --name template '{pattern}': use {{stem}} and {{ext}} (and {{scale}} in superres) as they are")
+    if "/" in pattern or "\\" in pattern:
+        raise click_errors.UsageError(f"bad --name template '{pattern}': it names a file; put folders in --out-dir")
+
+
 def plan_outputs(
     inputs: Sequence[Path],
     *,
@@ -200,16 +217,13 @@ def plan_outputs(
             raise click_errors.UsageError(f"-o/--output takes one input; got {len(inputs)}: use --out-dir")
         return [output]
     pattern = template or default_template
+    _check_template(pattern)
     directory = out_dir if out_dir is not None else Path(".")
     if out_dir is None and len(inputs) == 1 and template is None:
         directory = inputs[0].parent
     outputs: list[Path] = []
     for path in inputs:
-        try:
-            name = pattern.format(stem=input_stem(path), ext=default_ext)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise click_errors.UsageError(f"bad --name template '{pattern}': {exc}") from None
-        outputs.append(directory / name)
+        outputs.append(directory / pattern.format(stem=input_stem(path), ext=default_ext))
     duplicates = {p for p in outputs if outputs.count(p) > 1}
     if duplicates:
         raise click_errors.UsageError(f"several inputs map to the same output {sorted(duplicates)[0]}; change --name")

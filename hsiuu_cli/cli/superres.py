@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import expand_inputs, info, parse_creation_options, plan_outputs, progress, run_batch, warn
+from .common import click_errors, expand_inputs, info, parse_creation_options, plan_outputs, progress, run_batch, warn
 from .options import OUTPUT_DTYPES, CreationOptions, Device, Format, Inputs, Jobs, NameTemplate, OutDir, Output, Overwrite
 
 DEFAULT_TEMPLATE = "{stem}_x{scale}{ext}"
@@ -54,6 +54,8 @@ def superres_command(
 
     if method not in ("model", "bicubic"):
         raise typer.BadParameter(f"'{method}' is not a method (use model or bicubic)", param_hint="--method")
+    if method == "bicubic" and model is not None:
+        raise click_errors.UsageError("--model goes with --method model (bicubic uses no model)")
     if method == "model":
         check_scale(scale)
     elif scale < 2:
