@@ -51,10 +51,10 @@ class Cube:
     """Pixel-corner geotransform: (col, row) → map (x, y), rotation included."""
     description: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    """Other header fields carried through verbatim (ENVI key → raw value text)."""
     source_files: tuple = field(default=(), compare=False, repr=False)
     """The files the pixels were read from (resolved paths); cubes derived from it keep them, so that
     nothing is written over its own input."""
-    """Other header fields carried through verbatim (ENVI key → raw value text)."""
 
     def __post_init__(self) -> None:
         if self.data.ndim == 2:

@@ -310,18 +310,17 @@ def _run_jobs(jobs: Sequence[tuple[Path, Path]], process: Callable[[Path, Path],
     else:
         from ..io.atomic import stop_writing
 
-        pool = ThreadPoolExecutor(max_workers=workers)
-        try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(guarded, pair): pair[0] for pair in jobs}
-            for future in as_completed(futures):
-                finish(futures[future], future.result())
-        except KeyboardInterrupt:
-            # Threads cannot be killed: inputs not started are dropped, and the running ones stop
-            # at their next block of output, their temporaries removed, so Ctrl-C leaves nothing.
-            stop_writing()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown()
+            try:
+                for future in as_completed(futures):
+                    finish(futures[future], future.result())
+            except KeyboardInterrupt:
+                # Threads cannot be killed: inputs not started are dropped, and the running ones
+                # stop at their next block of output, their temporaries removed, so Ctrl-C leaves nothing.
+                stop_writing()
+                pool.shutdown(cancel_futures=True)
+                raise
     if failures:
         if not settings.quiet:
             console.print(f"{failures} of {len(jobs)} inputs failed")

@@ -59,6 +59,7 @@ def unmix_command(
 
     No-data and NaN pixels are skipped and written as NaN; bands flagged bad are left out. Several inputs: --out-dir DIR, one directory per input named by --name (default {stem}_unmix).
     """
+    from ..io import CUBE_SUFFIXES
     from ..unmixing import METHODS
 
     if library is not None:
@@ -67,8 +68,6 @@ def unmix_command(
                 raise click_errors.UsageError(f"{flag} does not apply with --library (the library gives the endmembers)")
     elif sparse:
         raise click_errors.UsageError("--sparse needs --library")
-    from ..io import CUBE_SUFFIXES
-
     method = method or "smile"
     if method not in METHODS:
         raise typer.BadParameter(f"'{method}' is not a method (use {', '.join(METHODS)})", param_hint="--method")

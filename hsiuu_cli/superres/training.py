@@ -146,11 +146,12 @@ def without_validation(paths: list[Path], val_paths: list[Path]) -> tuple[list[P
     """(training cubes, cubes left out because they are validation cubes): a folder of data may
     hold the scenes given to ``--val``, which must never train."""
     held = {cube_identity(p) for p in val_paths}
-    left_out = [p for p in paths if cube_identity(p) in held]
-    if left_out and len(left_out) == len(paths):
-        names = ", ".join(map(str, left_out))
-        raise ParameterError(f"nothing left to train on: every training cube is also a --val cube ({names})")
-    return [p for p in paths if cube_identity(p) not in held], left_out
+    kept, left_out = [], []
+    for path in paths:
+        (left_out if cube_identity(path) in held else kept).append(path)
+    if left_out and not kept:
+        raise ParameterError(f"nothing left to train on: every training cube is also a --val cube ({', '.join(map(str, left_out))})")
+    return kept, left_out
 
 
 @dataclass
