@@ -1,11 +1,14 @@
 """Console, progress, error reporting and the batch conventions every processing command shares.
 
-Human output goes to stderr through :data:`console`; machine output (paths, JSON) goes
-to stdout through :func:`emit`.
+One rule for every command: what it produces goes to stdout — the paths it wrote (:func:`emit`),
+its ``--json`` document instead of anything else (:func:`emit_json`), the description or scores
+of ``info`` and ``evaluate`` (:func:`emit_table`) — and messages, warnings, progress and errors go
+to stderr (:data:`console`, silenced by -q except errors).
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -27,6 +30,7 @@ from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import CubeWriteError, HsiuuError, ParameterError
+from .options import Debug, Quiet, Verbose
 
 
 @dataclass
@@ -40,6 +44,8 @@ settings = Settings()
 console = Console(stderr=True, highlight=False)
 error_console = Console(stderr=True, highlight=False)
 """Errors are shown even with -q (which quiets ``console``): a failed run must say why."""
+output_console = Console(highlight=False, soft_wrap=True)
+"""stdout, for a command's report (``info``, ``evaluate``); -q does not silence what was asked for."""
 
 
 def info(message: str) -> None:
@@ -67,6 +73,17 @@ def emit(text: str) -> None:
     sys.stdout.flush()
 
 
+def emit_table(renderable) -> None:
+    """A command's report as a Rich table on stdout; redirected to a file or a pipe, plain text
+    without the trailing blanks of the table's columns."""
+    if output_console.is_terminal:
+        output_console.print(renderable)
+        return
+    with output_console.capture() as captured:
+        output_console.print(renderable)
+    emit("\n".join(line.rstrip() for line in captured.get().rstrip("\n").splitlines()))
+
+
 def emit_json(payload: object) -> None:
     emit(json.dumps(payload, indent=2, default=json_default))
 
@@ -84,25 +101,171 @@ def report_error(message: str) -> None:
     error_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
 
 
+PLAIN_PROGRESS_SECONDS = 60.0
+"""How often long work reports on stderr when it is not a terminal (batch logs, pipes)."""
+
+
+class Advance:
+    """What :func:`progress` yields: ``advance(n=1)`` counts work done; ``advance.set_total(n)``
+    gives the total once it is known."""
+
+    def __init__(self, total: float | None = None) -> None:
+        self.total = total
+        self.completed = 0.0
+
+    def __call__(self, n: float = 1) -> None:
+        self.completed += n
+
+    def set_total(self, total: float | None) -> None:
+        self.total = total
+
+
+class _RichAdvance(Advance):
+    def __init__(self, bar: Progress, task, total: float | None) -> None:
+        super().__init__(total)
+        self._bar, self._task = bar, task
+
+    def __call__(self, n: float = 1) -> None:
+        super().__call__(n)
+        self._bar.advance(self._task, n)
+
+    def set_total(self, total: float | None) -> None:
+        super().set_total(total)
+        self._bar.update(self._task, total=total)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def _plain_line(description: str, advance: Advance, elapsed: float, done: bool = False) -> str:
+    if advance.total:
+        count = f"{advance.completed:g}/{advance.total:g} ({min(advance.completed / advance.total, 1):.0%})"
+    else:
+        count = f"{advance.completed:g} steps"
+    when = f"done in {_duration(elapsed)}" if done else f"{_duration(elapsed)} elapsed"
+    return f"{description}: {count}, {when}"
+
+
 @contextmanager
-def progress(description: str, total: float | None) -> Iterator[Callable[[float], None]]:
-    """A Rich progress bar on stderr; yields ``advance(n)``. Silent with -q or when stderr is no terminal."""
-    if settings.quiet or not console.is_terminal:
-        yield lambda _n=1: None
+def progress(description: str, total: float | None) -> Iterator[Advance]:
+    """Progress of long work on stderr; yields an :class:`Advance`.
+
+    In a terminal, a Rich bar. Elsewhere (a log file, a pipe) one plain line every
+    :data:`PLAIN_PROGRESS_SECONDS` while the stage runs and one when a stage that reported ends,
+    so a long batch run shows life and a short one adds nothing. Nothing with -q.
+    """
+    if settings.quiet:
+        yield Advance(total)
         return
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+    if console.is_terminal:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            yield _RichAdvance(bar, bar.add_task(description, total=total), total)
+        return
+    import threading
+    import time
+
+    advance = Advance(total)
+    start = time.monotonic()
+    finished = threading.Event()
+    reported = threading.Event()
+
+    def report_every_interval() -> None:
+        while not finished.wait(PLAIN_PROGRESS_SECONDS):
+            info(_plain_line(description, advance, time.monotonic() - start))
+            reported.set()
+
+    reporter = threading.Thread(target=report_every_interval, name="hsiuu-progress", daemon=True)
+    reporter.start()
+    try:
+        yield advance
+    finally:
+        finished.set()
+        reporter.join()
+    if reported.is_set():
+        info(_plain_line(description, advance, time.monotonic() - start, done=True))
 
 
-class ErrorReportingGroup(typer.core.TyperGroup):
+# ---------------------------------------------------------------------------------------------
+# Commands: common options anywhere on the line, plain help pages
+# ---------------------------------------------------------------------------------------------
+
+COMMON_OPTIONS = ("quiet", "verbose", "debug")
+
+
+def set_common_options(*, quiet: bool, verbose: bool, debug: bool) -> None:
+    settings.quiet = quiet
+    settings.verbose = verbose
+    settings.debug = debug
+    console.quiet = quiet
+
+
+@functools.cache
+def common_option_params() -> list:
+    """-q, -v and --debug as parameters of every command, so they work after its name too
+    (``hsiuu superres x.hdr -s 2 -q``); declared once in :mod:`.options`, built by Typer."""
+    declaration = typer.Typer()
+
+    @declaration.command()
+    def common(quiet: Quiet = False, verbose: Verbose = False, debug: Debug = False) -> None:
+        """Only its parameters are used."""
+
+    return [p for p in typer.main.get_command(declaration).params if p.name in COMMON_OPTIONS]
+
+
+class PlainHelp:
+    """The help page of :mod:`.helptext` instead of Typer's Rich panels (which cut option names at
+    80 columns and show Python types); its usage line also in usage errors."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from . import helptext
+
+        common = common_option_params() if isinstance(self, CommonOptions) else ()
+        helptext.format_help(self, ctx, formatter, common_options=common)
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        from . import helptext
+
+        return helptext.usage_pieces(self, ctx)
+
+
+class CommonOptions:
+    """Accepts -q/-v/--debug among the command's own options; given there, they add to those
+    given before the command name."""
+
+    def get_params(self, ctx) -> list:
+        params = super().get_params(ctx)
+        own = {name for p in params for name in (*p.opts, *p.secondary_opts)}
+        extra = [p for p in common_option_params() if not own & set(p.opts)]
+        help_option = self.get_help_option(ctx)
+        if help_option is not None and params and params[-1] is help_option:
+            return params[:-1] + extra + [help_option]
+        return params + extra
+
+    def invoke(self, ctx):
+        given = {name: ctx.params.pop(name, False) for name in COMMON_OPTIONS}
+        set_common_options(**{name: given[name] or getattr(settings, name) for name in COMMON_OPTIONS})
+        return super().invoke(ctx)
+
+
+class Command(PlainHelp, CommonOptions, typer.core.TyperCommand):
+    """The class of every hsiuu command (``app.command(name, cls=Command)``)."""
+
+
+class Group(PlainHelp, CommonOptions, typer.core.TyperGroup):
+    """The class of every group of commands below the top level (``typer.Typer(cls=Group)``)."""
+
+
+class ErrorReportingGroup(PlainHelp, typer.core.TyperGroup):
     """Turns library errors into one-line messages with exit code 1 (tracebacks only with --debug)."""
 
     def invoke(self, ctx: typer.Context):

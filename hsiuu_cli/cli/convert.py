@@ -28,11 +28,11 @@ def convert_command(
     drop_bad_bands: Annotated[bool, typer.Option("--drop-bad-bands", help="Leave out bands flagged bad (ENVI bbl = 0).")] = False,
     interleave: Annotated[
         Optional[str],
-        typer.Option("--interleave", help="bsq, bil or bip (GeoTIFF: bsq or bip). Default: the input's, else bsq."),
+        typer.Option("--interleave", metavar="bsq|bil|bip", help="bsq, bil or bip (GeoTIFF: bsq or bip). Default: the input's, else bsq."),
     ] = None,
     dtype: Annotated[
         Optional[str],
-        typer.Option("--dtype", help=f"Output data type: {', '.join(OUTPUT_DTYPES)}. Float → integer rounds; values must fit."),
+        typer.Option("--dtype", metavar="TYPE", help=f"Output data type: {', '.join(OUTPUT_DTYPES)}. Float → integer rounds; values must fit."),
     ] = None,
     overwrite: Overwrite = False,
 ) -> None:

@@ -29,6 +29,7 @@ def fuse_command(
         Optional[str],
         typer.Option(
             "--srf",
+            metavar="NAME|FILE",
             help="The MSI's spectral responses: built-in name (sentinel2a, landsat8, pleiades1a, ikonos, nikon_d700; "
             "'name:band,...' picks bands in the MSI's order) or a CSV wavelength_nm,<band>,...",
         ),
@@ -47,6 +48,7 @@ def fuse_command(
         typer.Option(
             "--endmembers",
             "-k",
+            metavar="N|auto",
             help="Number of endmembers K, or 'auto' (spectramorph, cnmf).",
             show_default="spectramorph 8, cnmf min(30, bands)",
         ),

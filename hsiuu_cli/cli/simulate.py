@@ -48,6 +48,7 @@ def simulate_command(
         Optional[str],
         typer.Option(
             "--srf",
+            metavar="NAME|FILE",
             help="Also write a multispectral image on the high-res grid: built-in SRF name (sentinel2a, landsat8, "
             "pleiades1a, ikonos, nikon_d700; 'name:band,...' picks bands) or a CSV wavelength_nm,<band>,...",
         ),
@@ -64,6 +65,7 @@ def simulate_command(
         typer.Option(
             "-o",
             "--output",
+            metavar="PREFIX|DIR",
             help="Output prefix (outputs are <prefix>_lr.<ext>, <prefix>_msi.<ext>) or an existing directory "
             "(or a path ending in /) for <dir>/<input stem>_lr.<ext>. A cube extension on the prefix sets the format.",
         ),

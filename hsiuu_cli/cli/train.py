@@ -8,10 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import detail, emit, info
+from .common import Command, Group, detail, emit, info
 from .options import Device, Overwrite, Seed
 
-train_app = typer.Typer(help="Train models on your own cubes.", no_args_is_help=True)
+train_app = typer.Typer(cls=Group, help="Train models on your own cubes.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def _command_line(data: list[str], values: dict) -> str:
@@ -30,11 +30,11 @@ def _command_line(data: list[str], values: dict) -> str:
     return shlex.join(parts)
 
 
-@train_app.command("superres")
+@train_app.command("superres", cls=Command)
 def superres_train_command(
     data: Annotated[list[str], typer.Argument(help="HR training cubes (ENVI/GeoTIFF files or folders, searched recursively).", show_default=False)],
     scale: Annotated[int, typer.Option("--scale", "-s", help="Up-sampling factor: 2, 3, 4 or 8.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Model name with folder, e.g. models/my_sensor_x4 (writes .onnx, .safetensors, .json, .md).")],
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="DIR/NAME", help="Model name with folder, e.g. models/my_sensor_x4 (writes .onnx, .safetensors, .json, .md).")],
     self_supervised: Annotated[bool, typer.Option("--self", help="No HR data: each scene learns to restore itself degraded ×scale; all of it trains (no held-out split).")] = False,
     band_agnostic: Annotated[bool, typer.Option("--band-agnostic", help="Band-wise network that serves any band count (else UnmixingSR for this sensor family).")] = False,
     unmixing: Annotated[bool, typer.Option("--unmixing/--no-unmixing", help="Auxiliary unmixing task and material-aware module (UnmixingSR).")] = True,
@@ -49,10 +49,10 @@ def superres_train_command(
     channels: Annotated[int, typer.Option("--channels", min=1, help="Spectral channels of UnmixingSR (bands are resampled to these).")] = 64,
     endmembers: Annotated[int, typer.Option("--endmembers", min=1, help="Endmembers of the auxiliary unmixing.")] = 6,
     beta: Annotated[float, typer.Option("--beta", min=0.0, help="Weight of the LR-HR abundance-consistency loss.")] = 1e-3,
-    degradation: Annotated[str, typer.Option("--degradation", help="How LR is made from HR: bicubic (antialiased) or gaussian (PSF σ = scale/2).")] = "bicubic",
-    val: Annotated[Optional[list[Path]], typer.Option("--val", help="Validation cube (repeatable); never trained on. Default: --val-fraction of the data.")] = None,
+    degradation: Annotated[str, typer.Option("--degradation", metavar="bicubic|gaussian", help="How LR is made from HR: bicubic (antialiased) or gaussian (PSF σ = scale/2).")] = "bicubic",
+    val: Annotated[Optional[list[Path]], typer.Option("--val", help="Validation cube; never trained on. Default: --val-fraction of the data.")] = None,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.95, help="Share of scenes held out for validation (one scene: its bottom rows).")] = 0.2,
-    init: Annotated[Optional[str], typer.Option("--init", help="Start from this model's weights (shipped name or path), e.g. to refine with --self.")] = None,
+    init: Annotated[Optional[str], typer.Option("--init", metavar="NAME|FILE", help="Start from this model's weights (shipped name or path), e.g. to refine with --self.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint an interrupted run left beside the output.")] = False,
     description: Annotated[str, typer.Option("--description", help="Text for the model card.")] = "",
     device: Device = "auto",

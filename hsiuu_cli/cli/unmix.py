@@ -13,7 +13,7 @@ from .options import Device, Inputs, Jobs, Json, NameTemplate, OutDir, Overwrite
 
 DEFAULT_TEMPLATE = "{stem}_unmix"
 OutputDirectory = Annotated[
-    Optional[Path], typer.Option("-o", "--output", help="Output directory (one input only); created if missing.")
+    Optional[Path], typer.Option("-o", "--output", metavar="DIR", help="Output directory (one input only); created if missing.")
 ]
 # -o is a directory here, so the format cannot come from an extension
 CubesFormat = Annotated[
@@ -25,7 +25,7 @@ def unmix_command(
     inputs: Inputs,
     endmembers: Annotated[
         Optional[str],
-        typer.Option("--endmembers", "-k", help="Number of endmembers, or 'auto' (HySime estimate).", show_default="auto"),
+        typer.Option("--endmembers", "-k", metavar="N|auto", help="Number of endmembers, or 'auto' (HySime estimate).", show_default="auto"),
     ] = None,
     method: Annotated[
         Optional[str],
