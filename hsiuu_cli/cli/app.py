@@ -12,7 +12,7 @@ import typer
 
 from .. import __version__
 from . import convert, evaluate, fuse, info, simulate, superres, train, unmix
-from .common import Command, ErrorReportingGroup, set_common_options
+from .common import Command, ErrorReportingGroup, set_common_options, stop_on_termination_signals
 from .options import Debug, Quiet, Verbose
 
 app = typer.Typer(
@@ -65,4 +65,5 @@ app.add_typer(train.train_app, name="train")
 
 
 def main() -> None:
+    stop_on_termination_signals()
     app()

@@ -12,6 +12,7 @@ import functools
 import glob
 import json
 import os
+import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -278,9 +279,14 @@ class ErrorReportingGroup(PlainHelp, typer.core.TyperGroup):
                 raise
             report_error(str(exc))
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            report_error("interrupted")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            # every temporary is gone by now (atomic.py cleans up on any exception)
+            signum = getattr(exc, "signum", signal.SIGINT)
+            try:
+                report_error("interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}")
+            except OSError:  # SIGHUP: the terminal may be gone
+                pass
+            raise typer.Exit(128 + signum) from None
         except BrokenPipeError:
             # The reader of stdout went away (`hsiuu evaluate --help | head`): stop quietly with
             # Click's own code for this, and keep the final flush from failing on the closed pipe.
@@ -296,6 +302,30 @@ class ErrorReportingGroup(PlainHelp, typer.core.TyperGroup):
                 raise
             report_error(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
             raise typer.Exit(1) from None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (job schedulers, ``timeout``, ``kill``, a closed terminal): the run stops as
+    on Ctrl-C, through the same clean-up, and exits with 128 + the signal's number, as shells expect."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def stop_on_termination_signals() -> None:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` in the main thread (the CLI's entry point)."""
+
+    def stop(signum: int, _frame) -> None:
+        for number in TERMINATING_SIGNALS:  # the clean-up runs once, undisturbed by a repeated signal
+            signal.signal(number, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    for number in TERMINATING_SIGNALS:
+        signal.signal(number, stop)
 
 
 # ---------------------------------------------------------------------------------------------

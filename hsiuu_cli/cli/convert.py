@@ -40,6 +40,10 @@ def convert_command(
     scale factor, band names and georeference; optionally subset bands or change interleave/type.
 
     Prints the output path on stdout.
+
+    Examples:
+      hsiuu convert scene.hdr scene.tif --co COMPRESS=DEFLATE
+      hsiuu convert scene.hdr vnir.hdr --bands 400:1000nm --drop-bad-bands
     """
     from ..errors import ParameterError
     from ..io import check_output, describe_file, output_format, read_cube, write_cube

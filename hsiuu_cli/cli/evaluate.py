@@ -69,14 +69,14 @@ def evaluate_command(
     """Score a result against a reference: PSNR, SSIM, SAM, ERGAS (with --scale), RMSE, CC, UIQI.
 
     No-data pixels of either cube are left out; bands flagged bad are left out. Unmixing mode
-    (--endmembers/--abundances with their --reference-…): Hungarian matching on spectral angle,
+    (--endmembers and/or --abundances, each with its --reference- twin): Hungarian matching on spectral angle,
     SAD per endmember and mean, abundance RMSE after the same matching.
 
     The scores go to stdout: a table, or with --json a JSON document instead.
 
     Examples:
       hsiuu evaluate scene_x4.hdr --reference truth.hdr --scale 4
-      hsiuu evaluate --endmembers out/endmembers.sli \
+      hsiuu evaluate --endmembers out/endmembers.sli \\
           --reference-endmembers truth.sli --json
     """
     from ..evaluation import evaluate_images, evaluate_unmixing

@@ -77,13 +77,18 @@ def fuse_command(
 
     The output is on the MSI's grid with the HSI's bands, wavelengths and band metadata; pixels
     without data in either input are NaN. Prints the output path (or, with --json, a summary).
-    """
-    import tempfile
 
+    Examples:
+      A hyperspectral cube sharpened by a Sentinel-2 image of the same place:
+        hsiuu fuse lr_hsi.hdr hr_msi.tif --srf sentinel2a -o fused.tif
+      An RGB photo, with the abundance maps and a preview:
+        hsiuu fuse hsi.hdr rgb.tif --srf nikon_d700 -o fused.hdr \\
+            --save-abundances --quicklook
+    """
     from ..fusion import cubes
     from ..fusion.quicklook import write_quicklook
     from ..io import check_output, output_files, output_format, output_set, read_cube, write_cube, write_library
-    from ..io.atomic import check_outputs
+    from ..io.atomic import check_outputs, scratch_directory
     from .common import detail, emit, emit_json, info, parse_creation_options, progress, warn
 
     if srf is None and srf_matrix is None:
@@ -135,7 +140,7 @@ def fuse_command(
              "spectramorph (the default) or gsa suit a panchromatic image")
     passes = 2 if method is Method.spectramorph else 1
     written: list[Path] = []  # outputs, as reported; output_set's list holds every file behind them
-    with tempfile.TemporaryDirectory(prefix=".hsiuu-fuse-", dir=output.parent if str(output.parent) else ".") as scratch:
+    with scratch_directory(output.parent) as scratch:
         with progress("fusing", passes * pair.hr.rows) as advance:
             fused_cube, result = cubes.fuse_cubes(
                 pair.lr,

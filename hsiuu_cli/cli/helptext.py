@@ -48,9 +48,10 @@ def value_name(param) -> str:
     """What the help calls the value of an option or argument (see the module's conventions)."""
     if param.metavar:
         return param.metavar
-    name = (param.name or "value").lower()
     if getattr(param, "param_type_name", "") == "argument":
-        return name.upper()
+        return (param.name or "value").upper()
+    longs = [o[2:] for o in param.opts if o.startswith("--")]
+    name = (longs[0] if longs else param.name or "value").lower()
     annotation, choices, is_path = _described_type(param)
     if choices:
         return "|".join(_choice_text(c) for c in choices)

@@ -81,6 +81,13 @@ def simulate_command(
     kept) and, with --srf, a multispectral/RGB/pan image on the high-resolution grid.
 
     Prints each written path on stdout. Default format: the input's (ENVI or GeoTIFF).
+
+    Examples:
+      A test case for fusion: case/truth_lr.hdr (4 times coarser) and
+      case/truth_msi.hdr (Sentinel-2 bands):
+        hsiuu simulate truth.hdr --ratio 4 --srf sentinel2a -o case/
+      A noisy low-resolution cube for super-resolution, as GeoTIFF:
+        hsiuu simulate truth.hdr -r 2 --snr 35 -o noisy.tif
     """
     from .common import expand_inputs, parse_creation_options, plan_outputs, run_batch
 

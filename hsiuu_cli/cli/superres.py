@@ -43,6 +43,12 @@ def superres_command(
     Shipped models: aviris_x2 (145-228 good bands) and aviris_x4 (145-247) for AVIRIS-like VNIR-SWIR cubes,
     agnostic_x2 and agnostic_x4 for any other band count or sensor. Without --model, the first that
     fits the scene is used.
+
+    Examples:
+      Sharpen a scene 4 times with the shipped model that fits it:
+        hsiuu superres scene.hdr --scale 4 -o scene_x4.hdr
+      Every cube of a folder, two at a time, into sharp/ as GeoTIFF:
+        hsiuu superres 'cubes/*.hdr' -s 2 --out-dir sharp/ -f GTiff -j 2
     """
     import numpy as np
 

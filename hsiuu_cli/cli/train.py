@@ -60,7 +60,16 @@ def superres_train_command(
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for PyTorch (default: all cores).")] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Train a super-resolution model and export it (ONNX + safetensors + model card)."""
+    """Train a super-resolution model and export it (ONNX + safetensors + model card).
+
+    Examples:
+      A model for your sensor from high-resolution cubes:
+        hsiuu train superres hr_cubes/ --scale 4 -o models/my_sensor_x4
+      No high-resolution data: refine a shipped model on the scene itself:
+        hsiuu train superres scene.hdr --self --init agnostic_x4 -s 4 \\
+            -o models/scene_x4
+      Then: hsiuu superres scene.hdr -s 4 -m models/scene_x4 -o scene_x4.hdr
+    """
     from ..superres.training import TrainingOptions, collect_cubes, train_and_export
     from .common import progress
 

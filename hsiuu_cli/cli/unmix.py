@@ -58,6 +58,12 @@ def unmix_command(
     -o DIR receives abundances (one band per endmember, ENVI .hdr/.img or --format GTiff .tif), endmembers.sli + endmembers.csv, residual (per-pixel reconstruction RMSE), summary.json, and with --scale s abundances_x<s>, with --quicklook quicklook.png.
 
     No-data and NaN pixels are skipped and written as NaN; bands flagged bad are left out. Several inputs: --out-dir DIR, one directory per input named by --name (default {stem}_unmix).
+
+    Examples:
+      Four endmembers and their abundance maps, with a preview:
+        hsiuu unmix scene.hdr -k 4 -o scene_unmix --quicklook
+      Abundances of known spectra from a library:
+        hsiuu unmix scene.hdr --library minerals.sli -o scene_minerals
     """
     from ..io import CUBE_SUFFIXES
     from ..unmixing import METHODS
