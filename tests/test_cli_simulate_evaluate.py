@@ -184,9 +184,25 @@ def test_simulate_refuses_existing_outputs(runner, scene, tmp_path):
     assert (tmp_path / "case_lr.img").read_bytes() != stamp
 
 
-def test_simulate_unwritable_directory(runner, scene, tmp_path):
-    result = runner.invoke(app, ["simulate", str(scene), "--ratio", "4", "-o", str(tmp_path / "absent" / "case")])
-    assert result.exit_code == 1 and "does not exist" in one_error_line(result)
+def test_simulate_makes_the_missing_folder_of_its_prefix(runner, scene, tmp_path):
+    """`-o sim/x` with no sim/ yet: made, as --out-dir and every other command's -o folder are."""
+    result = runner.invoke(app, ["simulate", str(scene), "--ratio", "4", "-o", str(tmp_path / "absent" / "deeper" / "case")])
+    assert result.exit_code == 0, result.output
+    assert files(tmp_path / "absent" / "deeper") == ["case_lr.hdr", "case_lr.img"]
+    # a run that fails takes the folders it made away again
+    failed = runner.invoke(app, ["simulate", str(scene), "--srf", "nosuch", "-o", str(tmp_path / "other" / "case")])
+    assert failed.exit_code == 1 and not (tmp_path / "other").exists()
+    (tmp_path / "plain").write_text("a file")
+    blocked = runner.invoke(app, ["simulate", str(scene), "--ratio", "4", "-o", str(tmp_path / "plain" / "case")])
+    assert blocked.exit_code == 1 and "plain: is a file, not a directory" in one_error_line(blocked)
+
+
+def test_a_misspelt_srf_name_gets_a_suggestion(runner, scene, tmp_path):
+    result = runner.invoke(app, ["simulate", str(scene), "--srf", "sentinal2a", "-o", str(tmp_path / "case")])
+    assert result.exit_code == 1
+    assert "unknown SRF 'sentinal2a'; did you mean sentinel2a?" in one_error_line(result)
+    result = runner.invoke(app, ["simulate", str(scene), "--srf", "worldview9", "-o", str(tmp_path / "case")])
+    assert "did you mean" not in result.output
 
 
 def test_simulate_trailing_slash_is_a_directory_even_when_missing(runner, scene, tmp_path, monkeypatch):

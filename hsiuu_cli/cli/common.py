@@ -24,8 +24,10 @@ import typer
 
 try:  # typer >= 0.29 carries its own copy of click; its exceptions are the ones typer's main handles
     from typer._click import exceptions as click_errors
+    from typer._click.globals import get_current_context
 except ImportError:  # older typer runs on the click package
     from click import exceptions as click_errors
+    from click import get_current_context
 from rich.console import Console
 from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -427,14 +429,17 @@ def plan_outputs(
 
 @contextmanager
 def output_directory(out_dir: Path | None) -> Iterator[None]:
-    """A missing ``--out-dir`` made (with its parents) for the run, as ``mkdir -p`` would — the user
-    named it as the place for the results — and taken away again if the run left it empty."""
+    """A missing output folder (``--out-dir``, or the folder of ``-o``) made with its parents for
+    the run, as ``mkdir -p`` would — the user named it as the place for the results — and taken
+    away again if the run left it empty (failed, interrupted)."""
     made: list[Path] = []
     if out_dir is not None:
         missing = out_dir
         while not missing.exists():
             made.append(missing)
             missing = missing.parent
+        if out_dir.exists() and not out_dir.is_dir():
+            raise CubeWriteError("is a file, not a directory", out_dir)
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -447,27 +452,52 @@ def output_directory(out_dir: Path | None) -> Iterator[None]:
                 directory.rmdir()
 
 
+def output_folder(path: Path) -> None:
+    """Make the folder of a command's output if missing, for the rest of the command: it goes
+    again at the end if the command left it empty (see :func:`output_directory`)."""
+    context = get_current_context(silent=True)
+    if context is None:  # called from Python, not from the command line
+        path.mkdir(parents=True, exist_ok=True)
+    else:
+        context.with_resource(output_directory(path))
+
+
 def run_batch(
     jobs: Sequence[tuple[Path, Path]],
     process: Callable[[Path, Path], Sequence[Path]],
     *,
     workers: int = 1,
     out_dir: Path | None = None,
+    check: Callable[[Path, Path], None] | None = None,
 ) -> None:
     """Run ``process(input, output)`` for each pair; print each written path on stdout.
 
-    A failing input is reported and the others go on; the command exits 1 at the end if any failed.
-    ``out_dir`` is made if missing (and removed if it stays empty), see :func:`output_directory`.
+    ``check(input, output)`` runs for every pair before any of them is processed: the refusals
+    that need no computation (output exists, output is the input…) come at once, not after hours
+    of other inputs. A failing input is reported and the others go on; the command exits 1 at the
+    end if any failed. ``out_dir`` and the folders of the outputs are made if missing (and removed
+    if they stay empty), see :func:`output_directory`.
     """
+    from contextlib import ExitStack
+
     from ..io.atomic import allow_writing
 
     allow_writing()
-    with output_directory(out_dir):
-        _run_jobs(jobs, process, workers)
+    folders = {target.parent for _, target in jobs} | ({out_dir} if out_dir is not None else set())
+    with ExitStack() as stack:
+        for folder in sorted(folders):
+            stack.enter_context(output_directory(folder))
+        _run_jobs(jobs, process, workers, check)
 
 
-def _run_jobs(jobs: Sequence[tuple[Path, Path]], process: Callable[[Path, Path], Sequence[Path]], workers: int) -> None:
+def _run_jobs(
+    jobs: Sequence[tuple[Path, Path]],
+    process: Callable[[Path, Path], Sequence[Path]],
+    workers: int,
+    check: Callable[[Path, Path], None] | None,
+) -> None:
     failures = 0
+    total = len(jobs)
 
     def finish(source: Path, result: Sequence[Path] | BaseException) -> None:
         nonlocal failures
@@ -486,8 +516,20 @@ def _run_jobs(jobs: Sequence[tuple[Path, Path]], process: Callable[[Path, Path],
     if len(jobs) == 1:
         # A single input fails like any command: the error handler of the app reports it.
         source, target = jobs[0]
+        if check is not None:
+            check(source, target)
         finish(source, process(source, target))
         return
+
+    if check is not None:
+        checked = []
+        for pair in jobs:
+            try:
+                check(*pair)
+                checked.append(pair)
+            except Exception as exc:  # noqa: BLE001 - reported per input, batch goes on
+                finish(pair[0], exc)
+        jobs = checked
 
     def guarded(pair: tuple[Path, Path]) -> Sequence[Path] | BaseException:
         try:
@@ -516,7 +558,7 @@ def _run_jobs(jobs: Sequence[tuple[Path, Path]], process: Callable[[Path, Path],
                 raise
     if failures:
         if not settings.quiet:
-            console.print(f"{failures} of {len(jobs)} inputs failed")
+            console.print(f"{failures} of {total} inputs failed")
         raise typer.Exit(1)
 
 

@@ -48,7 +48,7 @@ def convert_command(
     from ..errors import ParameterError
     from ..io import check_output, describe_file, output_format, read_cube, write_cube
     from ..io.bands import parse_band_selection, select_bands
-    from .common import detail, emit, info, parse_creation_options
+    from .common import detail, emit, info, output_folder, parse_creation_options
 
     if interleave is not None and interleave.lower() not in INTERLEAVES:
         raise typer.BadParameter(f"'{interleave}' is not one of {', '.join(INTERLEAVES)}", param_hint="--interleave")
@@ -58,6 +58,7 @@ def convert_command(
 
     cube = read_cube(source)
     kind = output_format(target, format)
+    output_folder(target.parent)
     check_output(target, overwrite, format=kind)
 
     if interleave is None:

@@ -80,7 +80,7 @@ def evaluate_command(
           --reference-endmembers truth.sli --json
     """
     from ..evaluation import evaluate_images, evaluate_unmixing
-    from ..io import atomic_write
+    from ..io import atomic_write, check_not_input, input_files
     from ..io.atomic import check_outputs
     from .common import emit_json, warn
 
@@ -104,6 +104,8 @@ def evaluate_command(
             raise typer.BadParameter(f"must be a positive number, got {value}", param_hint=hint)
     if per_band is not None:
         check_outputs([per_band], overwrite)
+        given = (result, reference, endmembers, reference_endmembers, abundances, reference_abundances)
+        check_not_input(tuple(f for p in given if p is not None for f in input_files(p)), per_band)
 
     if unmixing:
         evaluation = evaluate_unmixing(

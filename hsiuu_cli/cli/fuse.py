@@ -87,9 +87,12 @@ def fuse_command(
     """
     from ..fusion import cubes
     from ..fusion.quicklook import write_quicklook
-    from ..io import check_output, output_files, output_format, output_set, read_cube, write_cube, write_library
+    from ..io import (
+        check_creation_options, check_not_input, check_output, input_files, output_files, output_format, output_set,
+        read_cube, write_cube, write_library,
+    )
     from ..io.atomic import check_outputs, scratch_directory
-    from .common import detail, emit, emit_json, info, parse_creation_options, progress, warn
+    from .common import detail, emit, emit_json, info, output_folder, parse_creation_options, progress, warn
 
     if srf is None and srf_matrix is None:
         raise typer.BadParameter("give the MSI's spectral response with --srf NAME|FILE.csv or --srf-matrix FILE.csv")
@@ -117,6 +120,7 @@ def fuse_command(
     if save_endmembers or save_abundances:
         if method in (Method.gsa, Method.bicubic):
             raise typer.BadParameter(f"--method {method.value} has no endmembers or abundances to save")
+    output_folder(output.parent)
     check_output(output, overwrite, format=kind)
     if save_abundances:
         check_output(abundance_path, overwrite, format=kind)
@@ -124,8 +128,12 @@ def fuse_command(
         check_outputs(library_paths, overwrite)
     if quicklook:
         check_outputs([quicklook_path], overwrite)
+    sources = input_files(lr_hsi) + input_files(hr_msi)
+    for path in [output] + ([abundance_path] if save_abundances else []):
+        check_not_input(sources, path, kind)
 
     lr_cube, msi_cube = read_cube(lr_hsi), read_cube(hr_msi)
+    check_creation_options(output, kind, creation, bands=lr_cube.bands)
     pair = cubes.align_pair(lr_cube, msi_cube, lr_hsi, hr_msi)
     if pair.cropped:
         detail(f"using the overlap of the two grids: HSI {pair.lr.rows}×{pair.lr.cols}, MSI {pair.hr.rows}×{pair.hr.cols}")

@@ -163,7 +163,7 @@ def simulate_file(
 ) -> list[Path]:
     """Simulate the low-resolution cube and/or the multispectral image of one input; returns written paths."""
     from ..errors import HsiuuError
-    from ..io import check_output, output_files, output_set, read_cube, write_cube
+    from ..io import check_creation_options, check_not_input, check_output, output_files, output_set, read_cube, write_cube
     from ..simulate import simulate_pair, whole_blocks
     from .common import info, warn
 
@@ -184,6 +184,8 @@ def simulate_file(
         planned = [role for role, wanted in (("lr", ratio is not None), ("msi", srf is not None), ("hr", cropped)) if wanted]
         for role in planned:
             check_output(paths[role], overwrite, format=kind)
+            check_not_input(cube, paths[role], kind)
+            check_creation_options(paths[role], kind, creation_options, bands=cube.bands)
 
         result = simulate_pair(
             cube,

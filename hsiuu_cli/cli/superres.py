@@ -11,6 +11,8 @@ from .common import click_errors, expand_inputs, info, parse_creation_options, p
 from .options import OUTPUT_DTYPES, CreationOptions, Device, Format, Inputs, Jobs, NameTemplate, OutDir, Output, Overwrite
 
 DEFAULT_TEMPLATE = "{stem}_x{scale}{ext}"
+FEW_BANDS = 10
+"""Below this many bands a cube is multispectral, RGB or panchromatic, not hyperspectral: say so."""
 
 
 def _default_extension(inputs: list[Path], format: str | None) -> str:
@@ -53,7 +55,7 @@ def superres_command(
     import numpy as np
 
     from ..errors import HsiuuError, ModelError, ParameterError
-    from ..io import check_output, read_cube, write_cube
+    from ..io import check_creation_options, check_not_input, check_output, input_files, read_cube, write_cube
     from ..superres import choose_model, load_model
     from ..superres.inference import DEFAULT_TILE, super_resolve_cube
     from ..superres.registry import check_scale
@@ -84,9 +86,16 @@ def superres_command(
     )
     requested = load_model(model) if (model is not None and method == "model") else None
 
-    def process(source: Path, target: Path) -> list[Path]:
+    def check(source: Path, target: Path) -> None:
         check_output(target, overwrite, format=format)
+        check_not_input(input_files(source), target, format)
+
+    def process(source: Path, target: Path) -> list[Path]:
         cube = read_cube(source)
+        check_creation_options(target, format, creation_options, dtype=out_dtype or cube.data.dtype, bands=cube.bands)
+        if cube.bands < FEW_BANDS and method == "model":
+            warn(f"{source.name} has {cube.bands} band{'s' if cube.bands != 1 else ''}: not a hyperspectral cube; "
+                 "the models learnt from hyperspectral scenes (try --method bicubic to compare)")
         if out_dtype is not None and out_dtype.kind in "iu" and cube.data.dtype.kind == "f" and cube.scale_factor is None:
             # Reflectance in 0..1 would come out as 0s and 1s; radiance in large units may be fine.
             warn(f"{source.name}: float values without a scale factor are rounded to whole numbers in {out_dtype}")
@@ -120,4 +129,4 @@ def superres_command(
                  "range and were clipped; choose a wider --dtype")
         return [written]
 
-    run_batch(list(zip(paths, targets)), process, workers=jobs, out_dir=out_dir)
+    run_batch(list(zip(paths, targets)), process, workers=jobs, out_dir=out_dir, check=check)

@@ -8,10 +8,26 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import Command, Group, detail, emit, info
+from .common import Command, Group, detail, emit, info, output_folder
 from .options import Device, Overwrite, Seed
 
 train_app = typer.Typer(cls=Group, help="Train models on your own cubes.", no_args_is_help=True, rich_markup_mode=None)
+
+
+NETWORK_NAMES = {"unmixingsr": "UnmixingSR", "bandwise": "band-wise"}
+
+
+def _training_plan(event: dict, scale: int, self_supervised: bool) -> str:
+    """'training on 10 cubes, validating on 2 (×4, UnmixingSR)', as training split them."""
+    train, validation = event["train"], event["validation"]
+    network = f"×{scale}, {NETWORK_NAMES.get(event['network'], event['network'])}"
+    plural = lambda count: f"{count} cube{'s' if count != 1 else ''}"  # noqa: E731
+    if self_supervised:
+        return f"training on {plural(len(train))}, self-supervised: the fit is measured on the same scenes ({network})"
+    if len(train) == 1 and len(validation) == 1 and train[0].endswith(" (top)"):
+        return f"training on the top rows of {train[0][:-6]}, validating on its bottom rows ({network})"
+    held = f"validating on {len(validation)}" if validation else "no validation"
+    return f"training on {plural(len(train))}, {held} ({network})"
 
 
 def _command_line(data: list[str], values: dict) -> str:
@@ -81,6 +97,7 @@ def superres_train_command(
         device=device, threads=threads, init=init,
     )
     options.check()
+    output_folder(output.parent)  # made now, and taken away again if the run leaves it empty
     paths = collect_cubes(data)
     val_paths = collect_cubes(val) if val else None
     command = _command_line(
@@ -111,10 +128,7 @@ def superres_train_command(
             elif event["phase"] == "notice":
                 info(event["message"])
             elif event["phase"] == "start":
-                # Counted by training, which leaves out the --val cubes among the data.
-                cubes = event["cubes"]
-                info(f"training on {cubes} cube{'s' if cubes != 1 else ''} (×{scale}, "
-                     f"{'band-wise' if band_agnostic else 'UnmixingSR'})")
+                info(_training_plan(event, scale, self_supervised))
 
         written, card = train_and_export(
             paths, options, output, val_paths=val_paths, resume=resume, overwrite=overwrite, command=command,

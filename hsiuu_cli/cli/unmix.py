@@ -146,7 +146,8 @@ def _unmix_one(
     from ..errors import CubeWriteError, HsiuuError
     from ..grid import scaled_transform
     from ..io import (
-        SpectralLibrary, atomic_write, check_output, output_files, output_set, read_cube, read_library, write_cube, write_library,
+        SpectralLibrary, atomic_write, check_not_input, check_output, input_files, output_files, output_set, read_cube,
+        read_library, write_cube, write_library,
     )
     from ..io.atomic import check_outputs
     from ..unmixing import fit_library, unmix, unmix_with_library, usable_bands
@@ -166,6 +167,7 @@ def _unmix_one(
     if not created_directory:
         for path in cubes.values():
             check_output(path, overwrite, format=format)
+            check_not_input(input_files(source), path, format)
         check_outputs(others, overwrite)
 
     try:
