@@ -95,6 +95,7 @@ def test_train_band_agnostic_self_supervised(runner, cubes, tmp_path):
     assert training["val_held_out"] is False
     assert "## Metrics on training (not held-out) scenes" in stem.with_suffix(".md").read_text()
     assert "(×2, band-wise)" in result.stderr
+    assert "fit on the training scenes (not held out): PSNR" in result.stderr and "validation:" not in result.stderr
     # refining it: the network is the --init model's (band-wise), whatever --band-agnostic says
     refined = runner.invoke(
         app,

@@ -144,12 +144,12 @@ def _duration(seconds: float) -> str:
 
 
 def _plain_line(description: str, advance: Advance, elapsed: float, done: bool = False) -> str:
-    if advance.total:
-        count = f"{advance.completed:g}/{advance.total:g} ({min(advance.completed / advance.total, 1):.0%})"
-    else:
-        count = f"{advance.completed:g} steps"
     when = f"done in {_duration(elapsed)}" if done else f"{_duration(elapsed)} elapsed"
-    return f"{description}: {count}, {when}"
+    if advance.total:
+        when = f"{advance.completed:g}/{advance.total:g} ({min(advance.completed / advance.total, 1):.0%}), {when}"
+    elif advance.completed:
+        when = f"{advance.completed:g} steps, {when}"
+    return f"{description}: {when}"
 
 
 @contextmanager

@@ -137,7 +137,9 @@ def superres_train_command(
     metrics = card.get("metrics")
     if metrics:
         mean = metrics["mean"]
-        info(f"validation: PSNR {mean['psnr']:.2f} dB (bicubic {mean['psnr_bicubic']:.2f}), "
+        held_out = card["training"].get("val_held_out", True)
+        what = "validation" if held_out else "fit on the training scenes (not held out)"
+        info(f"{what}: PSNR {mean['psnr']:.2f} dB (bicubic {mean['psnr_bicubic']:.2f}), "
              f"SAM {mean['sam']:.3f}° (bicubic {mean['sam_bicubic']:.3f}°)")
     for path in written.values():
         emit(str(path))

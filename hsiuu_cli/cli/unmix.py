@@ -60,10 +60,10 @@ def unmix_command(
     No-data and NaN pixels are skipped and written as NaN; bands flagged bad are left out. Several inputs: --out-dir DIR, one directory per input named by --name (default {stem}_unmix).
 
     Examples:
-      Four endmembers and their abundance maps, with a preview:
-        hsiuu unmix scene.hdr -k 4 -o scene_unmix --quicklook
-      Abundances of known spectra from a library:
-        hsiuu unmix scene.hdr --library minerals.sli -o scene_minerals
+      Four endmembers and their abundance maps:
+        hsiuu unmix scene.hdr -k 4 -o scene_unmix
+      Abundances of known spectra from a large library (sparse unmixing):
+        hsiuu unmix scene.hdr --library usgs.sli --sparse -o scene_minerals
     """
     from ..io import CUBE_SUFFIXES
     from ..unmixing import METHODS
