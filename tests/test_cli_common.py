@@ -348,3 +348,12 @@ def test_progress_in_a_terminal_is_a_rich_bar(tmp_path):
     text = output.decode(errors="replace")
     assert process.returncode == 0
     assert "bar test" in text and "━" in text and "/5" in text
+
+
+def test_the_folder_of_an_output_is_made_and_taken_back_if_left_empty(runner, small_cube, tmp_path):
+    target = tmp_path / "new" / "deeper" / "out.tif"
+    result = runner.invoke(app, ["convert", str(small_cube), str(target)])
+    assert result.exit_code == 0, result.output
+    assert target.exists()
+    failed = runner.invoke(app, ["convert", str(small_cube), str(tmp_path / "other" / "out.tif"), "--bands", "7"])
+    assert failed.exit_code == 1 and not (tmp_path / "other").exists()

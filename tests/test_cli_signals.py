@@ -122,3 +122,25 @@ def test_scratch_folders_of_killed_runs_are_removed(tmp_path):
         assert scratch.is_dir() and str(os.getpid()) in scratch.name
         assert not stale.exists() and alive.exists()
     assert not scratch.exists()
+
+
+def test_sigterm_stops_a_parallel_batch_without_leftovers(tmp_path):
+    """--jobs 2: the running jobs stop at their next block; the batch's folder, left empty, goes too."""
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        write_cube(Cube(rng.random((64, 64, 16), dtype=np.float32), wavelengths=np.linspace(400, 1000, 16)),
+                   tmp_path / f"c{i}.hdr")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "hsiuu_cli", "superres", str(tmp_path / "c*.hdr"), "-s", "4", "--out-dir", str(out),
+               "-j", "2", "--no-calibrate", "--tile", "8"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out.is_dir() and written_bytes(out)):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "nothing was being written"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"c{i}{s}" for i in range(3) for s in (".hdr", ".img")]
