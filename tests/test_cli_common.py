@@ -228,3 +228,132 @@ def test_run_batch_parallel_prints_every_output(capsys):
     jobs = [(Path(f"in{i}"), Path(f"out{i}")) for i in range(6)]
     run_batch(jobs, lambda source, target: [target], workers=3)
     assert sorted(capsys.readouterr().out.split()) == sorted(f"out{i}" for i in range(6))
+
+
+# -q, -v and --debug anywhere on the line
+
+
+@pytest.fixture
+def small_cube(tmp_path) -> Path:
+    from hsiuu_cli.cube import Cube
+    from hsiuu_cli.io import write_cube
+    import numpy as np
+
+    return write_cube(Cube(np.ones((4, 4, 3), np.float32), wavelengths=np.array([500.0, 600.0, 700.0])), tmp_path / "in.hdr")
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_common_options_work_before_and_after_the_command_name(runner, small_cube, tmp_path, where):
+    def line(*options):
+        command = ["convert", str(small_cube), str(tmp_path / f"out_{''.join(options)}.tif"), "--bands", "0,2"]
+        return [*options, *command] if where == "before" else [*command, *options]
+
+    quiet = runner.invoke(app, line("-q"))
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stderr == "" and quiet.stdout.strip().endswith(".tif")  # -q silences messages, not the output
+    verbose = runner.invoke(app, line("-v"))
+    assert verbose.exit_code == 0 and "keeping 2 of 3 bands" in verbose.stderr
+    plain = runner.invoke(app, line())
+    assert plain.exit_code == 0 and "keeping" not in plain.stderr and "wrote" in plain.stderr
+    # errors still show with -q, and --debug lets the traceback through
+    missing = ["info", str(tmp_path / "missing.hdr")]
+    result = runner.invoke(app, ["-q", *missing] if where == "before" else [*missing, "-q"])
+    assert result.exit_code == 1 and "missing.hdr: file not found" in result.stderr
+    result = runner.invoke(app, ["--debug", *missing] if where == "before" else [*missing, "--debug"])
+    assert result.exit_code == 1 and type(result.exception).__name__ == "CubeReadError"
+
+
+def test_common_options_after_a_subcommand_of_a_group(runner, tmp_path):
+    result = runner.invoke(app, ["train", "-q", "superres", str(tmp_path / "none"), "-s", "2", "-o", str(tmp_path / "m"), "-v"])
+    assert result.exit_code == 1 and "No such option" not in result.output
+    assert "none" in result.stderr  # the real error: the data is missing
+
+
+def test_the_common_options_of_a_command_reset_between_runs(runner, small_cube, tmp_path):
+    runner.invoke(app, ["convert", str(small_cube), str(tmp_path / "a.tif"), "-q"])
+    result = runner.invoke(app, ["convert", str(small_cube), str(tmp_path / "b.tif")])
+    assert "wrote" in result.stderr
+
+
+# progress: plain lines on stderr when it is not a terminal
+
+
+def test_progress_prints_plain_lines_while_long_work_runs(monkeypatch, capsys):
+    import time
+
+    from hsiuu_cli.cli import common
+
+    monkeypatch.setattr(common, "PLAIN_PROGRESS_SECONDS", 0.05)
+    common.set_common_options(quiet=False, verbose=False, debug=False)
+    with common.progress("scene.hdr ×4", 4) as advance:
+        for _ in range(4):
+            time.sleep(0.06)
+            advance()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) >= 2
+    assert all(line.startswith("scene.hdr ×4: ") for line in lines)
+    assert lines[-1].startswith("scene.hdr ×4: 4/4 (100%), done in 0:00")
+    assert any("elapsed" in line for line in lines[:-1])
+
+
+def test_progress_of_short_work_or_with_quiet_prints_nothing(monkeypatch, capsys):
+    import time
+
+    from hsiuu_cli.cli import common
+
+    common.set_common_options(quiet=False, verbose=False, debug=False)
+    with common.progress("quick", 2) as advance:  # well under a minute
+        advance(2)
+    monkeypatch.setattr(common, "PLAIN_PROGRESS_SECONDS", 0.01)
+    common.set_common_options(quiet=True, verbose=False, debug=False)
+    with common.progress("quiet", None) as advance:
+        time.sleep(0.05)
+        advance.set_total(3)
+        advance(3)
+    common.set_common_options(quiet=False, verbose=False, debug=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_in_a_terminal_is_a_rich_bar(tmp_path):
+    """A real pseudo-terminal on stderr: the Rich bar is drawn (and its line cleared at the end)."""
+    import os
+    import pty
+    import subprocess
+
+    if os.name != "posix":
+        pytest.skip("needs a pseudo-terminal")
+    script = (
+        "import time\n"
+        "from hsiuu_cli.cli import common\n"
+        "with common.progress('bar test', 5) as advance:\n"
+        "    for _ in range(5):\n"
+        "        time.sleep(0.3)\n"
+        "        advance()\n"
+    )
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-c", script], stderr=follower, stdout=subprocess.DEVNULL,
+                               env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "80"})
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    process.wait(timeout=60)
+    os.close(leader)
+    text = output.decode(errors="replace")
+    assert process.returncode == 0
+    assert "bar test" in text and "━" in text and "/5" in text
+
+
+def test_the_folder_of_an_output_is_made_and_taken_back_if_left_empty(runner, small_cube, tmp_path):
+    target = tmp_path / "new" / "deeper" / "out.tif"
+    result = runner.invoke(app, ["convert", str(small_cube), str(target)])
+    assert result.exit_code == 0, result.output
+    assert target.exists()
+    failed = runner.invoke(app, ["convert", str(small_cube), str(tmp_path / "other" / "out.tif"), "--bands", "7"])
+    assert failed.exit_code == 1 and not (tmp_path / "other").exists()

@@ -44,12 +44,16 @@ def files_in(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-def test_info_table_goes_to_stderr(runner, scene):
-    result = runner.invoke(app, ["info", str(scene)])
-    assert result.exit_code == 0, result.output
-    assert result.stdout == ""
-    for text in ("32 rows × 32 cols × 40 bands", "bil", "400–2400 nm", "37 of 40", "5-6, 30", "EPSG:32611", "rotated 34°"):
-        assert text in result.stderr
+def test_info_description_goes_to_stdout(runner, scene):
+    """`hsiuu info x.hdr > info.txt` keeps the description (it is the command's output, as gdalinfo's),
+    as plain lines without the table's trailing blanks; -q silences messages, not the output."""
+    for quiet in ([], ["-q"]):
+        result = runner.invoke(app, [*quiet, "info", str(scene)])
+        assert result.exit_code == 0, result.output
+        assert result.stderr == ""
+        for text in ("32 rows × 32 cols × 40 bands", "bil", "400–2400 nm", "37 of 40", "5-6, 30", "EPSG:32611", "rotated 34°"):
+            assert text in result.stdout
+        assert all(line == line.rstrip() for line in result.stdout.splitlines())
 
 
 def test_info_json(runner, scene):

@@ -184,9 +184,25 @@ def test_simulate_refuses_existing_outputs(runner, scene, tmp_path):
     assert (tmp_path / "case_lr.img").read_bytes() != stamp
 
 
-def test_simulate_unwritable_directory(runner, scene, tmp_path):
-    result = runner.invoke(app, ["simulate", str(scene), "--ratio", "4", "-o", str(tmp_path / "absent" / "case")])
-    assert result.exit_code == 1 and "does not exist" in one_error_line(result)
+def test_simulate_makes_the_missing_folder_of_its_prefix(runner, scene, tmp_path):
+    """`-o sim/x` with no sim/ yet: made, as --out-dir and every other command's -o folder are."""
+    result = runner.invoke(app, ["simulate", str(scene), "--ratio", "4", "-o", str(tmp_path / "absent" / "deeper" / "case")])
+    assert result.exit_code == 0, result.output
+    assert files(tmp_path / "absent" / "deeper") == ["case_lr.hdr", "case_lr.img"]
+    # a run that fails takes the folders it made away again
+    failed = runner.invoke(app, ["simulate", str(scene), "--srf", "nosuch", "-o", str(tmp_path / "other" / "case")])
+    assert failed.exit_code == 1 and not (tmp_path / "other").exists()
+    (tmp_path / "plain").write_text("a file")
+    blocked = runner.invoke(app, ["simulate", str(scene), "--ratio", "4", "-o", str(tmp_path / "plain" / "case")])
+    assert blocked.exit_code == 1 and "plain: is a file, not a directory" in one_error_line(blocked)
+
+
+def test_a_misspelt_srf_name_gets_a_suggestion(runner, scene, tmp_path):
+    result = runner.invoke(app, ["simulate", str(scene), "--srf", "sentinal2a", "-o", str(tmp_path / "case")])
+    assert result.exit_code == 1
+    assert "unknown SRF 'sentinal2a'; did you mean sentinel2a?" in one_error_line(result)
+    result = runner.invoke(app, ["simulate", str(scene), "--srf", "worldview9", "-o", str(tmp_path / "case")])
+    assert "did you mean" not in result.output
 
 
 def test_simulate_trailing_slash_is_a_directory_even_when_missing(runner, scene, tmp_path, monkeypatch):
@@ -221,7 +237,7 @@ def test_evaluate_json_matches_the_library(runner, scene, estimate, tmp_path):
     for key, value in expected.items():
         assert report["metrics"][key] == pytest.approx(value, rel=1e-9)
     assert report["valid_pixels"] == 32 * 32 and report["bands_used"] == 40
-    assert "PSNR" in result.stderr and "SSIM" in result.stderr  # the table goes to stderr
+    assert "PSNR" not in result.output  # --json replaces the table: nothing else on stdout or stderr
     with open(per_band) as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 40 and rows[0]["name"] == "b0" and float(rows[0]["wavelength_nm"]) == pytest.approx(400)
@@ -236,7 +252,9 @@ def test_evaluate_identical_cubes_reports_infinite_psnr_without_nan(runner, scen
     assert report["metrics"]["ssim"] == pytest.approx(1.0)
     assert any("psnr: infinite" in note for note in report["notes"])
     assert "nan" not in result.output.lower()
-    assert "inf" in result.stderr
+    table = runner.invoke(app, ["evaluate", str(scene), "-r", str(scene)])
+    assert table.exit_code == 0 and table.stderr == ""
+    assert "inf" in table.stdout and "PSNR" in table.stdout  # without --json the scores are a table on stdout
 
 
 def test_evaluate_leaves_declared_no_data_out(runner, scene, estimate, tmp_path):
@@ -354,7 +372,9 @@ def test_evaluate_unmixing_matches_and_scores(runner, tmp_path, mixture, unmixin
     assert report["abundance_rmse"] == pytest.approx(expected, rel=1e-5)
     assert 0.015 < report["abundance_rmse"] < 0.025
     assert len(per_endmember.read_text().splitlines()) == 4
-    assert "rock" in result.stderr
+    assert result.stderr == ""
+    table = runner.invoke(app, ["evaluate", "--endmembers", str(est_library), "--reference-endmembers", str(truth_library)])
+    assert table.exit_code == 0 and "rock" in table.stdout and table.stderr == ""
 
 
 def test_evaluate_unmixing_abundances_alone_are_matched_by_rmse(runner, tmp_path, mixture, unmixing_truth):

@@ -56,6 +56,8 @@ def test_train_writes_onnx_safetensors_and_card(runner, cubes, tmp_path):
     stem = tmp_path / "models" / "tiny_x2"
     result = runner.invoke(app, ["train", "superres", str(cubes), "--scale", "2", "-o", str(stem), "--epochs", "2", *TINY])
     assert result.exit_code == 0, result.output
+    # what trains is counted after the validation split: 3 cubes found, 2 train, 1 validates
+    assert "training on 2 cubes, validating on 1 (×2, UnmixingSR)" in result.stderr
     written = {p.suffix for p in map(lambda line: stem.with_name(line.split("/")[-1]), result.stdout.split())}
     assert written == {".onnx", ".safetensors", ".json", ".md"}
     card = json.loads(stem.with_suffix(".json").read_text())
@@ -92,6 +94,38 @@ def test_train_band_agnostic_self_supervised(runner, cubes, tmp_path):
     assert training["train_scenes"] == training["val_scenes"] == [str(cubes / "scene1.hdr")]
     assert training["val_held_out"] is False
     assert "## Metrics on training (not held-out) scenes" in stem.with_suffix(".md").read_text()
+    assert "(×2, band-wise)" in result.stderr
+    assert "fit on the training scenes (not held out): PSNR" in result.stderr and "validation:" not in result.stderr
+    # refining it: the network is the --init model's (band-wise), whatever --band-agnostic says
+    refined = runner.invoke(
+        app,
+        ["train", "superres", str(cubes / "scene2.hdr"), "--scale", "2", "-o", str(tmp_path / "refined_x2"), "--self",
+         "--init", str(stem.with_suffix(".onnx")), "--epochs", "1", "--batch", "2", "--steps-per-epoch", "2"],
+    )
+    assert refined.exit_code == 0, refined.output
+    assert "training on 1 cube, self-supervised: the fit is measured on the same scenes (×2, band-wise)" in refined.stderr
+
+
+def test_an_interrupted_training_leaves_no_empty_model_folder(runner, cubes, tmp_path, monkeypatch):
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("hsiuu_cli.superres.training.train", interrupted)
+    folder = tmp_path / "new" / "models"
+    result = runner.invoke(app, ["train", "superres", str(cubes), "--scale", "2", "-o", str(folder / "m_x2"), *TINY])
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_superres_says_when_a_cube_is_not_hyperspectral(runner, tmp_path):
+    cube, _, _, wavelengths = make_mixture(rows=12, cols=12, bands=12, seed=2)
+    single = write_cube(Cube(data=cube[:, :, :1], wavelengths=wavelengths[:1]), tmp_path / "pan.hdr")
+    result = runner.invoke(app, ["superres", str(single), "-s", "2", "-o", str(tmp_path / "pan_x2.hdr")])
+    assert result.exit_code == 0, result.output
+    assert "warning: pan.hdr has 1 band: not a hyperspectral cube" in result.stderr
+    twelve = write_cube(Cube(data=cube, wavelengths=wavelengths), tmp_path / "hsi.hdr")
+    result = runner.invoke(app, ["superres", str(twelve), "-s", "2", "-o", str(tmp_path / "hsi_x2.hdr")])
+    assert result.exit_code == 0 and "warning" not in result.stderr
 
 
 def test_training_is_deterministic_and_resumable(cubes, tmp_path):
@@ -156,7 +190,7 @@ def test_val_cube_among_the_data_is_left_out_of_training(runner, cubes, tmp_path
                                  "--epochs", "1", *TINY], env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
     assert f"left out of training, as they are --val cubes: {held}" in result.stderr.splitlines()
-    assert "training on 2 cubes" in result.stderr
+    assert "training on 2 cubes, validating on 1 (×2, UnmixingSR)" in result.stderr
     training = json.loads(stem.with_suffix(".json").read_text())["training"]
     assert training["train_scenes"] == [str(cubes / "scene0.hdr"), str(cubes / "scene2.hdr")]
     assert training["val_scenes"] == [str(held)] and training["val_held_out"] is True

@@ -12,15 +12,15 @@ import typer
 
 from .. import __version__
 from . import convert, evaluate, fuse, info, simulate, superres, train, unmix
-from .common import ErrorReportingGroup, console, settings
+from .common import Command, ErrorReportingGroup, set_common_options, stop_on_termination_signals
+from .options import Debug, Quiet, Verbose
 
 app = typer.Typer(
     name="hsiuu",
     cls=ErrorReportingGroup,
-    help="Sharpen, unmix and fuse hyperspectral image cubes (ENVI and GeoTIFF).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain help (helptext.py) and plain usage errors, fit for logs
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -33,29 +33,37 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def root(
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No messages or progress bars on stderr.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="More detail on stderr.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    debug: Debug = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
-    settings.quiet = quiet
-    settings.verbose = verbose
-    settings.debug = debug
-    console.quiet = quiet
+    """Sharpen, unmix and fuse hyperspectral image cubes (ENVI and GeoTIFF).
+
+    What a command produces (output paths, --json, info's description) goes to stdout;
+    messages, warnings, errors and progress go to stderr.
+
+    Examples:
+      hsiuu info scene.hdr
+      hsiuu superres scene.hdr --scale 4 -o scene_x4.hdr
+    """
+    set_common_options(quiet=quiet, verbose=verbose, debug=debug)
 
 
-app.command("info")(info.info_command)
-app.command("convert")(convert.convert_command)
-app.command("simulate")(simulate.simulate_command)
-app.command("evaluate")(evaluate.evaluate_command)
-app.command("unmix")(unmix.unmix_command)
-app.command("fuse")(fuse.fuse_command)
-app.command("superres")(superres.superres_command)
+# Every command is a common.Command: -q/-v/--debug anywhere, the plain help of helptext.py.
+app.command("info", cls=Command)(info.info_command)
+app.command("convert", cls=Command)(convert.convert_command)
+app.command("simulate", cls=Command)(simulate.simulate_command)
+app.command("evaluate", cls=Command)(evaluate.evaluate_command)
+app.command("unmix", cls=Command)(unmix.unmix_command)
+app.command("fuse", cls=Command)(fuse.fuse_command)
+app.command("superres", cls=Command)(superres.superres_command)
 app.add_typer(train.train_app, name="train")
 
 
 def main() -> None:
+    stop_on_termination_signals()
     app()

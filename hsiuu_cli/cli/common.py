@@ -1,14 +1,18 @@
 """Console, progress, error reporting and the batch conventions every processing command shares.
 
-Human output goes to stderr through :data:`console`; machine output (paths, JSON) goes
-to stdout through :func:`emit`.
+One rule for every command: what it produces goes to stdout — the paths it wrote (:func:`emit`),
+its ``--json`` document instead of anything else (:func:`emit_json`), the description or scores
+of ``info`` and ``evaluate`` (:func:`emit_table`) — and messages, warnings, progress and errors go
+to stderr (:data:`console`, silenced by -q except errors).
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
+import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -20,13 +24,16 @@ import typer
 
 try:  # typer >= 0.29 carries its own copy of click; its exceptions are the ones typer's main handles
     from typer._click import exceptions as click_errors
+    from typer._click.globals import get_current_context
 except ImportError:  # older typer runs on the click package
     from click import exceptions as click_errors
+    from click import get_current_context
 from rich.console import Console
 from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import CubeWriteError, HsiuuError, ParameterError
+from .options import Debug, Quiet, Verbose
 
 
 @dataclass
@@ -40,6 +47,8 @@ settings = Settings()
 console = Console(stderr=True, highlight=False)
 error_console = Console(stderr=True, highlight=False)
 """Errors are shown even with -q (which quiets ``console``): a failed run must say why."""
+output_console = Console(highlight=False, soft_wrap=True)
+"""stdout, for a command's report (``info``, ``evaluate``); -q does not silence what was asked for."""
 
 
 def info(message: str) -> None:
@@ -67,6 +76,17 @@ def emit(text: str) -> None:
     sys.stdout.flush()
 
 
+def emit_table(renderable) -> None:
+    """A command's report as a Rich table on stdout; redirected to a file or a pipe, plain text
+    without the trailing blanks of the table's columns."""
+    if output_console.is_terminal:
+        output_console.print(renderable)
+        return
+    with output_console.capture() as captured:
+        output_console.print(renderable)
+    emit("\n".join(line.rstrip() for line in captured.get().rstrip("\n").splitlines()))
+
+
 def emit_json(payload: object) -> None:
     emit(json.dumps(payload, indent=2, default=json_default))
 
@@ -84,25 +104,171 @@ def report_error(message: str) -> None:
     error_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
 
 
+PLAIN_PROGRESS_SECONDS = 60.0
+"""How often long work reports on stderr when it is not a terminal (batch logs, pipes)."""
+
+
+class Advance:
+    """What :func:`progress` yields: ``advance(n=1)`` counts work done; ``advance.set_total(n)``
+    gives the total once it is known."""
+
+    def __init__(self, total: float | None = None) -> None:
+        self.total = total
+        self.completed = 0.0
+
+    def __call__(self, n: float = 1) -> None:
+        self.completed += n
+
+    def set_total(self, total: float | None) -> None:
+        self.total = total
+
+
+class _RichAdvance(Advance):
+    def __init__(self, bar: Progress, task, total: float | None) -> None:
+        super().__init__(total)
+        self._bar, self._task = bar, task
+
+    def __call__(self, n: float = 1) -> None:
+        super().__call__(n)
+        self._bar.advance(self._task, n)
+
+    def set_total(self, total: float | None) -> None:
+        super().set_total(total)
+        self._bar.update(self._task, total=total)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def _plain_line(description: str, advance: Advance, elapsed: float, done: bool = False) -> str:
+    when = f"done in {_duration(elapsed)}" if done else f"{_duration(elapsed)} elapsed"
+    if advance.total:
+        when = f"{advance.completed:g}/{advance.total:g} ({min(advance.completed / advance.total, 1):.0%}), {when}"
+    elif advance.completed:
+        when = f"{advance.completed:g} steps, {when}"
+    return f"{description}: {when}"
+
+
 @contextmanager
-def progress(description: str, total: float | None) -> Iterator[Callable[[float], None]]:
-    """A Rich progress bar on stderr; yields ``advance(n)``. Silent with -q or when stderr is no terminal."""
-    if settings.quiet or not console.is_terminal:
-        yield lambda _n=1: None
+def progress(description: str, total: float | None) -> Iterator[Advance]:
+    """Progress of long work on stderr; yields an :class:`Advance`.
+
+    In a terminal, a Rich bar. Elsewhere (a log file, a pipe) one plain line every
+    :data:`PLAIN_PROGRESS_SECONDS` while the stage runs and one when a stage that reported ends,
+    so a long batch run shows life and a short one adds nothing. Nothing with -q.
+    """
+    if settings.quiet:
+        yield Advance(total)
         return
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+    if console.is_terminal:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            yield _RichAdvance(bar, bar.add_task(description, total=total), total)
+        return
+    import threading
+    import time
+
+    advance = Advance(total)
+    start = time.monotonic()
+    finished = threading.Event()
+    reported = threading.Event()
+
+    def report_every_interval() -> None:
+        while not finished.wait(PLAIN_PROGRESS_SECONDS):
+            info(_plain_line(description, advance, time.monotonic() - start))
+            reported.set()
+
+    reporter = threading.Thread(target=report_every_interval, name="hsiuu-progress", daemon=True)
+    reporter.start()
+    try:
+        yield advance
+    finally:
+        finished.set()
+        reporter.join()
+    if reported.is_set():
+        info(_plain_line(description, advance, time.monotonic() - start, done=True))
 
 
-class ErrorReportingGroup(typer.core.TyperGroup):
+# ---------------------------------------------------------------------------------------------
+# Commands: common options anywhere on the line, plain help pages
+# ---------------------------------------------------------------------------------------------
+
+COMMON_OPTIONS = ("quiet", "verbose", "debug")
+
+
+def set_common_options(*, quiet: bool, verbose: bool, debug: bool) -> None:
+    settings.quiet = quiet
+    settings.verbose = verbose
+    settings.debug = debug
+    console.quiet = quiet
+
+
+@functools.cache
+def common_option_params() -> list:
+    """-q, -v and --debug as parameters of every command, so they work after its name too
+    (``hsiuu superres x.hdr -s 2 -q``); declared once in :mod:`.options`, built by Typer."""
+    declaration = typer.Typer()
+
+    @declaration.command()
+    def common(quiet: Quiet = False, verbose: Verbose = False, debug: Debug = False) -> None:
+        """Only its parameters are used."""
+
+    return [p for p in typer.main.get_command(declaration).params if p.name in COMMON_OPTIONS]
+
+
+class PlainHelp:
+    """The help page of :mod:`.helptext` instead of Typer's Rich panels (which cut option names at
+    80 columns and show Python types); its usage line also in usage errors."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from . import helptext
+
+        common = common_option_params() if isinstance(self, CommonOptions) else ()
+        helptext.format_help(self, ctx, formatter, common_options=common)
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        from . import helptext
+
+        return helptext.usage_pieces(self, ctx)
+
+
+class CommonOptions:
+    """Accepts -q/-v/--debug among the command's own options; given there, they add to those
+    given before the command name."""
+
+    def get_params(self, ctx) -> list:
+        params = super().get_params(ctx)
+        own = {name for p in params for name in (*p.opts, *p.secondary_opts)}
+        extra = [p for p in common_option_params() if not own & set(p.opts)]
+        help_option = self.get_help_option(ctx)
+        if help_option is not None and params and params[-1] is help_option:
+            return params[:-1] + extra + [help_option]
+        return params + extra
+
+    def invoke(self, ctx):
+        given = {name: ctx.params.pop(name, False) for name in COMMON_OPTIONS}
+        set_common_options(**{name: given[name] or getattr(settings, name) for name in COMMON_OPTIONS})
+        return super().invoke(ctx)
+
+
+class Command(PlainHelp, CommonOptions, typer.core.TyperCommand):
+    """The class of every hsiuu command (``app.command(name, cls=Command)``)."""
+
+
+class Group(PlainHelp, CommonOptions, typer.core.TyperGroup):
+    """The class of every group of commands below the top level (``typer.Typer(cls=Group)``)."""
+
+
+class ErrorReportingGroup(PlainHelp, typer.core.TyperGroup):
     """Turns library errors into one-line messages with exit code 1 (tracebacks only with --debug)."""
 
     def invoke(self, ctx: typer.Context):
@@ -115,9 +281,14 @@ class ErrorReportingGroup(typer.core.TyperGroup):
                 raise
             report_error(str(exc))
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            report_error("interrupted")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            # every temporary is gone by now (atomic.py cleans up on any exception)
+            signum = getattr(exc, "signum", signal.SIGINT)
+            try:
+                report_error("interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}")
+            except OSError:  # SIGHUP: the terminal may be gone
+                pass
+            raise typer.Exit(128 + signum) from None
         except BrokenPipeError:
             # The reader of stdout went away (`hsiuu evaluate --help | head`): stop quietly with
             # Click's own code for this, and keep the final flush from failing on the closed pipe.
@@ -133,6 +304,30 @@ class ErrorReportingGroup(typer.core.TyperGroup):
                 raise
             report_error(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
             raise typer.Exit(1) from None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (job schedulers, ``timeout``, ``kill``, a closed terminal): the run stops as
+    on Ctrl-C, through the same clean-up, and exits with 128 + the signal's number, as shells expect."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def stop_on_termination_signals() -> None:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` in the main thread (the CLI's entry point)."""
+
+    def stop(signum: int, _frame) -> None:
+        for number in TERMINATING_SIGNALS:  # the clean-up runs once, undisturbed by a repeated signal
+            signal.signal(number, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    for number in TERMINATING_SIGNALS:
+        signal.signal(number, stop)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,14 +429,17 @@ def plan_outputs(
 
 @contextmanager
 def output_directory(out_dir: Path | None) -> Iterator[None]:
-    """A missing ``--out-dir`` made (with its parents) for the run, as ``mkdir -p`` would — the user
-    named it as the place for the results — and taken away again if the run left it empty."""
+    """A missing output folder (``--out-dir``, or the folder of ``-o``) made with its parents for
+    the run, as ``mkdir -p`` would — the user named it as the place for the results — and taken
+    away again if the run left it empty (failed, interrupted)."""
     made: list[Path] = []
     if out_dir is not None:
         missing = out_dir
         while not missing.exists():
             made.append(missing)
             missing = missing.parent
+        if out_dir.exists() and not out_dir.is_dir():
+            raise CubeWriteError("is a file, not a directory", out_dir)
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -254,27 +452,52 @@ def output_directory(out_dir: Path | None) -> Iterator[None]:
                 directory.rmdir()
 
 
+def output_folder(path: Path) -> None:
+    """Make the folder of a command's output if missing, for the rest of the command: it goes
+    again at the end if the command left it empty (see :func:`output_directory`)."""
+    context = get_current_context(silent=True)
+    if context is None:  # called from Python, not from the command line
+        path.mkdir(parents=True, exist_ok=True)
+    else:
+        context.with_resource(output_directory(path))
+
+
 def run_batch(
     jobs: Sequence[tuple[Path, Path]],
     process: Callable[[Path, Path], Sequence[Path]],
     *,
     workers: int = 1,
     out_dir: Path | None = None,
+    check: Callable[[Path, Path], None] | None = None,
 ) -> None:
     """Run ``process(input, output)`` for each pair; print each written path on stdout.
 
-    A failing input is reported and the others go on; the command exits 1 at the end if any failed.
-    ``out_dir`` is made if missing (and removed if it stays empty), see :func:`output_directory`.
+    ``check(input, output)`` runs for every pair before any of them is processed: the refusals
+    that need no computation (output exists, output is the input…) come at once, not after hours
+    of other inputs. A failing input is reported and the others go on; the command exits 1 at the
+    end if any failed. ``out_dir`` and the folders of the outputs are made if missing (and removed
+    if they stay empty), see :func:`output_directory`.
     """
+    from contextlib import ExitStack
+
     from ..io.atomic import allow_writing
 
     allow_writing()
-    with output_directory(out_dir):
-        _run_jobs(jobs, process, workers)
+    folders = {target.parent for _, target in jobs} | ({out_dir} if out_dir is not None else set())
+    with ExitStack() as stack:
+        for folder in sorted(folders):
+            stack.enter_context(output_directory(folder))
+        _run_jobs(jobs, process, workers, check)
 
 
-def _run_jobs(jobs: Sequence[tuple[Path, Path]], process: Callable[[Path, Path], Sequence[Path]], workers: int) -> None:
+def _run_jobs(
+    jobs: Sequence[tuple[Path, Path]],
+    process: Callable[[Path, Path], Sequence[Path]],
+    workers: int,
+    check: Callable[[Path, Path], None] | None,
+) -> None:
     failures = 0
+    total = len(jobs)
 
     def finish(source: Path, result: Sequence[Path] | BaseException) -> None:
         nonlocal failures
@@ -293,8 +516,20 @@ def _run_jobs(jobs: Sequence[tuple[Path, Path]], process: Callable[[Path, Path],
     if len(jobs) == 1:
         # A single input fails like any command: the error handler of the app reports it.
         source, target = jobs[0]
+        if check is not None:
+            check(source, target)
         finish(source, process(source, target))
         return
+
+    if check is not None:
+        checked = []
+        for pair in jobs:
+            try:
+                check(*pair)
+                checked.append(pair)
+            except Exception as exc:  # noqa: BLE001 - reported per input, batch goes on
+                finish(pair[0], exc)
+        jobs = checked
 
     def guarded(pair: tuple[Path, Path]) -> Sequence[Path] | BaseException:
         try:
@@ -323,7 +558,7 @@ def _run_jobs(jobs: Sequence[tuple[Path, Path]], process: Callable[[Path, Path],
                 raise
     if failures:
         if not settings.quiet:
-            console.print(f"{failures} of {len(jobs)} inputs failed")
+            console.print(f"{failures} of {total} inputs failed")
         raise typer.Exit(1)
 
 

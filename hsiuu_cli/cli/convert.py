@@ -28,11 +28,11 @@ def convert_command(
     drop_bad_bands: Annotated[bool, typer.Option("--drop-bad-bands", help="Leave out bands flagged bad (ENVI bbl = 0).")] = False,
     interleave: Annotated[
         Optional[str],
-        typer.Option("--interleave", help="bsq, bil or bip (GeoTIFF: bsq or bip). Default: the input's, else bsq."),
+        typer.Option("--interleave", metavar="bsq|bil|bip", help="bsq, bil or bip (GeoTIFF: bsq or bip). Default: the input's, else bsq."),
     ] = None,
     dtype: Annotated[
         Optional[str],
-        typer.Option("--dtype", help=f"Output data type: {', '.join(OUTPUT_DTYPES)}. Float → integer rounds; values must fit."),
+        typer.Option("--dtype", metavar="TYPE", help=f"Output data type: {', '.join(OUTPUT_DTYPES)}. Float → integer rounds; values must fit."),
     ] = None,
     overwrite: Overwrite = False,
 ) -> None:
@@ -40,11 +40,15 @@ def convert_command(
     scale factor, band names and georeference; optionally subset bands or change interleave/type.
 
     Prints the output path on stdout.
+
+    Examples:
+      hsiuu convert scene.hdr scene.tif --co COMPRESS=DEFLATE
+      hsiuu convert scene.hdr vnir.hdr --bands 400:1000nm --drop-bad-bands
     """
     from ..errors import ParameterError
     from ..io import check_output, describe_file, output_format, read_cube, write_cube
     from ..io.bands import parse_band_selection, select_bands
-    from .common import detail, emit, info, parse_creation_options
+    from .common import detail, emit, info, output_folder, parse_creation_options
 
     if interleave is not None and interleave.lower() not in INTERLEAVES:
         raise typer.BadParameter(f"'{interleave}' is not one of {', '.join(INTERLEAVES)}", param_hint="--interleave")
@@ -54,6 +58,7 @@ def convert_command(
 
     cube = read_cube(source)
     kind = output_format(target, format)
+    output_folder(target.parent)
     check_output(target, overwrite, format=kind)
 
     if interleave is None:

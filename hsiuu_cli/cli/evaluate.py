@@ -1,8 +1,8 @@
 """`hsiuu evaluate`: score a result against a reference (image metrics) or estimated endmembers and
 abundances against ground truth (unmixing metrics). Exact definitions: docs/evaluate.md.
 
-The scoring is :mod:`hsiuu_cli.evaluation`; this module parses the options and prints: a table
-to stderr, the figures on stdout with ``--json``, a CSV with ``--per-band``.
+The scoring is :mod:`hsiuu_cli.evaluation`; this module parses the options and prints the scores
+on stdout: a table, or with ``--json`` the figures as JSON (and no table); a CSV with ``--per-band``.
 """
 
 from __future__ import annotations
@@ -69,11 +69,18 @@ def evaluate_command(
     """Score a result against a reference: PSNR, SSIM, SAM, ERGAS (with --scale), RMSE, CC, UIQI.
 
     No-data pixels of either cube are left out; bands flagged bad are left out. Unmixing mode
-    (--endmembers/--abundances with their --reference-…): Hungarian matching on spectral angle,
+    (--endmembers and/or --abundances, each with its --reference- twin): Hungarian matching on spectral angle,
     SAD per endmember and mean, abundance RMSE after the same matching.
+
+    The scores go to stdout: a table, or with --json a JSON document instead.
+
+    Examples:
+      hsiuu evaluate scene_x4.hdr --reference truth.hdr --scale 4
+      hsiuu evaluate --endmembers out/endmembers.sli \\
+          --reference-endmembers truth.sli --json
     """
     from ..evaluation import evaluate_images, evaluate_unmixing
-    from ..io import atomic_write
+    from ..io import atomic_write, check_not_input, input_files
     from ..io.atomic import check_outputs
     from .common import emit_json, warn
 
@@ -97,13 +104,14 @@ def evaluate_command(
             raise typer.BadParameter(f"must be a positive number, got {value}", param_hint=hint)
     if per_band is not None:
         check_outputs([per_band], overwrite)
+        given = (result, reference, endmembers, reference_endmembers, abundances, reference_abundances)
+        check_not_input(tuple(f for p in given if p is not None for f in input_files(p)), per_band)
 
     if unmixing:
         evaluation = evaluate_unmixing(
             endmembers, reference_endmembers, abundances, reference_abundances,
             warn=warn,
         )
-        _unmixing_table(evaluation.report)
     else:
         evaluation = evaluate_images(
             result,
@@ -112,22 +120,26 @@ def evaluate_command(
             data_range=data_range,
             warn=warn,
         )
-        _image_table(evaluation.report)
     if per_band is not None:
         with atomic_write(per_band, overwrite) as temporary:
             temporary.write_text(_csv_text(evaluation.rows), encoding="utf-8")
     if as_json:
         emit_json(evaluation.report)
+    elif unmixing:
+        _unmixing_table(evaluation.report)
+    else:
+        _image_table(evaluation.report)
 
 
 def _image_table(report: dict) -> None:
     from rich.table import Table
 
-    from .common import console, settings
+    from rich.console import Group
+    from rich.text import Text
 
-    if settings.quiet:
-        return
-    console.print(f"{report['result']} vs {report['reference']}", soft_wrap=True, markup=False)
+    from .common import emit_table
+
+    lines = [Text(f"{report['result']} vs {report['reference']}")]
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -139,22 +151,20 @@ def _image_table(report: dict) -> None:
         else:
             text = f"{value:.4f}"
         table.add_row(label, text, better)
-    console.print(table)
-    console.print(
+    lines.append(table)
+    lines.append(Text(
         f"{report['valid_pixels']} pixels compared ({report['excluded_pixels']} no-data left out), "
         f"{report['bands_used']} of {report['bands']} bands, peak {report['peak']:.6g}"
-    )
-    for note in report["notes"]:
-        console.print(f"[dim]{note}[/dim]")
+    ))
+    lines += [Text(note, style="dim") for note in report["notes"]]
+    emit_table(Group(*lines))
 
 
 def _unmixing_table(report: dict) -> None:
     from rich.table import Table
 
-    from .common import console, settings
+    from .common import emit_table
 
-    if settings.quiet:
-        return
     table = Table(title="unmixing scores (Hungarian matching)", title_justify="left")
     table.add_column("reference")
     table.add_column("matched estimate")
@@ -177,7 +187,7 @@ def _unmixing_table(report: dict) -> None:
     if has_rmse:
         footer.append(f"{report['abundance_rmse']:.4f}")
     table.add_row(*footer, style="bold")
-    console.print(table)
+    emit_table(table)
 
 
 def _csv_text(rows: list[dict]) -> str:

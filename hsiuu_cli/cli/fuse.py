@@ -29,6 +29,7 @@ def fuse_command(
         Optional[str],
         typer.Option(
             "--srf",
+            metavar="NAME|FILE",
             help="The MSI's spectral responses: built-in name (sentinel2a, landsat8, pleiades1a, ikonos, nikon_d700; "
             "'name:band,...' picks bands in the MSI's order) or a CSV wavelength_nm,<band>,...",
         ),
@@ -47,6 +48,7 @@ def fuse_command(
         typer.Option(
             "--endmembers",
             "-k",
+            metavar="N|auto",
             help="Number of endmembers K, or 'auto' (spectramorph, cnmf).",
             show_default="spectramorph 8, cnmf min(30, bands)",
         ),
@@ -75,14 +77,22 @@ def fuse_command(
 
     The output is on the MSI's grid with the HSI's bands, wavelengths and band metadata; pixels
     without data in either input are NaN. Prints the output path (or, with --json, a summary).
-    """
-    import tempfile
 
+    Examples:
+      A hyperspectral cube sharpened by a Sentinel-2 image of the same place:
+        hsiuu fuse lr_hsi.hdr hr_msi.tif --srf sentinel2a -o fused.tif
+      An RGB photo, with the abundance maps and a preview:
+        hsiuu fuse hsi.hdr rgb.tif --srf nikon_d700 -o fused.hdr \\
+            --save-abundances --quicklook
+    """
     from ..fusion import cubes
     from ..fusion.quicklook import write_quicklook
-    from ..io import check_output, output_files, output_format, output_set, read_cube, write_cube, write_library
-    from ..io.atomic import check_outputs
-    from .common import detail, emit, emit_json, info, parse_creation_options, progress, warn
+    from ..io import (
+        check_creation_options, check_not_input, check_output, input_files, output_files, output_format, output_set,
+        read_cube, write_cube, write_library,
+    )
+    from ..io.atomic import check_outputs, scratch_directory
+    from .common import detail, emit, emit_json, info, output_folder, parse_creation_options, progress, warn
 
     if srf is None and srf_matrix is None:
         raise typer.BadParameter("give the MSI's spectral response with --srf NAME|FILE.csv or --srf-matrix FILE.csv")
@@ -110,6 +120,7 @@ def fuse_command(
     if save_endmembers or save_abundances:
         if method in (Method.gsa, Method.bicubic):
             raise typer.BadParameter(f"--method {method.value} has no endmembers or abundances to save")
+    output_folder(output.parent)
     check_output(output, overwrite, format=kind)
     if save_abundances:
         check_output(abundance_path, overwrite, format=kind)
@@ -117,8 +128,12 @@ def fuse_command(
         check_outputs(library_paths, overwrite)
     if quicklook:
         check_outputs([quicklook_path], overwrite)
+    sources = input_files(lr_hsi) + input_files(hr_msi)
+    for path in [output] + ([abundance_path] if save_abundances else []):
+        check_not_input(sources, path, kind)
 
     lr_cube, msi_cube = read_cube(lr_hsi), read_cube(hr_msi)
+    check_creation_options(output, kind, creation, bands=lr_cube.bands)
     pair = cubes.align_pair(lr_cube, msi_cube, lr_hsi, hr_msi)
     if pair.cropped:
         detail(f"using the overlap of the two grids: HSI {pair.lr.rows}×{pair.lr.cols}, MSI {pair.hr.rows}×{pair.hr.cols}")
@@ -133,7 +148,7 @@ def fuse_command(
              "spectramorph (the default) or gsa suit a panchromatic image")
     passes = 2 if method is Method.spectramorph else 1
     written: list[Path] = []  # outputs, as reported; output_set's list holds every file behind them
-    with tempfile.TemporaryDirectory(prefix=".hsiuu-fuse-", dir=output.parent if str(output.parent) else ".") as scratch:
+    with scratch_directory(output.parent) as scratch:
         with progress("fusing", passes * pair.hr.rows) as advance:
             fused_cube, result = cubes.fuse_cubes(
                 pair.lr,

@@ -148,15 +148,19 @@ def info_command(
     """Show a cube's shape, data type, interleave, wavelengths, bad bands, no-data and georeference
     (for a spectral library, .sli or .csv: its spectra, bands and wavelengths).
 
-    The table goes to stderr; with --json a machine-readable summary goes to stdout instead.
-    Band indices (bad bands) count from 0.
+    The description goes to stdout (so it can be saved or searched); with --json, a
+    machine-readable summary instead. Band indices (bad bands) count from 0.
+
+    Examples:
+      hsiuu info scene.hdr
+      hsiuu info scene.hdr --json > scene.json
     """
     from ..io import is_spectral_library
-    from .common import console, emit_json
+    from .common import emit_json, emit_table
 
     library = is_spectral_library(cube)
     summary = describe_library(cube) if library else describe_cube(cube)
     if json:
         emit_json(summary)
     else:
-        console.print(_library_table(summary) if library else _table(summary))
+        emit_table(_library_table(summary) if library else _table(summary))

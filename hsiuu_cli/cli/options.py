@@ -13,6 +13,7 @@ OUTPUT_DTYPES = ("uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64
 Inputs = Annotated[
     list[str],
     typer.Argument(
+        metavar="CUBE...",
         help="Input cubes: files, shell globs, @list.txt (one path per line) or - (paths on stdin).",
         show_default=False,
     ),
@@ -29,6 +30,7 @@ NameTemplate = Annotated[
     Optional[str],
     typer.Option(
         "--name",
+        metavar="TEMPLATE",
         help="Output name template with --out-dir: {stem} (input name without extension) and {ext} "
         "(output extension), and in superres {scale}, e.g. '{stem}_x{scale}{ext}'.",
     ),
@@ -40,7 +42,7 @@ Format = Annotated[
 ]
 CreationOptions = Annotated[
     Optional[list[str]],
-    typer.Option("--co", help="GeoTIFF creation option KEY=VALUE (repeatable), e.g. COMPRESS=DEFLATE."),
+    typer.Option("--co", metavar="KEY=VALUE", help="GeoTIFF creation option, e.g. COMPRESS=DEFLATE."),
 ]
 Jobs = Annotated[int, typer.Option("-j", "--jobs", min=1, help="Inputs processed in parallel.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same result.")]
@@ -59,3 +61,8 @@ Device = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 Quicklook = Annotated[bool, typer.Option("--quicklook", help="Also write a PNG preview beside the output.")]
+
+# The common options: before the command name (app.py) or after it (common.Command), one declaration.
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No messages or progress on stderr (errors still show).")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="More detail on stderr.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]

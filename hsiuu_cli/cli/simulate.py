@@ -48,6 +48,7 @@ def simulate_command(
         Optional[str],
         typer.Option(
             "--srf",
+            metavar="NAME|FILE",
             help="Also write a multispectral image on the high-res grid: built-in SRF name (sentinel2a, landsat8, "
             "pleiades1a, ikonos, nikon_d700; 'name:band,...' picks bands) or a CSV wavelength_nm,<band>,...",
         ),
@@ -64,6 +65,7 @@ def simulate_command(
         typer.Option(
             "-o",
             "--output",
+            metavar="PREFIX|DIR",
             help="Output prefix (outputs are <prefix>_lr.<ext>, <prefix>_msi.<ext>) or an existing directory "
             "(or a path ending in /) for <dir>/<input stem>_lr.<ext>. A cube extension on the prefix sets the format.",
         ),
@@ -79,6 +81,13 @@ def simulate_command(
     kept) and, with --srf, a multispectral/RGB/pan image on the high-resolution grid.
 
     Prints each written path on stdout. Default format: the input's (ENVI or GeoTIFF).
+
+    Examples:
+      A test case for fusion: case/truth_lr.hdr (4 times coarser) and
+      case/truth_msi.hdr (Sentinel-2 bands):
+        hsiuu simulate truth.hdr --ratio 4 --srf sentinel2a -o case/
+      A noisy low-resolution cube for super-resolution, as GeoTIFF:
+        hsiuu simulate truth.hdr -r 2 --snr 35 -o noisy.tif
     """
     from .common import expand_inputs, parse_creation_options, plan_outputs, run_batch
 
@@ -154,7 +163,7 @@ def simulate_file(
 ) -> list[Path]:
     """Simulate the low-resolution cube and/or the multispectral image of one input; returns written paths."""
     from ..errors import HsiuuError
-    from ..io import check_output, output_files, output_set, read_cube, write_cube
+    from ..io import check_creation_options, check_not_input, check_output, output_files, output_set, read_cube, write_cube
     from ..simulate import simulate_pair, whole_blocks
     from .common import info, warn
 
@@ -175,6 +184,8 @@ def simulate_file(
         planned = [role for role, wanted in (("lr", ratio is not None), ("msi", srf is not None), ("hr", cropped)) if wanted]
         for role in planned:
             check_output(paths[role], overwrite, format=kind)
+            check_not_input(cube, paths[role], kind)
+            check_creation_options(paths[role], kind, creation_options, bands=cube.bands)
 
         result = simulate_pair(
             cube,

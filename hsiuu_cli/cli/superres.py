@@ -11,6 +11,8 @@ from .common import click_errors, expand_inputs, info, parse_creation_options, p
 from .options import OUTPUT_DTYPES, CreationOptions, Device, Format, Inputs, Jobs, NameTemplate, OutDir, Output, Overwrite
 
 DEFAULT_TEMPLATE = "{stem}_x{scale}{ext}"
+FEW_BANDS = 10
+"""Below this many bands a cube is multispectral, RGB or panchromatic, not hyperspectral: say so."""
 
 
 def _default_extension(inputs: list[Path], format: str | None) -> str:
@@ -24,12 +26,12 @@ def _default_extension(inputs: list[Path], format: str | None) -> str:
 def superres_command(
     inputs: Inputs,
     scale: Annotated[int, typer.Option("--scale", "-s", help="Up-sampling factor: 2, 3, 4 or 8 with a model; any integer ≥ 2 with bicubic.")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Shipped model name, or a model file (.onnx, its card .json, or the path without extension); default: the shipped model that fits the scene.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME|FILE", help="Shipped model name, or a model file (.onnx, its card .json, or the path without extension); default: the shipped model that fits the scene.")] = None,
     method: Annotated[str, typer.Option("--method", help="model, or bicubic (the baseline).")] = "model",
     tile: Annotated[Optional[int], typer.Option("--tile", min=8, show_default=False, help="Tile side in LR pixels (default 64); memory grows with it, not with the scene.")] = None,
     device: Device = "auto",
     calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Scale the model's detail by a gain (0–1) fitted on the scene degraded once more, so a model that does not suit the sensor falls back towards bicubic.")] = True,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="Output data type (default: the input's; integer outputs are rounded and keep the scale factor).")] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", metavar="TYPE", help="Output data type (default: the input's; integer outputs are rounded and keep the scale factor).")] = None,
     output: Output = None,
     out_dir: OutDir = None,
     name: NameTemplate = None,
@@ -43,11 +45,17 @@ def superres_command(
     Shipped models: aviris_x2 (145-228 good bands) and aviris_x4 (145-247) for AVIRIS-like VNIR-SWIR cubes,
     agnostic_x2 and agnostic_x4 for any other band count or sensor. Without --model, the first that
     fits the scene is used.
+
+    Examples:
+      Sharpen a scene 4 times with the shipped model that fits it:
+        hsiuu superres scene.hdr --scale 4 -o scene_x4.hdr
+      Every cube of a folder, two at a time, into sharp/ as GeoTIFF:
+        hsiuu superres 'cubes/*.hdr' -s 2 --out-dir sharp/ -f GTiff -j 2
     """
     import numpy as np
 
     from ..errors import HsiuuError, ModelError, ParameterError
-    from ..io import check_output, read_cube, write_cube
+    from ..io import check_creation_options, check_not_input, check_output, input_files, read_cube, write_cube
     from ..superres import choose_model, load_model
     from ..superres.inference import DEFAULT_TILE, super_resolve_cube
     from ..superres.registry import check_scale
@@ -78,9 +86,16 @@ def superres_command(
     )
     requested = load_model(model) if (model is not None and method == "model") else None
 
-    def process(source: Path, target: Path) -> list[Path]:
+    def check(source: Path, target: Path) -> None:
         check_output(target, overwrite, format=format)
+        check_not_input(input_files(source), target, format)
+
+    def process(source: Path, target: Path) -> list[Path]:
         cube = read_cube(source)
+        check_creation_options(target, format, creation_options, dtype=out_dtype or cube.data.dtype, bands=cube.bands)
+        if cube.bands < FEW_BANDS and method == "model":
+            warn(f"{source.name} has {cube.bands} band{'s' if cube.bands != 1 else ''}: not a hyperspectral cube; "
+                 "the models learnt from hyperspectral scenes (try --method bicubic to compare)")
         if out_dtype is not None and out_dtype.kind in "iu" and cube.data.dtype.kind == "f" and cube.scale_factor is None:
             # Reflectance in 0..1 would come out as 0s and 1s; radiance in large units may be fine.
             warn(f"{source.name}: float values without a scale factor are rounded to whole numbers in {out_dtype}")
@@ -114,4 +129,4 @@ def superres_command(
                  "range and were clipped; choose a wider --dtype")
         return [written]
 
-    run_batch(list(zip(paths, targets)), process, workers=jobs, out_dir=out_dir)
+    run_batch(list(zip(paths, targets)), process, workers=jobs, out_dir=out_dir, check=check)

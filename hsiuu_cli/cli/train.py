@@ -8,10 +8,26 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import detail, emit, info
+from .common import Command, Group, detail, emit, info, output_folder
 from .options import Device, Overwrite, Seed
 
-train_app = typer.Typer(help="Train models on your own cubes.", no_args_is_help=True)
+train_app = typer.Typer(cls=Group, help="Train models on your own cubes.", no_args_is_help=True, rich_markup_mode=None)
+
+
+NETWORK_NAMES = {"unmixingsr": "UnmixingSR", "bandwise": "band-wise"}
+
+
+def _training_plan(event: dict, scale: int, self_supervised: bool) -> str:
+    """'training on 10 cubes, validating on 2 (×4, UnmixingSR)', as training split them."""
+    train, validation = event["train"], event["validation"]
+    network = f"×{scale}, {NETWORK_NAMES.get(event['network'], event['network'])}"
+    plural = lambda count: f"{count} cube{'s' if count != 1 else ''}"  # noqa: E731
+    if self_supervised:
+        return f"training on {plural(len(train))}, self-supervised: the fit is measured on the same scenes ({network})"
+    if len(train) == 1 and len(validation) == 1 and train[0].endswith(" (top)"):
+        return f"training on the top rows of {train[0][:-6]}, validating on its bottom rows ({network})"
+    held = f"validating on {len(validation)}" if validation else "no validation"
+    return f"training on {plural(len(train))}, {held} ({network})"
 
 
 def _command_line(data: list[str], values: dict) -> str:
@@ -30,11 +46,11 @@ def _command_line(data: list[str], values: dict) -> str:
     return shlex.join(parts)
 
 
-@train_app.command("superres")
+@train_app.command("superres", cls=Command)
 def superres_train_command(
     data: Annotated[list[str], typer.Argument(help="HR training cubes (ENVI/GeoTIFF files or folders, searched recursively).", show_default=False)],
     scale: Annotated[int, typer.Option("--scale", "-s", help="Up-sampling factor: 2, 3, 4 or 8.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Model name with folder, e.g. models/my_sensor_x4 (writes .onnx, .safetensors, .json, .md).")],
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="DIR/NAME", help="Model name with folder, e.g. models/my_sensor_x4 (writes .onnx, .safetensors, .json, .md).")],
     self_supervised: Annotated[bool, typer.Option("--self", help="No HR data: each scene learns to restore itself degraded ×scale; all of it trains (no held-out split).")] = False,
     band_agnostic: Annotated[bool, typer.Option("--band-agnostic", help="Band-wise network that serves any band count (else UnmixingSR for this sensor family).")] = False,
     unmixing: Annotated[bool, typer.Option("--unmixing/--no-unmixing", help="Auxiliary unmixing task and material-aware module (UnmixingSR).")] = True,
@@ -49,10 +65,10 @@ def superres_train_command(
     channels: Annotated[int, typer.Option("--channels", min=1, help="Spectral channels of UnmixingSR (bands are resampled to these).")] = 64,
     endmembers: Annotated[int, typer.Option("--endmembers", min=1, help="Endmembers of the auxiliary unmixing.")] = 6,
     beta: Annotated[float, typer.Option("--beta", min=0.0, help="Weight of the LR-HR abundance-consistency loss.")] = 1e-3,
-    degradation: Annotated[str, typer.Option("--degradation", help="How LR is made from HR: bicubic (antialiased) or gaussian (PSF σ = scale/2).")] = "bicubic",
-    val: Annotated[Optional[list[Path]], typer.Option("--val", help="Validation cube (repeatable); never trained on. Default: --val-fraction of the data.")] = None,
+    degradation: Annotated[str, typer.Option("--degradation", metavar="bicubic|gaussian", help="How LR is made from HR: bicubic (antialiased) or gaussian (PSF σ = scale/2).")] = "bicubic",
+    val: Annotated[Optional[list[Path]], typer.Option("--val", help="Validation cube; never trained on. Default: --val-fraction of the data.")] = None,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.95, help="Share of scenes held out for validation (one scene: its bottom rows).")] = 0.2,
-    init: Annotated[Optional[str], typer.Option("--init", help="Start from this model's weights (shipped name or path), e.g. to refine with --self.")] = None,
+    init: Annotated[Optional[str], typer.Option("--init", metavar="NAME|FILE", help="Start from this model's weights (shipped name or path), e.g. to refine with --self.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint an interrupted run left beside the output.")] = False,
     description: Annotated[str, typer.Option("--description", help="Text for the model card.")] = "",
     device: Device = "auto",
@@ -60,7 +76,16 @@ def superres_train_command(
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for PyTorch (default: all cores).")] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Train a super-resolution model and export it (ONNX + safetensors + model card)."""
+    """Train a super-resolution model and export it (ONNX + safetensors + model card).
+
+    Examples:
+      A model for your sensor from high-resolution cubes:
+        hsiuu train superres hr_cubes/ --scale 4 -o models/my_sensor_x4
+      No high-resolution data: refine a shipped model on the scene itself:
+        hsiuu train superres scene.hdr --self --init agnostic_x4 -s 4 \\
+            -o models/scene_x4
+      Then: hsiuu superres scene.hdr -s 4 -m models/scene_x4 -o scene_x4.hdr
+    """
     from ..superres.training import TrainingOptions, collect_cubes, train_and_export
     from .common import progress
 
@@ -72,6 +97,7 @@ def superres_train_command(
         device=device, threads=threads, init=init,
     )
     options.check()
+    output_folder(output.parent)  # made now, and taken away again if the run leaves it empty
     paths = collect_cubes(data)
     val_paths = collect_cubes(val) if val else None
     command = _command_line(
@@ -102,10 +128,7 @@ def superres_train_command(
             elif event["phase"] == "notice":
                 info(event["message"])
             elif event["phase"] == "start":
-                # Counted by training, which leaves out the --val cubes among the data.
-                cubes = event["cubes"]
-                info(f"training on {cubes} cube{'s' if cubes != 1 else ''} (×{scale}, "
-                     f"{'band-wise' if band_agnostic else 'UnmixingSR'})")
+                info(_training_plan(event, scale, self_supervised))
 
         written, card = train_and_export(
             paths, options, output, val_paths=val_paths, resume=resume, overwrite=overwrite, command=command,
@@ -114,7 +137,9 @@ def superres_train_command(
     metrics = card.get("metrics")
     if metrics:
         mean = metrics["mean"]
-        info(f"validation: PSNR {mean['psnr']:.2f} dB (bicubic {mean['psnr_bicubic']:.2f}), "
+        held_out = card["training"].get("val_held_out", True)
+        what = "validation" if held_out else "fit on the training scenes (not held out)"
+        info(f"{what}: PSNR {mean['psnr']:.2f} dB (bicubic {mean['psnr_bicubic']:.2f}), "
              f"SAM {mean['sam']:.3f}° (bicubic {mean['sam_bicubic']:.3f}°)")
     for path in written.values():
         emit(str(path))

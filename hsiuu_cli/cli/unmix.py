@@ -13,7 +13,7 @@ from .options import Device, Inputs, Jobs, Json, NameTemplate, OutDir, Overwrite
 
 DEFAULT_TEMPLATE = "{stem}_unmix"
 OutputDirectory = Annotated[
-    Optional[Path], typer.Option("-o", "--output", help="Output directory (one input only); created if missing.")
+    Optional[Path], typer.Option("-o", "--output", metavar="DIR", help="Output directory (one input only); created if missing.")
 ]
 # -o is a directory here, so the format cannot come from an extension
 CubesFormat = Annotated[
@@ -25,7 +25,7 @@ def unmix_command(
     inputs: Inputs,
     endmembers: Annotated[
         Optional[str],
-        typer.Option("--endmembers", "-k", help="Number of endmembers, or 'auto' (HySime estimate).", show_default="auto"),
+        typer.Option("--endmembers", "-k", metavar="N|auto", help="Number of endmembers, or 'auto' (HySime estimate).", show_default="auto"),
     ] = None,
     method: Annotated[
         Optional[str],
@@ -58,6 +58,12 @@ def unmix_command(
     -o DIR receives abundances (one band per endmember, ENVI .hdr/.img or --format GTiff .tif), endmembers.sli + endmembers.csv, residual (per-pixel reconstruction RMSE), summary.json, and with --scale s abundances_x<s>, with --quicklook quicklook.png.
 
     No-data and NaN pixels are skipped and written as NaN; bands flagged bad are left out. Several inputs: --out-dir DIR, one directory per input named by --name (default {stem}_unmix).
+
+    Examples:
+      Four endmembers and their abundance maps:
+        hsiuu unmix scene.hdr -k 4 -o scene_unmix
+      Abundances of known spectra from a large library (sparse unmixing):
+        hsiuu unmix scene.hdr --library usgs.sli --sparse -o scene_minerals
     """
     from ..io import CUBE_SUFFIXES
     from ..unmixing import METHODS
@@ -140,7 +146,8 @@ def _unmix_one(
     from ..errors import CubeWriteError, HsiuuError
     from ..grid import scaled_transform
     from ..io import (
-        SpectralLibrary, atomic_write, check_output, output_files, output_set, read_cube, read_library, write_cube, write_library,
+        SpectralLibrary, atomic_write, check_not_input, check_output, input_files, output_files, output_set, read_cube,
+        read_library, write_cube, write_library,
     )
     from ..io.atomic import check_outputs
     from ..unmixing import fit_library, unmix, unmix_with_library, usable_bands
@@ -160,6 +167,7 @@ def _unmix_one(
     if not created_directory:
         for path in cubes.values():
             check_output(path, overwrite, format=format)
+            check_not_input(input_files(source), path, format)
         check_outputs(others, overwrite)
 
     try:

@@ -31,7 +31,10 @@ __all__ = [
     "Cube",
     "SpectralLibrary",
     "atomic_write",
+    "check_creation_options",
+    "check_not_input",
     "check_output",
+    "input_files",
     "describe_file",
     "is_spectral_library",
     "output_files",
@@ -82,6 +85,48 @@ def check_output(path: str | Path, overwrite: bool, *, format: str | None = None
     check_outputs(output_files(path, format), overwrite)
 
 
+def input_files(path: str | Path) -> tuple[Path, ...]:
+    """The files (resolved) a cube is read from, without reading its pixels: an ENVI header and its
+    data file, else the file itself (what :func:`read_cube` records as ``Cube.source_files``)."""
+    path = Path(path)
+    if path.is_file() and _is_envi(path):
+        layout = envi.open_layout(path)
+        return (layout.header.resolve(), layout.data.resolve())
+    return (path.resolve(),)
+
+
+def check_not_input(sources: Cube | tuple[Path, ...], path: str | Path, format: str | None = None) -> None:
+    """CubeWriteError if writing ``path`` (a cube, or any other file such as a CSV) would replace a
+    file of the input (a Cube, or the files of :func:`input_files`), even with --overwrite: the input
+    may be memory-mapped, and inputs are never modified."""
+    path = Path(path)
+    sources = sources.source_files if isinstance(sources, Cube) else sources
+    is_cube = format is not None or path.suffix.lower() in CUBE_SUFFIXES + ("",)
+    overlap = {p.resolve() for p in (output_files(path, format) if is_cube else [path])} & set(sources)
+    if overlap:
+        raise CubeWriteError(f"output is the input (or one of its files: {sorted(overlap)[0].name}); write elsewhere", path)
+
+
+def check_creation_options(
+    path: str | Path, format: str | None = None, creation_options: dict[str, str] | None = None, *,
+    dtype: str | np.dtype = "float32", bands: int = 1,
+) -> dict[str, str]:
+    """The creation options upper-cased, or CubeWriteError for one the output's format does not
+    take (ENVI: BYTE_ORDER=0|1 only; GeoTIFF: whatever GDAL's GTiff driver accepts for an output
+    of this data type and band count)."""
+    path = Path(path)
+    options = {k.upper(): str(v) for k, v in (creation_options or {}).items()}
+    if output_format(path, format) == "ENVI":
+        others = [k for k in options if k != "BYTE_ORDER"]
+        if others:
+            raise CubeWriteError(f"creation option {', '.join(others)} does not apply to ENVI (only BYTE_ORDER=0|1)", path)
+        if options.get("BYTE_ORDER", "0") not in ("0", "1"):
+            raise CubeWriteError(f"BYTE_ORDER must be 0 or 1, got {options['BYTE_ORDER']}", path)
+    elif options:
+        geotiff.check_creation_options(options, path, dtype=np.dtype(dtype).name, bands=bands)
+    return options
+
+
 def read_cube(path: str | Path) -> Cube:
     """An ENVI cube (``.hdr`` or data file; memory-mapped, read-only) or a GeoTIFF."""
     path = Path(path)
@@ -128,25 +173,16 @@ def write_cube(
     """
     path = Path(path)
     kind = output_format(path, format)
-    overlap = {p.resolve() for p in output_files(path, kind)} & set(cube.source_files)
-    if overlap:
-        # the input may be memory-mapped: writing over it would corrupt what is being read
-        raise CubeWriteError(f"output is the input (or one of its files: {sorted(overlap)[0].name}); write elsewhere", path)
-    options = {k.upper(): str(v) for k, v in (creation_options or {}).items()}
+    check_not_input(cube, path, kind)
     interleave = interleave.lower()
     if kind == "ENVI":
-        byte_order = options.pop("BYTE_ORDER", "0")
-        if options:
-            raise CubeWriteError(
-                f"creation option {', '.join(options)} does not apply to ENVI (only BYTE_ORDER=0|1)", path
-            )
-        if byte_order not in ("0", "1"):
-            raise CubeWriteError(f"BYTE_ORDER must be 0 or 1, got {byte_order}", path)
+        byte_order = check_creation_options(path, kind, creation_options).get("BYTE_ORDER", "0")
         return envi.write_envi(
             cube, path, overwrite=overwrite, interleave=interleave, dtype=dtype, byte_order=int(byte_order)
         )
     if interleave not in _GTIFF_INTERLEAVE:
         raise CubeWriteError(f"GeoTIFF cannot be written with interleave '{interleave}' (use bsq or bip)", path)
+    options = {k.upper(): str(v) for k, v in (creation_options or {}).items()}
     options.setdefault("INTERLEAVE", _GTIFF_INTERLEAVE[interleave])
     return geotiff.write_geotiff(cube, path, overwrite=overwrite, creation_options=options, dtype=dtype)
 

@@ -4,14 +4,21 @@ A temporary lives in the output's own directory (so ``os.replace`` is a rename o
 system) and keeps the output's suffix (so libraries that choose a format from the extension,
 such as Pillow, still do the right thing). Any exception, KeyboardInterrupt included, removes
 the temporaries, so an interrupted run leaves no half-written file behind.
+
+A run killed outright (SIGKILL, power loss) cannot clean up; its temporaries carry its process id
+(``.NAME.hsiuu-tmp-PID-XXXXXXXX.EXT``), and the next run that checks or writes the same output
+removes those whose process is gone (:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
+import shutil
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -38,11 +45,60 @@ def raise_if_stopped() -> None:
         raise KeyboardInterrupt
 
 
+TEMPORARY_MARK = ".hsiuu-tmp-"
+LEGACY_STALE_SECONDS = 600
+"""A temporary without a process id (hsiuu before it named them so) counts as stale when it has
+not changed for this long."""
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(path.suffix)] if path.suffix else path.name
+
+
 def temporary_path(path: Path) -> Path:
-    """A hidden, unique name beside ``path`` with the same suffix."""
-    suffix = path.suffix
-    stem = path.name[: -len(suffix)] if suffix else path.name
-    return path.with_name(f".{stem}.hsiuu-tmp-{secrets.token_hex(4)}{suffix}")
+    """A hidden, unique name beside ``path`` with the same suffix, naming this process."""
+    return path.with_name(f".{_stem(path)}{TEMPORARY_MARK}{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
+
+
+def _process_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists but belongs to someone else
+        return False
+    return False
+
+
+def _is_stale(path: Path, pid: str | None) -> bool:
+    if pid is not None:
+        return int(pid) != os.getpid() and _process_is_gone(int(pid))
+    try:
+        return time.time() - path.stat().st_mtime > LEGACY_STALE_SECONDS
+    except OSError:
+        return False
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove what interrupted runs that could not clean up left of the output ``path`` (hidden
+    temporaries of the same name whose process no longer runs); returns what was removed."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    pattern = re.compile(rf"\.{re.escape(_stem(path))}{re.escape(TEMPORARY_MARK)}(?:(\d+)-)?[0-9a-f]{{8}}(\..*)?")
+    removed = []
+    try:
+        candidates = [p for p in directory.iterdir() if p.name.startswith(f".{_stem(path)}{TEMPORARY_MARK}")]
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = pattern.fullmatch(candidate.name)
+        if match and _is_stale(candidate, match.group(1)):
+            try:
+                candidate.unlink()
+                removed.append(candidate)
+            except OSError:
+                pass
+    return removed
 
 
 def check_directory(path: Path) -> None:
@@ -61,17 +117,20 @@ def check_directory(path: Path) -> None:
             pass
     except OSError as exc:
         raise CubeWriteError(f"output directory is not writable ({os.strerror(exc.errno or errno.EACCES)})", path) from None
-    probe.unlink(missing_ok=True)
+    finally:  # also when Ctrl-C or a signal lands right after the probe was made
+        probe.unlink(missing_ok=True)
 
 
 def check_outputs(paths: Sequence[Path], overwrite: bool) -> None:
-    """Check several files that make one output (an ENVI header and its data file)."""
+    """Check several files that make one output (an ENVI header and its data file), and clear
+    away the temporaries that killed runs left of them."""
     for path in paths:
         path = Path(path)
         if path.exists() and not overwrite:
             raise OutputExistsError("output exists; use --overwrite to replace it", path)
     for path in paths:
         check_directory(Path(path))
+        remove_stale_temporaries(Path(path))
 
 
 @contextmanager
@@ -125,3 +184,27 @@ def output_set() -> Iterator[list[Path]]:
         for path in files:
             path.unlink(missing_ok=True)
         raise
+
+
+SCRATCH_MARK = ".hsiuu-scratch-"
+
+
+@contextmanager
+def scratch_directory(parent: Path) -> Iterator[Path]:
+    """A hidden working folder in ``parent`` (beside the output, on its file system), removed at
+    the end however the run ends; those of killed runs in ``parent`` are removed first."""
+    parent = Path(parent) if str(parent) else Path(".")
+    try:
+        leftovers = [p for p in parent.iterdir() if p.name.startswith(SCRATCH_MARK) and p.is_dir()]
+    except OSError:
+        leftovers = []
+    for leftover in leftovers:
+        pid = leftover.name[len(SCRATCH_MARK):].split("-", 1)[0]
+        if pid.isdigit() and _is_stale(leftover, pid):
+            shutil.rmtree(leftover, ignore_errors=True)
+    directory = parent / f"{SCRATCH_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+    directory.mkdir()
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

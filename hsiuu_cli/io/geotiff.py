@@ -343,3 +343,23 @@ def describe_geotiff(path: Path) -> dict:
     except RasterioError as exc:
         raise CubeReadError(f"not a readable raster ({_one_line(exc)})", path) from None
 
+
+
+def check_creation_options(options: dict[str, str], path: Path, *, dtype: str = "float32", bands: int = 1) -> None:
+    """Refuse GTiff creation options before any work, by opening a one-pixel GeoTIFF in memory of
+    the output's type and band count with them (GDAL only warns about a bad one, and only when a
+    dataset is created)."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    profile = {"driver": "GTiff", "width": 1, "height": 1, "count": bands, "dtype": dtype, **options}
+    memory = f"/vsimem/hsiuu-check-{id(profile)}.tif"
+    try:
+        with rasterio.Env(**GDAL_ENV), warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with _gdal_warnings() as messages:
+                with rasterio.open(memory, "w", **profile):
+                    pass
+    except RasterioError as exc:
+        raise CubeWriteError(f"creation option rejected: {_name_output(_one_line(exc), Path(memory), path)}", path) from None
+    _check_creation_options([_name_output(m, Path(memory), path) for m in messages], path)

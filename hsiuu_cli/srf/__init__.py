@@ -130,8 +130,12 @@ def load_srf(spec: str | Path) -> SpectralResponse:
         if not path.is_file():
             if path.suffix.lower() == ".csv" or path.parent != Path("."):
                 raise SpectralResponseError("SRF file not found", path=path)
+            import difflib
+
+            close = difflib.get_close_matches(base.lower(), list(_BUILTIN) + list(_ALIASES), n=1, cutoff=0.75)
+            hint = f"did you mean {_ALIASES.get(close[0], close[0])}? " if close else ""
             raise SpectralResponseError(
-                f"unknown SRF '{base}'; built-in: {', '.join(list_srfs())}, or give a CSV path "
+                f"unknown SRF '{base}'; {hint}built-in: {', '.join(list_srfs())}, or give a CSV path "
                 "(wavelength_nm,<band>,...)"
             )
         srf = _read_csv(path, name=str(path), source=f"custom CSV {path}")

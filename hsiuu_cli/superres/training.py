@@ -491,7 +491,7 @@ def train(
     """Train a network on HR cubes (or, self-supervised, on the scenes themselves).
 
     ``on_progress`` gets events by ``phase``: ``notice`` (a ``message`` for the user), ``start``
-    (``cubes`` that train), ``resume``, ``unmixing`` and ``sr`` (steps), ``epoch`` (its record).
+    (the names of the scenes that ``train`` and of those for ``validation``, the ``network`` kind), ``resume``, ``unmixing`` and ``sr`` (steps), ``epoch`` (its record).
     """
     import torch
     import torch.nn.functional as F
@@ -534,8 +534,6 @@ def train(
             notice(f"an earlier run's checkpoint {checkpoint} is replaced; use --resume to continue it")
     elif checkpoint is not None and resume:
         notice(f"no checkpoint {checkpoint} to resume; starting from the beginning")
-    notify({"phase": "start", "cubes": len(paths)})
-
     scenes = load_scenes(paths, options)
     if val_paths:
         train_scenes, val_scenes = scenes, load_scenes(val_paths, options)
@@ -547,6 +545,9 @@ def train(
         train_scenes, val_scenes, why = split_validation(scenes, options, rng)
         if why:
             notice(why)
+    # what trains and what validates, as split (a held-out fraction of the scenes, or of one scene's rows)
+    notify({"phase": "start", "train": [s.name for s in train_scenes], "validation": [s.name for s in val_scenes],
+            "network": config.kind})
     band_counts = [s.hr.shape[2] for s in train_scenes]
     spans = [(float(s.wavelengths.min()), float(s.wavelengths.max())) for s in train_scenes if s.wavelengths is not None]
 
