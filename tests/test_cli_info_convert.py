@@ -168,8 +168,8 @@ def _truncate(folder: Path) -> str:
 
 def _more_bands(folder: Path) -> str:
     header = folder / "scene.hdr"
-    header.write_text(header.read_text().replace("bands = 40", "bands = 39"))
-    return "disagrees with the data file size"
+    header.write_text(header.read_text().replace("bands = 40", "bands = 41"))
+    return "needs"
 
 
 def _unknown_type(folder: Path) -> str:

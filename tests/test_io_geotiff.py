@@ -64,13 +64,41 @@ def test_tags_are_where_other_tools_look(tmp_path):
         assert src.descriptions == ("blue", "green", "red", "nir edge")
         assert src.nodata == -1.0
         assert src.tags(4)["wavelength"] == repr(1000.0 / 3)
-        assert src.tags(4)["wavelength_units"] == "nm"
+        assert src.tags(4)["wavelength_units"] == "Nanometers"
         assert float(src.tags(4, ns="IMAGERY")["CENTRAL_WAVELENGTH_UM"]) == (1000.0 / 3) / 1000.0
         assert float(src.tags(4, ns="IMAGERY")["FWHM_UM"]) == (1.0 / 7) / 1000.0
         assert src.tags(2)["bbl"] == "0" and src.tags(1)["bbl"] == "1"
         assert src.tags()["scale_factor"] == "10000"
         assert src.scales[0] == pytest.approx(1e-4)
         assert src.tags(ns="ENVI")["sensor type"] == "test"
+
+
+def test_bands_without_names_are_labelled_as_an_enmap_product_labels_them(tmp_path):
+    cube = full_cube().replace(band_names=None)
+    write_cube(cube, tmp_path / "c.tif")
+    with rasterio.open(tmp_path / "c.tif") as src:
+        assert src.descriptions[1] == "band 2 (550.5 Nanometers)" and src.descriptions[3] == "band 4 (333.333 Nanometers)"
+        assert src.tags(2) == {"wavelength": "550.5", "wavelength_units": "Nanometers", "fwhm": "10.2", "bbl": "0"}
+    back = read_cube(tmp_path / "c.tif")
+    assert back.band_names is None  # a label is not a name
+    np.testing.assert_array_equal(back.wavelengths, cube.wavelengths)
+
+
+@pytest.mark.realdata
+def test_a_real_enmap_product_reads_with_its_band_metadata(shared_data):
+    tile = shared_data / "scenes" / "enmap_potsdam" / "enmap_potsdam_tile_128_0.tif"
+    if not tile.exists():
+        pytest.skip("EnMAP tiles not in ../shared/data")
+    cube = read_cube(tile)
+    with rasterio.open(tile) as src:
+        expected = [float(src.tags(b)["wavelength"]) for b in range(1, src.count + 1)]
+        fwhm = [float(src.tags(b)["fwhm"]) for b in range(1, src.count + 1)]
+        bad = [src.tags(b)["bbl"] == "0" for b in range(1, src.count + 1)]
+        assert src.descriptions[0] == "band 1 (418.24 Nanometers)"
+    np.testing.assert_array_equal(cube.wavelengths, expected)
+    np.testing.assert_array_equal(cube.fwhm, fwhm)
+    assert cube.bad_bands.tolist() == bad and any(bad)
+    assert cube.band_names is None and cube.crs == "EPSG:32633"
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")

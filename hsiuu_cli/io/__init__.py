@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cube import Cube
-from ..errors import CubeReadError, CubeWriteError
+from ..errors import CubeFormatError, CubeReadError, CubeWriteError
 from . import envi, geotiff
 from .atomic import atomic_write, check_outputs, output_set
 from .speclib import SpectralLibrary, is_spectral_library, read_library, write_library
@@ -82,23 +82,43 @@ def check_output(path: str | Path, overwrite: bool, *, format: str | None = None
     check_outputs(output_files(path, format), overwrite)
 
 
-def read_cube(path: str | Path) -> Cube:
-    """An ENVI cube (``.hdr`` or data file; memory-mapped, read-only) or a GeoTIFF."""
+def read_cube(path: str | Path, *, complex_values: bool = False) -> Cube:
+    """An ENVI cube (``.hdr`` or data file; memory-mapped, read-only) or a GeoTIFF.
+
+    Complex pixels (SAR, interferograms) are refused with a one-line reason unless
+    ``complex_values`` is True (``info`` and ``convert`` read them; the methods work on real values).
+    """
+    path = _existing_file(path)
+    if _is_envi(path):
+        cube = envi.read_envi(path)
+    else:
+        cube = _as_gdal_raster(path, geotiff.read_geotiff).replace(source_files=(path.resolve(),))
+    if cube.data.dtype.kind == "c" and not complex_values:
+        raise CubeFormatError(
+            f"holds complex values ({cube.data.dtype.name}), which hsiuu's methods do not process "
+            "(info and convert read them)", path)
+    return cube
+
+
+def _existing_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise CubeReadError("file not found", path)
     if path.is_dir():
         raise CubeReadError("is a directory, not a cube", path)
-    if _is_envi(path):
-        return envi.read_envi(path)
+    return path
+
+
+def _as_gdal_raster(path: Path, read):
+    """``read(path)`` through GDAL; a data file that is no GDAL raster either is told to lack its ENVI header."""
     try:
-        return geotiff.read_geotiff(path).replace(source_files=(path.resolve(),))
-    except CubeReadError as exc:
+        return read(path)
+    except CubeReadError:
         if path.suffix.lower() in envi.DATA_SUFFIXES or not path.suffix:
             raise CubeReadError(
-                f"no ENVI header found beside the data file (looked for {path.with_suffix('.hdr').name}), "
-                "and GDAL cannot read it either", path) from None
-        raise exc
+                f"no ENVI header found beside the data file (looked for {path.with_suffix('.hdr').name} "
+                f"and {path.name}.hdr), and it is no raster GDAL reads either", path) from None
+        raise
 
 
 def _is_envi(path: Path) -> bool:
@@ -153,11 +173,7 @@ def write_cube(
 
 def describe_file(path: str | Path) -> dict:
     """How a cube is stored (format, files, interleave, byte order…) — what ``info`` shows besides the Cube."""
-    path = Path(path)
-    if not path.exists():
-        raise CubeReadError("file not found", path)
-    if path.is_dir():
-        raise CubeReadError("is a directory, not a cube", path)
+    path = _existing_file(path)
     if _is_envi(path):
         layout = envi.open_layout(path)
         return {
@@ -169,5 +185,6 @@ def describe_file(path: str | Path) -> dict:
             "header_offset": layout.offset,
             "file_type": envi.unbrace(layout.fields.get("file type", "ENVI Standard")),
             "wavelength_units": envi.unbrace(layout.fields["wavelength units"]) if "wavelength units" in layout.fields else None,
+            "compression": "gzip" if layout.compressed else None,
         }
-    return geotiff.describe_geotiff(path)
+    return _as_gdal_raster(path, geotiff.describe_geotiff)
