@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import math
@@ -303,6 +304,68 @@ def test_geographic_map_info(tmp_path):
     crs, transform = envi.parse_map_info(
         "{ Geographic Lat/Lon , 1 , 1 , -117.5 , 33.25 , 0.001 , 0.001 , WGS-84 , units=Degrees }", None, tmp_path)
     assert crs == "EPSG:4326" and transform == Affine(0.001, 0, -117.5, 0, -0.001, 33.25)
+
+
+# Headers from GDAL's test suite (autotest/gcore/data/byte.hdr, autotest/gdrivers/data/aea.hdr,
+# envi/uint16_envi_bigendian.hdr): what GDAL reads from them is what hsiuu must read.
+GDAL_HEADERS = {
+    "utm_without_datum": ("map info = {UTM, 1, 1, 440720.000000, 3751320.000000, 60.000000, 60.000000, 11, North}\n",
+                          "EPSG:26711"),
+    "albers_projection_info": (
+        "map info = {Albers Equal Area Example, 1, 1, -936408.178, 2423902.344, 28.500000, 28.500000}\n"
+        "projection info = {9, 6378206.4, 6356583.8, 23.000000, -96.000000, 0., 0., 29.500000, 45.500000, "
+        "Albers Equal Area Example}\n", None),
+    "utm_nad27_named": ("map info = {UTM, 1, 1, 440720, 3751320, 60, 60, 11, North,North America 1927}\n", "EPSG:26711"),
+    "geographic_without_datum": ("map info = {Geographic Lat/Lon, 1, 1, -44.8, -22.9, 0.003432, 0.003432, units=Degrees}\n",
+                                 "EPSG:4326"),
+    "arbitrary": ("map info = {Arbitrary, 1, 1, 10, 20, 1, 1}\n", None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GDAL_HEADERS))
+def test_georeferencing_fields_mean_what_gdal_reads(tmp_path, case):
+    fields, epsg = GDAL_HEADERS[case]
+    header = write_raw_envi(tmp_path, sample_values(np.dtype("u1"), (3, 4, 1)), code=1, extra=fields)
+    cube = read_cube(header)
+    theirs = gdal_crs_of(tmp_path / "cube.img")
+    if case == "arbitrary":
+        assert cube.crs is None and theirs.to_wkt().startswith("LOCAL_CS")  # GDAL's name for "no CRS known"
+        return
+    assert rasterio.crs.CRS.from_user_input(cube.crs) == theirs
+    if epsg:
+        assert cube.crs == epsg
+    else:
+        assert "Albers" in cube.crs and "6378206.4" in cube.crs  # the ellipsoid of projection info
+    # written back, GDAL still reads the same CRS
+    write_cube(cube, tmp_path / "copy.hdr")
+    assert gdal_crs_of(tmp_path / "copy.img") == theirs
+
+
+def test_a_datum_gdal_does_not_know_is_reported(tmp_path, caplog):
+    extra = "map info = {UTM, 1, 1, 440720, 3751320, 60, 60, 11, North, Mars 2000}\n"
+    header = write_raw_envi(tmp_path, sample_values(np.dtype("u1"), (3, 4, 1)), code=1, extra=extra)
+    with caplog.at_level(logging.WARNING, logger="hsiuu_cli"):
+        cube = read_cube(header)
+    assert "Mars 2000" in caplog.text and "WGS84" in caplog.text  # GDAL's own words: defaulting to WGS84
+    assert cube.crs == "EPSG:32611"
+
+
+def test_gzip_data_file_is_read(tmp_path):
+    # autotest/gdrivers/data/envi/aea_compressed.hdr: "file compression = 1"
+    array = sample_values(np.dtype("u2"), (3, 4, 2))
+    header = write_raw_envi(tmp_path, array, code=12, byte_order=1, extra="file compression = 1\n")
+    data = tmp_path / "cube.img"
+    data.write_bytes(gzip.compress(data.read_bytes()))
+    cube = read_cube(header)
+    np.testing.assert_array_equal(cube.data, array)
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(data) as src:
+        np.testing.assert_array_equal(np.moveaxis(src.read(), 0, -1), cube.data)
+    write_cube(cube, tmp_path / "plain.hdr")  # written uncompressed, and says so
+    assert "file compression" not in envi.read_header(tmp_path / "plain.hdr")
+    np.testing.assert_array_equal(read_cube(tmp_path / "plain.hdr").data, array)
+    data.write_bytes(b"not gzip at all")
+    with pytest.raises(CubeReadError, match="file compression = 1 but the data file is not valid gzip"):
+        read_cube(header)
 
 
 def gdal_crs_of(data_file: Path):

@@ -330,13 +330,6 @@ def _creation_profile(cube: Cube, dtype: np.dtype, creation_options: dict[str, s
             raise CubeWriteError(f"CRS cannot be written ({_one_line(exc)})", path) from None
     if cube.nodata is not None:
         profile["nodata"] = cube.nodata
-    gcps = gcps_from_geo_points(cube.metadata["geo points"]) if "geo points" in cube.metadata else None
-    if gcps and cube.transform is None:
-        profile["gcps"] = gcps
-        profile.pop("transform", None)
-    rpcs = rpcs_from_info(cube.metadata["rpc info"]) if "rpc info" in cube.metadata else None
-    if rpcs is not None:
-        profile["rpcs"] = rpcs
     if cube.rows * cube.cols * cube.bands * dtype.itemsize > 3_900_000_000:
         profile["BIGTIFF"] = "IF_SAFER"
     for key, value in (creation_options or {}).items():
@@ -386,6 +379,15 @@ def write_geotiff(
 
 
 def _write_metadata(dst, cube: Cube) -> None:
+    from rasterio.crs import CRS
+
+    gcps = gcps_from_geo_points(cube.metadata["geo points"]) if "geo points" in cube.metadata else None
+    if gcps and cube.transform is None:
+        # rasterio needs a CRS object with GCPs; an empty one where the points have none (ENVI's)
+        dst.gcps = (gcps, CRS.from_user_input(cube.crs) if cube.crs else CRS())
+    rpcs = rpcs_from_info(cube.metadata["rpc info"]) if "rpc info" in cube.metadata else None
+    if rpcs is not None:
+        dst.rpcs = rpcs
     tags = {}
     if cube.scale_factor is not None:
         tags["scale_factor"] = format_number(cube.scale_factor)
