@@ -142,7 +142,7 @@ def test_partial_coverage_is_a_warning_and_the_notices_come_in_order():
     data = cube.data.copy()
     data[0, 0] = np.nan
     cube = cube.replace(data=data)
-    with pytest.warns(UserWarning, match="87% of SRF band 'blue' lies within the cube's range"):
+    with pytest.warns(UserWarning, match="SRF band 'blue' of 'ikonos:blue,green': 87% of its response falls on the cube's bands"):
         simulate_pair(cube, srf="ikonos:blue,green")
     _, notices = heard(cube, ratio=4, srf="ikonos:blue,green")
     assert [kind for kind, _ in notices] == ["coverage", "nodata", "crop"]
