@@ -3,6 +3,7 @@
     python bench/interop.py corpus DIR           # write GDAL-written ENVI/GeoTIFF/PNG and SPy-written ENVI files
     python bench/interop.py synthesize DIR       # data files for GDAL autotest ENVI headers kept in DIR (see below)
     python bench/interop.py compare DIR [DIR...] [--json]
+    python bench/interop.py broken               # broken ENVI files through SPy and hsiuu; header parse times
 
 ``corpus`` writes, with GDAL's own drivers (through rasterio) and with SPy's ``envi.save_image``,
 the variants a user meets: every data type GDAL and SPy write (complex included), every
@@ -396,6 +397,57 @@ def _spy_difference(header: Path, cube) -> str:
     return ""
 
 
+def broken_files() -> None:
+    """Broken ENVI files read by SPy and by hsiuu, and both header parsers timed on a 224-band header
+    (the measurements behind the decision in docs/architecture.md)."""
+    import tempfile
+    import timeit
+
+    from spectral.io import envi
+
+    from hsiuu_cli.io.envi import read_header
+
+    data = np.arange(60, dtype="<f4").reshape(3, 4, 5)
+    css = 'coordinate system string = {PROJCS["WGS_1984_UTM_Zone_11N",GEOGCS["GCS_WGS_1984"]]}\n'
+    breakers = {
+        "truncated data file": lambda folder: open(folder / "c.img", "r+b").truncate(100),
+        "unknown data type 8": lambda folder: _edit(folder / "c.hdr", "data type = 4", "data type = 8"),
+        "line without '='": lambda folder: _edit(folder / "c.hdr", "lines = 3", "lines 3"),
+        "unclosed brace": lambda folder: _edit(folder / "c.hdr", "ENVI\n", "ENVI\ndescription = {never closed\n"),
+        "gzip data file": lambda folder: (_edit(folder / "c.hdr", "ENVI\n", "ENVI\nfile compression = 1\n"),
+                                          (folder / "c.img").write_bytes(gzip.compress((folder / "c.img").read_bytes()))),
+        "WKT coordinate system string": lambda folder: _edit(folder / "c.hdr", "ENVI\n", "ENVI\n" + css),
+    }
+    for name, breaker in breakers.items():
+        with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            folder = Path(folder)
+            envi.save_image(str(folder / "c.hdr"), data, ext=".img", force=True)
+            breaker(folder)
+            outcomes = []
+            for reader in (lambda: np.asarray(envi.open(str(folder / "c.hdr")).open_memmap()),
+                           lambda: np.asarray(read_cube(folder / "c.hdr").data)):
+                try:
+                    values = reader()
+                    same = values.shape == data.shape and np.array_equal(values, data)
+                    outcomes.append(f"read {values.shape}{'' if same else ' WRONG VALUES'}")
+                except Exception as exc:  # noqa: BLE001 - the message is the measurement
+                    outcomes.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:90]}")
+            if name.startswith("WKT"):
+                outcomes[0] += f"; its css field: {envi.read_envi_header(str(folder / 'c.hdr'))['coordinate system string']}"
+            print(f"{name}\n  SPy:   {outcomes[0]}\n  hsiuu: {outcomes[1]}")
+    header = Path(__file__).resolve().parents[1] / "examples" / "salton_sea" / "salton_sea.hdr"
+    ours = min(timeit.repeat(lambda: read_header(header), number=500, repeat=3)) / 500
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = min(timeit.repeat(lambda: envi.read_envi_header(str(header)), number=500, repeat=3)) / 500
+    print(f"header parse ({header.name}): hsiuu {ours * 1e3:.2f} ms, SPy {theirs * 1e3:.2f} ms")
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    path.write_text(path.read_text().replace(old, new, 1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -403,6 +455,7 @@ def main() -> None:
     corpus.add_argument("folder", type=Path)
     synth = sub.add_parser("synthesize")
     synth.add_argument("folder", type=Path)
+    sub.add_parser("broken")
     comp = sub.add_parser("compare")
     comp.add_argument("folders", type=Path, nargs="+")
     comp.add_argument("--json", action="store_true")
@@ -410,6 +463,9 @@ def main() -> None:
     if args.command == "corpus":
         print(f"GDAL-written: {write_gdal_corpus(args.folder / 'gdal')} files in {args.folder / 'gdal'}")
         print(f"SPy-written: {write_spy_corpus(args.folder / 'spy')} files in {args.folder / 'spy'}")
+        return
+    if args.command == "broken":
+        broken_files()
         return
     if args.command == "synthesize":
         print(f"{synthesize_autotest(args.folder)} data files written in {args.folder}")

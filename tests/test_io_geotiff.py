@@ -418,3 +418,19 @@ def describe_summary(path):
     from hsiuu_cli.cli.info import describe_cube
 
     return describe_cube(path)
+
+
+def test_a_tiff_with_an_envi_header_beside_it_gets_the_headers_band_metadata(tmp_path):
+    # ENVI keeps a TIFF's wavelengths in a "file type = TIFF" header (GDAL's autotest/gcore/data/gtiff/byte_envi.hdr)
+    path = write_gdal(tmp_path / "byte_envi.tif", np.arange(400, dtype=np.uint8).reshape(1, 20, 20))
+    (tmp_path / "byte_envi.hdr").write_text(
+        "ENVI\ndescription = {\n  GEO-TIFF File Imported into ENVI}\nsamples = 20\nlines   = 20\nbands   = 1\n"
+        "header offset = 0\nfile type = TIFF\ndata type = 1\ninterleave = bip\nsensor type = Unknown\nbyte order = 0\n"
+        "wavelength units = Nanometers\nwavelength = { 400.1 }\nfwhm = { 5.5 }\nbbl = { 1 }\n")
+    for given in (path, tmp_path / "byte_envi.hdr"):
+        cube = read_cube(given)
+        assert cube.wavelengths.tolist() == [400.1] and cube.fwhm.tolist() == [5.5] and cube.bad_bands.tolist() == [False]
+        assert cube.description == "GEO-TIFF File Imported into ENVI" and cube.metadata["sensor type"] == "Unknown"
+        np.testing.assert_array_equal(cube.data[:, :, 0], np.arange(400, dtype=np.uint8).reshape(20, 20))
+    with pytest.raises(CubeWriteError, match="output is the input"):
+        write_cube(cube, path, overwrite=True)

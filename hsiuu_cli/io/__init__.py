@@ -89,7 +89,10 @@ def read_cube(path: str | Path, *, complex_values: bool = False) -> Cube:
     ``complex_values`` is True (``info`` and ``convert`` read them; the methods work on real values).
     """
     path = _existing_file(path)
-    if _is_envi(path):
+    pair = _tiff_with_header(path)
+    if pair is not None:
+        cube = _tiff_with_its_header(*pair)
+    elif _is_envi(path):
         cube = envi.read_envi(path)
     else:
         cube = _as_gdal_raster(path, geotiff.read_geotiff).replace(source_files=(path.resolve(),))
@@ -119,6 +122,36 @@ def _as_gdal_raster(path: Path, read):
                 f"no ENVI header found beside the data file (looked for {path.with_suffix('.hdr').name} "
                 f"and {path.name}.hdr), and it is no raster GDAL reads either", path) from None
         raise
+
+
+def _tiff_with_header(path: Path) -> tuple[Path, Path, dict[str, str]] | None:
+    """(GeoTIFF, ENVI header, its fields) when ``path`` is either file of a TIFF whose band metadata
+    ENVI keeps in a ``file type = TIFF`` header beside it (GDAL's ``gtiff/byte_envi.hdr``)."""
+    if path.suffix.lower() in GTIFF_SUFFIXES:
+        tiff, header = path, envi.header_for(path)
+    elif path.suffix.lower() == ".hdr":
+        header = path
+        tiff = next((path.with_suffix(s) for s in (".tif", ".tiff", ".TIF", ".TIFF") if path.with_suffix(s).is_file()), None)
+    else:
+        return None
+    if tiff is None or header is None or not envi.is_header(header):
+        return None
+    fields = envi.read_header(header)
+    if envi.unbrace(fields.get("file type", "")).strip().upper() != "TIFF":
+        return None
+    return tiff, header, fields
+
+
+def _tiff_with_its_header(tiff: Path, header: Path, fields: dict[str, str]) -> Cube:
+    """The GeoTIFF's pixels and georeferencing, with the header's spectral fields where it has them."""
+    cube = geotiff.read_geotiff(tiff)
+    described = envi.cube_fields(fields, cube.bands, header)
+    changes = {key: described[key] for key in ("wavelengths", "fwhm", "bad_bands", "band_names", "nodata",
+                                               "scale_factor", "description") if described[key] is not None}
+    if cube.transform is None and described["transform"] is not None:
+        changes.update(crs=described["crs"], transform=described["transform"])
+    return cube.replace(**changes, metadata=cube.metadata | described["metadata"],
+                        source_files=(tiff.resolve(), header.resolve()))
 
 
 def _is_envi(path: Path) -> bool:
@@ -174,6 +207,9 @@ def write_cube(
 def describe_file(path: str | Path) -> dict:
     """How a cube is stored (format, files, interleave, byte order…) — what ``info`` shows besides the Cube."""
     path = _existing_file(path)
+    pair = _tiff_with_header(path)
+    if pair is not None:
+        return geotiff.describe_geotiff(pair[0]) | {"header": str(pair[1])}
     if _is_envi(path):
         layout = envi.open_layout(path)
         return {
