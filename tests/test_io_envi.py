@@ -663,3 +663,15 @@ def test_output_set_takes_back_its_files_when_a_later_one_fails(tmp_path):
         write_cube(cube, tmp_path / "b.hdr")
         files.append(tmp_path / "b.hdr")
     assert (tmp_path / "b.hdr").exists()
+
+
+def test_a_band_or_more_of_surplus_is_a_warning(tmp_path, caplog):
+    array = sample_values(np.dtype("f4"), (3, 4, 5))
+    header = write_raw_envi(tmp_path, array, code=4)
+    header.write_text(header.read_text().replace("bands = 5", "bands = 4"))
+    with caplog.at_level(logging.INFO, logger="hsiuu_cli"):
+        cube = read_cube(header)
+    np.testing.assert_array_equal(cube.data, array[:, :, :4])  # BSQ: the first four bands, as GDAL reads them
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING and "48 bytes more" in record.getMessage()
+    assert "check samples, lines, bands and data type in cube.hdr" in record.getMessage()

@@ -360,9 +360,14 @@ def memmap_data(layout: EnviLayout) -> np.ndarray:
         )
     if size > layout.offset + expected:
         extra = size - layout.offset - expected
-        logger.info(
-            "%s: %s has %d byte%s more than the header (%s at offset %d) needs; ignored, as GDAL and SPy do",
+        # a few bytes of padding are common (GDAL's writer adds one); a whole band's worth more
+        # suggests a header that undercounts samples, lines or bands, which the user should see
+        whole_band = extra >= layout.rows * layout.cols * layout.dtype.itemsize
+        logger.log(
+            logging.WARNING if whole_band else logging.INFO,
+            "%s: %s has %d byte%s more than the header (%s at offset %d) needs; ignored, as GDAL and SPy do%s",
             layout.data, stored, extra, "" if extra == 1 else "s", dims, layout.offset,
+            f" (check samples, lines, bands and data type in {layout.header.name})" if whole_band else "",
         )
     if layout.compressed:
         raw = np.frombuffer(raw_bytes, dtype=layout.dtype, count=expected // layout.dtype.itemsize, offset=layout.offset)
