@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,9 +11,11 @@ from affine import Affine
 
 from .errors import ShapeMismatchError
 
+logger = logging.getLogger(__name__)
 
-GRID_KEYS = ("geo points", "pixel size", "x start", "y start")
-"""ENVI header fields in the old grid's pixel coordinates or sizes."""
+GRID_KEYS = ("geo points", "rpc info", "pixel size", "x start", "y start")
+"""ENVI header fields in the old grid's pixel coordinates or sizes (``geo points`` and ``rpc info``
+also carry a GeoTIFF's GCPs and RPCs)."""
 
 CALIBRATION_KEYS = (
     "data gain values",
@@ -131,7 +134,13 @@ class Cube:
         """A copy on another pixel grid: header fields that count the old grid's pixels are dropped
         from the metadata (``changes["metadata"]`` if given; ``map info`` is redrawn from ``transform``
         when written)."""
-        metadata = {k: v for k, v in changes.pop("metadata", self.metadata).items() if k not in GRID_KEYS}
+        metadata = changes.pop("metadata", self.metadata)
+        dropped = [key for key in ("geo points", "rpc info") if key in metadata]
+        if dropped and transform is None:
+            names = {"geo points": "ground control points", "rpc info": "RPCs"}
+            logger.warning("the %s describe the input's pixel grid and are not kept on the new one: the "
+                           "output is not georeferenced", " and ".join(names[key] for key in dropped))
+        metadata = {k: v for k, v in metadata.items() if k not in GRID_KEYS}
         return self.replace(data=data, transform=transform, metadata=metadata, **changes)
 
     def physical_metadata(self) -> dict[str, str]:

@@ -21,7 +21,7 @@ from . import degrade
 from .cube import Cube
 from .errors import InvalidDataError, ParameterError
 from .grid import coarsened_transform
-from .srf import WARN_COVERAGE, SpectralResponse, load_srf, srf_coverage, srf_matrix
+from .srf import SpectralResponse, load_srf, srf_matrix
 
 
 @dataclass
@@ -90,10 +90,7 @@ def simulate_pair(
         response = srf if isinstance(srf, SpectralResponse) else load_srf(srf)
         wavelengths = None if cube.wavelengths is None else cube.wavelengths[good]
         fwhm = None if cube.fwhm is None else cube.fwhm[good]
-        matrix = srf_matrix(response, wavelengths, fwhm)
-        for band, share in srf_coverage(response, wavelengths, fwhm).items():
-            if share < WARN_COVERAGE:
-                tell("coverage", f"{100 * share:.0f}% of SRF band '{band}' lies within the cube's range; simulated from that part")
+        matrix = srf_matrix(response, wavelengths, fwhm, warn=lambda message: tell("coverage", message))
 
     hr = cube.physical()[:rows, :cols]
     infinite = int(np.isinf(hr[:, :, good]).any(axis=2).sum())

@@ -172,8 +172,8 @@ def _truncate(folder: Path) -> str:
 
 def _more_bands(folder: Path) -> str:
     header = folder / "scene.hdr"
-    header.write_text(header.read_text().replace("bands = 40", "bands = 39"))
-    return "disagrees with the data file size"
+    header.write_text(header.read_text().replace("bands = 40", "bands = 41"))
+    return "needs"
 
 
 def _unknown_type(folder: Path) -> str:
@@ -299,3 +299,51 @@ def test_convert_keeps_calibration_gains(runner, tmp_path):
     for name, gains, offsets in (("back.hdr", "{0.01, 0.02}", "{1, 2}"), ("one.hdr", "{ 0.02 }", "{ 2 }")):
         fields = envi.read_header(tmp_path / name)
         assert (fields["data gain values"], fields["data offset values"]) == (gains, offsets)
+
+
+def test_info_on_a_data_file_without_its_header(runner, tmp_path):
+    # superres says "no ENVI header found"; info used to pass GDAL's "not recognized" on
+    (tmp_path / "only.img").write_bytes(bytes(range(64)))
+    result = runner.invoke(app, ["info", str(tmp_path / "only.img")])
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "only.img: no ENVI header found beside the data file" in lines[0]
+    assert "only.hdr" in lines[0] and "not recognized" not in lines[0]
+
+
+def test_convert_marks_no_data_and_drops_it(runner, tmp_path):
+    data = np.full((6, 6, 3), 90, np.uint8)
+    data[:2, :2] = 0
+    source = write_cube(Cube(data), tmp_path / "rgb.tif")
+    result = runner.invoke(app, ["convert", str(source), str(tmp_path / "marked.hdr"), "--nodata", "0"])
+    assert result.exit_code == 0, result.output
+    marked = read_cube(tmp_path / "marked.hdr")
+    assert marked.nodata == 0 and int((~marked.valid_mask()).sum()) == 4
+    result = runner.invoke(app, ["convert", str(tmp_path / "marked.hdr"), str(tmp_path / "plain.tif"), "--nodata", "none"])
+    assert result.exit_code == 0 and read_cube(tmp_path / "plain.tif").nodata is None
+    result = runner.invoke(app, ["convert", str(source), str(tmp_path / "bad.tif"), "--nodata", "-1"])
+    assert result.exit_code == 1 and "no-data value -1.0 cannot be stored as uint8" in result.stderr
+    assert runner.invoke(app, ["convert", str(source), str(tmp_path / "x.tif"), "--nodata", "zero"]).exit_code == 2
+
+
+def test_info_says_a_file_is_georeferenced_by_gcps_or_rpcs(runner, tmp_path):
+    from rasterio.control import GroundControlPoint
+
+    gcps = [GroundControlPoint(0, 0, 500000.0, 4000000.0), GroundControlPoint(3, 3, 500090.0, 3999910.0)]
+    with rasterio.open(tmp_path / "gcps.tif", "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8",
+                       gcps=gcps, crs="EPSG:32611") as dst:
+        dst.write(np.zeros((1, 4, 4), np.uint8))
+    result = runner.invoke(app, ["info", str(tmp_path / "gcps.tif"), "--json"])
+    summary = json.loads(result.stdout)
+    assert summary["gcps"] == 2 and summary["rpcs"] is False and summary["transform"] is None
+    table = runner.invoke(app, ["info", str(tmp_path / "gcps.tif")])
+    assert "georeferenced by  2 ground control points" in table.output
+
+
+def test_convert_reports_a_longer_data_file_with_verbose(runner, scene, tmp_path):
+    with open(scene.with_suffix(".img"), "ab") as data:
+        data.write(b"\0\0\0")
+    quiet = runner.invoke(app, ["convert", str(scene), str(tmp_path / "a.tif")])
+    assert quiet.exit_code == 0 and "more than the header" not in quiet.output
+    verbose = runner.invoke(app, ["-v", "convert", str(scene), str(tmp_path / "b.tif")])
+    assert verbose.exit_code == 0 and "scene.img: data file has 3 bytes more than the header" in verbose.stderr

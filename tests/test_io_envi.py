@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import logging
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+import spectral
 from affine import Affine
 from rasterio.enums import WktVersion
 
@@ -18,8 +21,9 @@ from hsiuu_cli.grid import coarsened_transform, scaled_transform
 from hsiuu_cli.io import check_output, read_cube, write_cube
 from hsiuu_cli.io import envi
 from hsiuu_cli.io.bands import select_bands
+from hsiuu_cli.io.envi import same_crs
 
-ENVI_TYPES = {1: "u1", 2: "i2", 3: "i4", 4: "f4", 5: "f8", 12: "u2", 13: "u4", 14: "i8", 15: "u8"}
+ENVI_TYPES = {1: "u1", 2: "i2", 3: "i4", 4: "f4", 5: "f8", 6: "c8", 9: "c16", 12: "u2", 13: "u4", 14: "i8", 15: "u8"}
 LAYOUT_AXES = {"bsq": (2, 0, 1), "bil": (0, 2, 1), "bip": (0, 1, 2)}
 
 
@@ -28,6 +32,8 @@ def sample_values(dtype: np.dtype, shape=(3, 4, 5), seed: int = 0) -> np.ndarray
     rng = np.random.default_rng(seed)
     if dtype.kind == "f":
         return (rng.standard_normal(shape) * 1e3).astype(dtype)
+    if dtype.kind == "c":
+        return (rng.standard_normal(shape) * 1e3 + 1j * rng.standard_normal(shape) * 1e3).astype(dtype)
     info = np.iinfo(dtype)
     return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
 
@@ -57,7 +63,7 @@ def digest(*paths: Path) -> list[str]:
 def test_every_type_interleave_and_byte_order_reads_and_writes_exactly(tmp_path, code, interleave, byte_order):
     array = sample_values(np.dtype(ENVI_TYPES[code]))
     header = write_raw_envi(tmp_path, array, code=code, interleave=interleave, byte_order=byte_order, offset=16)
-    cube = read_cube(header)
+    cube = read_cube(header, complex_values=code in (6, 9))
     assert cube.shape == array.shape
     assert cube.data.dtype.newbyteorder("=") == array.dtype
     np.testing.assert_array_equal(cube.data, array)
@@ -70,7 +76,14 @@ def test_every_type_interleave_and_byte_order_reads_and_writes_exactly(tmp_path,
     fields = envi.read_header(out)
     assert fields["data type"] == str(code) and fields["interleave"] == interleave
     assert fields["byte order"] == str(byte_order)
-    np.testing.assert_array_equal(read_cube(out).data, array)
+    np.testing.assert_array_equal(read_cube(out, complex_values=code in (6, 9)).data, array)
+
+
+@pytest.mark.parametrize("code", [6, 9])
+def test_complex_cubes_are_refused_by_the_methods_with_one_line(tmp_path, code):
+    header = write_raw_envi(tmp_path, sample_values(np.dtype(ENVI_TYPES[code])), code=code)
+    with pytest.raises(CubeFormatError, match=r"cube.hdr: holds complex values \(complex(64|128)\), which hsiuu's methods"):
+        read_cube(header)
 
 
 def test_data_file_path_and_other_extensions_find_each_other(tmp_path):
@@ -293,20 +306,90 @@ def test_geographic_map_info(tmp_path):
     assert crs == "EPSG:4326" and transform == Affine(0.001, 0, -117.5, 0, -0.001, 33.25)
 
 
-def test_unknown_projection_keeps_its_map_info_verbatim(tmp_path):
+# Headers from GDAL's test suite (autotest/gcore/data/byte.hdr, autotest/gdrivers/data/aea.hdr,
+# envi/uint16_envi_bigendian.hdr): what GDAL reads from them is what hsiuu must read.
+GDAL_HEADERS = {
+    "utm_without_datum": ("map info = {UTM, 1, 1, 440720.000000, 3751320.000000, 60.000000, 60.000000, 11, North}\n",
+                          "EPSG:26711"),
+    "albers_projection_info": (
+        "map info = {Albers Equal Area Example, 1, 1, -936408.178, 2423902.344, 28.500000, 28.500000}\n"
+        "projection info = {9, 6378206.4, 6356583.8, 23.000000, -96.000000, 0., 0., 29.500000, 45.500000, "
+        "Albers Equal Area Example}\n", None),
+    "utm_nad27_named": ("map info = {UTM, 1, 1, 440720, 3751320, 60, 60, 11, North,North America 1927}\n", "EPSG:26711"),
+    "geographic_without_datum": ("map info = {Geographic Lat/Lon, 1, 1, -44.8, -22.9, 0.003432, 0.003432, units=Degrees}\n",
+                                 "EPSG:4326"),
+    "arbitrary": ("map info = {Arbitrary, 1, 1, 10, 20, 1, 1}\n", None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GDAL_HEADERS))
+def test_georeferencing_fields_mean_what_gdal_reads(tmp_path, case):
+    fields, epsg = GDAL_HEADERS[case]
+    header = write_raw_envi(tmp_path, sample_values(np.dtype("u1"), (3, 4, 1)), code=1, extra=fields)
+    cube = read_cube(header)
+    theirs = gdal_crs_of(tmp_path / "cube.img")
+    if case == "arbitrary":
+        assert cube.crs is None and theirs.to_wkt().startswith("LOCAL_CS")  # GDAL's name for "no CRS known"
+        return
+    assert rasterio.crs.CRS.from_user_input(cube.crs) == theirs
+    if epsg:
+        assert cube.crs == epsg
+    else:
+        assert "Albers" in cube.crs and "6378206.4" in cube.crs  # the ellipsoid of projection info
+    # written back, GDAL still reads the same CRS
+    write_cube(cube, tmp_path / "copy.hdr")
+    assert gdal_crs_of(tmp_path / "copy.img") == theirs
+
+
+def test_a_datum_gdal_does_not_know_is_reported(tmp_path, caplog):
+    extra = "map info = {UTM, 1, 1, 440720, 3751320, 60, 60, 11, North, Mars 2000}\n"
+    header = write_raw_envi(tmp_path, sample_values(np.dtype("u1"), (3, 4, 1)), code=1, extra=extra)
+    with caplog.at_level(logging.WARNING, logger="hsiuu_cli"):
+        cube = read_cube(header)
+    assert "Mars 2000" in caplog.text and "WGS84" in caplog.text  # GDAL's own words: defaulting to WGS84
+    assert cube.crs == "EPSG:32611"
+
+
+def test_gzip_data_file_is_read(tmp_path):
+    # autotest/gdrivers/data/envi/aea_compressed.hdr: "file compression = 1"
+    array = sample_values(np.dtype("u2"), (3, 4, 2))
+    header = write_raw_envi(tmp_path, array, code=12, byte_order=1, extra="file compression = 1\n")
+    data = tmp_path / "cube.img"
+    data.write_bytes(gzip.compress(data.read_bytes()))
+    cube = read_cube(header)
+    np.testing.assert_array_equal(cube.data, array)
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(data) as src:
+        np.testing.assert_array_equal(np.moveaxis(src.read(), 0, -1), cube.data)
+    write_cube(cube, tmp_path / "plain.hdr")  # written uncompressed, and says so
+    assert "file compression" not in envi.read_header(tmp_path / "plain.hdr")
+    np.testing.assert_array_equal(read_cube(tmp_path / "plain.hdr").data, array)
+    data.write_bytes(b"not gzip at all")
+    with pytest.raises(CubeReadError, match="file compression = 1 but the data file is not valid gzip"):
+        read_cube(header)
+
+
+def gdal_crs_of(data_file: Path):
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(data_file) as src:
+        return src.crs
+
+
+def test_state_plane_is_read_as_gdal_reads_it_and_its_map_info_kept_verbatim(tmp_path):
     map_info = "{ State Plane (NAD 83) , 1 , 1 , 1000 , 2000 , 2 , 2 , 405 , units=Feet }"
     header = write_raw_envi(tmp_path, sample_values(np.dtype("u1"), (2, 2, 1)), code=1, extra=f"map info = {map_info}\n")
     cube = read_cube(header)
-    assert cube.crs is None and cube.transform == Affine(2, 0, 1000, 0, -2, 2000)
+    assert rasterio.crs.CRS.from_user_input(cube.crs) == gdal_crs_of(tmp_path / "cube.img")
+    assert cube.crs.startswith('PROJCS["NAD83 / California zone 5"') and 'UNIT["Foot (International)"' in cube.crs
+    assert cube.transform == Affine(2, 0, 1000, 0, -2, 2000)
     write_cube(cube, tmp_path / "copy.hdr")
-    assert envi.read_header(tmp_path / "copy.hdr")["map info"] == map_info
+    fields = envi.read_header(tmp_path / "copy.hdr")
+    assert fields["map info"] == map_info and "coordinate system string" not in fields
 
 
-def test_unknown_projection_keeps_its_fields_on_a_new_grid(tmp_path):
+def test_state_plane_keeps_its_fields_on_a_new_grid(tmp_path):
     map_info = "{ State Plane (NAD 83) , 1.5 , 1.5 , 2000001.5 , 499998.5 , 3.0 , 3.0 , 0405 , units=Feet , rotation=30 }"
     header = write_raw_envi(tmp_path, sample_values(np.dtype("f4"), (4, 4, 2)), code=4, extra=f"map info = {map_info}\n")
     cube = read_cube(header)
-    assert cube.crs is None
+    assert rasterio.crs.CRS.from_user_input(cube.crs) == gdal_crs_of(tmp_path / "cube.img")
     corner = cube.transform @ (0, 0)
     for name, transform in (("fine.hdr", scaled_transform(cube.transform, 2)),
                             ("coarse.hdr", coarsened_transform(cube.transform, 2))):
@@ -316,7 +399,7 @@ def test_unknown_projection_keeps_its_fields_on_a_new_grid(tmp_path):
         assert written == (f"{{ State Plane (NAD 83) , 1 , 1 , {envi.format_number(corner[0])} , "
                            f"{envi.format_number(corner[1])} , {size} , {size} , 0405 , units=Feet , rotation=30 }}")
         back = read_cube(tmp_path / name)
-        assert back.crs is None and back.transform.almost_equals(transform, precision=1e-6)
+        assert same_crs(back.crs, cube.crs) and back.transform.almost_equals(transform, precision=1e-6)
         with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(header.with_suffix(".img")) as src, \
                 rasterio.open((tmp_path / name).with_suffix(".img")) as out:
             assert src.crs.to_wkt().startswith('PROJCS["NAD83 / California zone 5"') and out.crs == src.crs
@@ -376,18 +459,34 @@ def test_truncated_data_file(tmp_path):
     assert "cube.img" in str(err.value) and "233" in str(err.value)
 
 
-@pytest.mark.parametrize("field, value", [("bands", "6"), ("samples", "3"), ("data type", "5")])
-def test_header_disagreeing_with_file_size(tmp_path, field, value):
+@pytest.mark.parametrize("field, value", [("bands", "6"), ("samples", "5"), ("data type", "5")])
+def test_header_needing_more_than_the_data_file_holds(tmp_path, field, value):
     header = good_file(tmp_path)
     text = header.read_text()
     header.write_text("\n".join(f"{field} = {value}" if line.startswith(f"{field} =") else line
                                 for line in text.splitlines()))
-    with pytest.raises((CubeReadError, CubeFormatError)) as err:
+    with pytest.raises(CubeReadError, match="truncated") as err:
         read_cube(header)
-    assert "cube.img" in str(err.value) and "240" in str(err.value)
+    assert "cube.img" in str(err.value) and "the file has 240" in str(err.value)
 
 
-@pytest.mark.parametrize("code, message", [("7", "unknown ENVI data type 7"), ("6", "complex"), ("x", "not an integer")])
+def test_data_file_longer_than_the_header_needs_is_read_as_gdal_and_spy_read_it(tmp_path, caplog):
+    # GDAL's test files envirpc.img, rotation.img, envistat and testenviclasses are one byte longer
+    # than their headers say (GDAL pads a one-byte image); GDAL and SPy read them
+    array = sample_values(np.dtype("u1"), (3, 4, 5))
+    header = write_raw_envi(tmp_path, array, code=1)
+    with open(tmp_path / "cube.img", "ab") as data:
+        data.write(b"\x00")
+    with caplog.at_level(logging.INFO, logger="hsiuu_cli"):
+        cube = read_cube(header)
+    np.testing.assert_array_equal(cube.data, array)
+    assert "has 1 byte more than the header" in caplog.text and "cube.img" in caplog.text
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(tmp_path / "cube.img") as src:
+        np.testing.assert_array_equal(np.moveaxis(src.read(), 0, -1), cube.data)
+    np.testing.assert_array_equal(np.asarray(spectral.envi.open(str(header)).load()), cube.data)
+
+
+@pytest.mark.parametrize("code, message", [("7", "unknown ENVI data type 7"), ("x", "not an integer")])
 def test_unsupported_data_type(tmp_path, code, message):
     header = good_file(tmp_path)
     header.write_text(header.read_text().replace("data type = 4", f"data type = {code}"))
@@ -564,3 +663,15 @@ def test_output_set_takes_back_its_files_when_a_later_one_fails(tmp_path):
         write_cube(cube, tmp_path / "b.hdr")
         files.append(tmp_path / "b.hdr")
     assert (tmp_path / "b.hdr").exists()
+
+
+def test_a_band_or_more_of_surplus_is_a_warning(tmp_path, caplog):
+    array = sample_values(np.dtype("f4"), (3, 4, 5))
+    header = write_raw_envi(tmp_path, array, code=4)
+    header.write_text(header.read_text().replace("bands = 5", "bands = 4"))
+    with caplog.at_level(logging.INFO, logger="hsiuu_cli"):
+        cube = read_cube(header)
+    np.testing.assert_array_equal(cube.data, array[:, :, :4])  # BSQ: the first four bands, as GDAL reads them
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING and "48 bytes more" in record.getMessage()
+    assert "check samples, lines, bands and data type in cube.hdr" in record.getMessage()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from hsiuu_cli.cube import Cube
-from hsiuu_cli.errors import CubeReadError, CubeWriteError, OutputExistsError
+from hsiuu_cli.errors import CubeFormatError, CubeReadError, CubeWriteError, OutputExistsError
 from hsiuu_cli.io import describe_file, envi, read_cube, write_cube
 
 
@@ -64,13 +65,41 @@ def test_tags_are_where_other_tools_look(tmp_path):
         assert src.descriptions == ("blue", "green", "red", "nir edge")
         assert src.nodata == -1.0
         assert src.tags(4)["wavelength"] == repr(1000.0 / 3)
-        assert src.tags(4)["wavelength_units"] == "nm"
+        assert src.tags(4)["wavelength_units"] == "Nanometers"
         assert float(src.tags(4, ns="IMAGERY")["CENTRAL_WAVELENGTH_UM"]) == (1000.0 / 3) / 1000.0
         assert float(src.tags(4, ns="IMAGERY")["FWHM_UM"]) == (1.0 / 7) / 1000.0
         assert src.tags(2)["bbl"] == "0" and src.tags(1)["bbl"] == "1"
         assert src.tags()["scale_factor"] == "10000"
         assert src.scales[0] == pytest.approx(1e-4)
         assert src.tags(ns="ENVI")["sensor type"] == "test"
+
+
+def test_bands_without_names_are_labelled_as_an_enmap_product_labels_them(tmp_path):
+    cube = full_cube().replace(band_names=None)
+    write_cube(cube, tmp_path / "c.tif")
+    with rasterio.open(tmp_path / "c.tif") as src:
+        assert src.descriptions[1] == "band 2 (550.5 Nanometers)" and src.descriptions[3] == "band 4 (333.333 Nanometers)"
+        assert src.tags(2) == {"wavelength": "550.5", "wavelength_units": "Nanometers", "fwhm": "10.2", "bbl": "0"}
+    back = read_cube(tmp_path / "c.tif")
+    assert back.band_names is None  # a label is not a name
+    np.testing.assert_array_equal(back.wavelengths, cube.wavelengths)
+
+
+@pytest.mark.realdata
+def test_a_real_enmap_product_reads_with_its_band_metadata(shared_data):
+    tile = shared_data / "scenes" / "enmap_potsdam" / "enmap_potsdam_tile_128_0.tif"
+    if not tile.exists():
+        pytest.skip("EnMAP tiles not in ../shared/data")
+    cube = read_cube(tile)
+    with rasterio.open(tile) as src:
+        expected = [float(src.tags(b)["wavelength"]) for b in range(1, src.count + 1)]
+        fwhm = [float(src.tags(b)["fwhm"]) for b in range(1, src.count + 1)]
+        bad = [src.tags(b)["bbl"] == "0" for b in range(1, src.count + 1)]
+        assert src.descriptions[0] == "band 1 (418.24 Nanometers)"
+    np.testing.assert_array_equal(cube.wavelengths, expected)
+    np.testing.assert_array_equal(cube.fwhm, fwhm)
+    assert cube.bad_bands.tolist() == bad and any(bad)
+    assert cube.band_names is None and cube.crs == "EPSG:32633"
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
@@ -291,3 +320,117 @@ def test_interrupted_geotiff_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_cube(full_cube(), tmp_path / "c.tif")
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# What GDAL rasters hold besides pixels: complex values, colour tables, masks, GCPs, RPCs
+# ---------------------------------------------------------------------------------------------
+
+
+def write_gdal(path, data: np.ndarray, then=None, **profile):
+    """A raster written by GDAL itself (through rasterio), band-first ``data``."""
+    bands, rows, cols = data.shape
+    profile = {"driver": "GTiff", "width": cols, "height": rows, "count": bands, "dtype": data.dtype.name, **profile}
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        if then is not None:
+            then(dst)
+    return path
+
+
+def test_complex_int16_reads_as_gdal_reads_it(tmp_path):
+    # gcore/data/cint16.tif made "TypeError: data type 'complex_int16' not understood"
+    parts = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    path = write_gdal(tmp_path / "cint16.tif", parts, dtype="complex_int16")
+    with pytest.raises(CubeFormatError, match="cint16.tif: holds complex values"):
+        read_cube(path)
+    cube = read_cube(path, complex_values=True)
+    assert cube.data.dtype == np.complex64
+    np.testing.assert_array_equal(cube.data, np.moveaxis(parts, 0, -1).astype(np.complex64))
+    write_cube(cube, tmp_path / "copy.tif")  # complex64 in, complex64 out
+    assert read_cube(tmp_path / "copy.tif", complex_values=True).data.dtype == np.complex64
+    with pytest.raises(CubeWriteError, match="complex values cannot be stored as float32"):
+        write_cube(cube, tmp_path / "real.tif", dtype="float32")
+
+
+def test_a_colour_table_is_reported_not_dropped_unseen(tmp_path, caplog):
+    palette = {i: (i, 255 - i, 0, 255) for i in range(256)}
+    path = write_gdal(tmp_path / "classes.tif", np.zeros((1, 4, 4), np.uint8), photometric="palette",
+                      then=lambda dst: dst.write_colormap(1, palette))
+    with caplog.at_level(logging.WARNING, logger="hsiuu_cli"):
+        read_cube(path)
+    assert "classes.tif: its colour table is not kept" in caplog.text
+
+
+def test_a_mask_and_an_alpha_band_are_reported(tmp_path, caplog):
+    data = np.full((3, 8, 8), 50, np.uint8)
+    mask = np.full((8, 8), 255, np.uint8)
+    mask[:2, :3] = 0
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        masked = write_gdal(tmp_path / "masked.tif", data, then=lambda dst: dst.write_mask(mask))
+    alpha = write_gdal(tmp_path / "rgba.tif", np.concatenate([data, mask[np.newaxis]]), photometric="RGB", ALPHA="YES")
+    with caplog.at_level(logging.WARNING, logger="hsiuu_cli"):
+        read_cube(masked)
+        cube = read_cube(alpha)
+    assert "masked.tif: its mask marks 6 pixels as no data; hsiuu keeps no mask" in caplog.text
+    assert "rgba.tif: band 4 is an alpha band (6 pixels transparent)" in caplog.text
+    assert "convert rgba.tif OUT.tif --bands 0-2" in caplog.text and cube.bands == 4
+
+
+def test_a_mask_that_is_the_no_data_value_is_no_news(tmp_path, caplog):
+    data = np.full((3, 8, 8), 50, np.uint8)
+    data[:, :2, :2] = 0
+    path = write_gdal(tmp_path / "nodata.png", data, driver="PNG", nodata=0)
+    with caplog.at_level(logging.WARNING, logger="hsiuu_cli"):
+        cube = read_cube(path)
+    assert cube.nodata == 0 and not cube.valid_mask()[:2, :2].any() and caplog.text == ""
+
+
+@pytest.mark.parametrize("driver, suffix", [("PNG", ".png"), ("JPEG", ".jpg")])
+def test_a_black_patch_in_a_photo_format_is_pointed_out(tmp_path, caplog, driver, suffix):
+    # examples/houston2018's RGB has a black no-data patch, declared there with data ignore value = 0;
+    # a PNG or JPEG cannot declare it
+    data = np.full((3, 20, 20), 120, np.uint8)
+    data[:, 5:15, 5:15] = 0
+    path = write_gdal(tmp_path / f"msi{suffix}", data, driver=driver)
+    with caplog.at_level(logging.WARNING, logger="hsiuu_cli"):
+        cube = read_cube(path)
+    black = int((cube.data == 0).all(axis=2).sum())
+    assert black >= (64 if driver == "PNG" else 1) and cube.nodata is None  # JPEG blurs the edges
+    assert f"msi{suffix}: {black} pixels" in caplog.text and f"hsiuu convert msi{suffix} OUT.tif --nodata 0" in caplog.text
+
+
+def test_gcps_and_rpcs_are_dropped_with_a_warning_on_a_new_grid(tmp_path, caplog):
+    from rasterio.control import GroundControlPoint
+
+    gcps = [GroundControlPoint(0, 0, 500000.0, 4000000.0), GroundControlPoint(7, 7, 500210.0, 3999790.0)]
+    path = write_gdal(tmp_path / "gcps.tif", np.ones((1, 8, 8), np.uint16), gcps=gcps, crs="EPSG:32611")
+    cube = read_cube(path)
+    assert cube.transform is None and cube.crs == "EPSG:32611" and "geo points" in cube.metadata
+    assert describe_summary(path)["gcps"] == 2
+    with caplog.at_level(logging.WARNING, logger="hsiuu_cli"):
+        coarse = cube.regridded(cube.data[::2, ::2], None)
+    assert "geo points" not in coarse.metadata
+    assert "ground control points describe the input's pixel grid" in caplog.text
+
+
+def describe_summary(path):
+    from hsiuu_cli.cli.info import describe_cube
+
+    return describe_cube(path)
+
+
+def test_a_tiff_with_an_envi_header_beside_it_gets_the_headers_band_metadata(tmp_path):
+    # ENVI keeps a TIFF's wavelengths in a "file type = TIFF" header (GDAL's autotest/gcore/data/gtiff/byte_envi.hdr)
+    path = write_gdal(tmp_path / "byte_envi.tif", np.arange(400, dtype=np.uint8).reshape(1, 20, 20))
+    (tmp_path / "byte_envi.hdr").write_text(
+        "ENVI\ndescription = {\n  GEO-TIFF File Imported into ENVI}\nsamples = 20\nlines   = 20\nbands   = 1\n"
+        "header offset = 0\nfile type = TIFF\ndata type = 1\ninterleave = bip\nsensor type = Unknown\nbyte order = 0\n"
+        "wavelength units = Nanometers\nwavelength = { 400.1 }\nfwhm = { 5.5 }\nbbl = { 1 }\n")
+    for given in (path, tmp_path / "byte_envi.hdr"):
+        cube = read_cube(given)
+        assert cube.wavelengths.tolist() == [400.1] and cube.fwhm.tolist() == [5.5] and cube.bad_bands.tolist() == [False]
+        assert cube.description == "GEO-TIFF File Imported into ENVI" and cube.metadata["sensor type"] == "Unknown"
+        np.testing.assert_array_equal(cube.data[:, :, 0], np.arange(400, dtype=np.uint8).reshape(20, 20))
+    with pytest.raises(CubeWriteError, match="output is the input"):
+        write_cube(cube, path, overwrite=True)

@@ -172,11 +172,22 @@ def test_band_mostly_outside_the_cube_is_an_error():
     wavelengths = np.arange(400.0, 1001.0, 10.0)  # VNIR cube: the SWIR bands of Sentinel-2 fall outside
     with pytest.raises(SpectralResponseError, match=r"band 'B11' of SRF 'sentinel2a'.* 0% of its response"):
         srf_matrix(load_srf("sentinel2a"), wavelengths)
-    # a band straddling the cube's edge: coverage ends half a band spacing past 550 nm, so 59.5% is inside
-    with pytest.raises(SpectralResponseError, match="band 'tri'.*60% of its response is within 395–555 nm"):
-        srf_matrix(triangle(550, 50), np.arange(400.0, 551.0, 10.0))
-    assert srf_matrix(triangle(550, 50), np.arange(400.0, 551.0, 10.0), min_coverage=0.5).shape == (16, 1)
+    # a band straddling the cube's edge: the range ends half a band spacing past 540 nm, 41% inside
+    with pytest.raises(SpectralResponseError, match="band 'tri'.*mostly outside.*41% of its response is within 395–545 nm"):
+        srf_matrix(triangle(550, 50), np.arange(400.0, 541.0, 10.0))
     assert srf_matrix(load_srf("sentinel2a:B2,B3,B4,B8"), wavelengths).shape == (61, 4)
+
+
+def test_band_partly_outside_the_cube_warns_and_uses_the_part_inside():
+    # coverage ends half a band spacing past 550 nm, so 59.5% of the triangle is inside: warned, not refused
+    wavelengths = np.arange(400.0, 551.0, 10.0)
+    heard: list[str] = []
+    matrix = srf_matrix(triangle(550, 50), wavelengths, warn=heard.append)
+    assert heard == ["SRF band 'tri' of 'tri': 60% of its response falls on the cube's bands, 40% outside 395–555 nm (left out)"]
+    inside = np.interp(wavelengths, triangle(550, 50).wavelengths, triangle(550, 50).responses[:, 0])
+    np.testing.assert_allclose(matrix[:, 0], inside / inside.sum())
+    with pytest.raises(SpectralResponseError, match="at least 70% needed"):
+        srf_matrix(triangle(550, 50), wavelengths, min_in_range=0.7)
 
 
 def test_band_between_narrow_cube_bands_is_named_as_such():
@@ -186,11 +197,29 @@ def test_band_between_narrow_cube_bands_is_named_as_such():
         srf_matrix(load_srf("sentinel2a"), wavelengths, np.ones(30))
 
 
-def test_band_inside_a_removed_water_window_is_an_error():
+@pytest.mark.parametrize("fwhm", [None, 10.0])
+def test_band_over_a_removed_water_window_is_interpolated_across_it(fwhm):
+    # Hyperion + ALI: ALI's SWIR band (2080–2350 nm) falls partly into the cube's removed bands
     wavelengths = np.r_[np.arange(1000.0, 1340.0, 10.0), np.arange(1460.0, 1800.0, 10.0)]
-    with pytest.raises(SpectralResponseError, match="band 'tri'"):
-        srf_matrix(triangle(1400, 30), wavelengths)
-    assert srf_coverage(triangle(1400, 30), wavelengths)["tri"] < 0.1
+    widths = None if fwhm is None else np.full(wavelengths.size, fwhm)
+    heard: list[str] = []
+    matrix = srf_matrix(triangle(1400, 30), wavelengths, widths, warn=heard.append)
+    assert srf_coverage(triangle(1400, 30), wavelengths, widths)["tri"] < 0.1
+    assert len(heard) == 1 and "in gaps between them (interpolated across)" in heard[0] and "outside" not in heard[0]
+    # the triangle sits at 1400 nm, 70 nm above the last band before the gap (1330) and 60 below the
+    # first after it (1460): a spectrum linear across the gap gives those two bands 6/13 and 7/13
+    edge = {1330.0: 6 / 13, 1460.0: 7 / 13}
+    for centre, share in edge.items():
+        assert matrix[np.flatnonzero(wavelengths == centre)[0], 0] == pytest.approx(share, abs=0.02)
+    ramp = np.interp(wavelengths, [1000.0, 1800.0], [0.1, 0.9])  # a linear spectrum is simulated exactly
+    assert ramp @ matrix[:, 0] == pytest.approx(np.interp(1400.0, [1000.0, 1800.0], [0.1, 0.9]), rel=2e-3)
+
+
+def test_bands_with_no_gap_are_unchanged_by_the_gap_rule():
+    wavelengths = np.r_[np.arange(400.0, 1340.0, 10.0), np.arange(1460.0, 2400.0, 10.0)]
+    full = srf_matrix(load_srf("sentinel2a:B2,B3,B4"), wavelengths, np.full(wavelengths.size, 10.0), warn=pytest.fail)
+    alone = srf_matrix(load_srf("sentinel2a:B2,B3,B4"), wavelengths[:94], np.full(94, 10.0), warn=pytest.fail)
+    np.testing.assert_array_equal(full[:94], alone) and np.testing.assert_array_equal(full[94:], 0.0)
 
 
 def test_overlapping_spectrometers_leave_no_false_holes():

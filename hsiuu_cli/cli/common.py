@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import glob
 import json
+import logging
 import os
 import signal
 import sys
@@ -68,6 +69,19 @@ def detail(message: str) -> None:
     """A message shown only with ``-v``."""
     if settings.verbose and not settings.quiet:
         console.print(message, soft_wrap=True, markup=False, style="dim")
+
+
+class LibraryMessages(logging.Handler):
+    """What the library logs (logger ``hsiuu_cli``: a file read with extra bytes, a mask it cannot
+    keep…): warnings through :func:`warn`, details through :func:`detail` (``-v``)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        (warn if record.levelno >= logging.WARNING else detail)(record.getMessage())
+
+
+_library_logger = logging.getLogger("hsiuu_cli")
+_library_logger.setLevel(logging.INFO)
+_library_logger.addHandler(LibraryMessages())
 
 
 def emit(text: str) -> None:

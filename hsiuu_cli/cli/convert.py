@@ -34,6 +34,11 @@ def convert_command(
         Optional[str],
         typer.Option("--dtype", metavar="TYPE", help=f"Output data type: {', '.join(OUTPUT_DTYPES)}. Float → integer rounds; values must fit."),
     ] = None,
+    nodata: Annotated[
+        Optional[str],
+        typer.Option("--nodata", metavar="X", help="Mark pixels holding X in every band as no data "
+                     "(a number or nan), or 'none' to drop the input's no-data value."),
+    ] = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Convert a cube between ENVI and GeoTIFF keeping wavelengths, FWHM, bad bands, no-data,
@@ -55,8 +60,9 @@ def convert_command(
     if dtype is not None and dtype.lower() not in OUTPUT_DTYPES:
         raise typer.BadParameter(f"'{dtype}' is not one of {', '.join(OUTPUT_DTYPES)}", param_hint="--dtype")
     options = parse_creation_options(co)
+    new_nodata = _parse_nodata(nodata)
 
-    cube = read_cube(source)
+    cube = read_cube(source, complex_values=True)
     kind = output_format(target, format)
     output_folder(target.parent)
     check_output(target, overwrite, format=kind)
@@ -81,6 +87,8 @@ def convert_command(
         detail(f"keeping {len(indices)} of {cube.bands} bands")
         cube = select_bands(cube, indices)
 
+    if nodata is not None:
+        cube = cube.replace(nodata=new_nodata)
     written = write_cube(
         cube,
         target,
@@ -110,3 +118,13 @@ def _refuse_repeats(selection: str, cube) -> None:
                     param_hint="--bands",
                 )
             selected_by[index] = item
+
+
+def _parse_nodata(text: str | None) -> float | None:
+    """--nodata: a number, nan, or none (no no-data value)."""
+    if text is None or text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"'{text}' is not a number, nan or none", param_hint="--nodata") from None

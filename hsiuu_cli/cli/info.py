@@ -17,7 +17,7 @@ def describe_cube(path: Path) -> dict:
     from ..io import describe_file, read_cube
 
     storage = describe_file(path)
-    cube = read_cube(path)
+    cube = read_cube(path, complex_values=True)
     bad = [] if cube.bad_bands is None else [int(i) for i in cube.bad_bands.nonzero()[0]]
     summary: dict = {
         "path": str(path),
@@ -39,14 +39,24 @@ def describe_cube(path: Path) -> dict:
         "pixel_size": None,
         "rotation_deg": None,
         "transform": None,
+        "gcps": _gcp_count(cube.metadata.get("geo points")),
+        "rpcs": "rpc info" in cube.metadata,
         "description": cube.description,
-        "other_fields": sorted(set(cube.metadata) - {"map info", "coordinate system string"}),
+        "other_fields": sorted(set(cube.metadata) - {"map info", "coordinate system string", "projection info",
+                                                     "geo points", "rpc info"}),
     }
     if cube.transform is not None:
         summary["pixel_size"] = list(pixel_size(cube.transform))
         summary["rotation_deg"] = math.degrees(math.atan2(cube.transform.d, cube.transform.a))
         summary["transform"] = list(cube.transform[:6])
     return summary
+
+
+def _gcp_count(geo_points: str | None) -> int:
+    """Ground control points in an ENVI ``geo points`` list (four numbers each)."""
+    from ..io.envi import split_list
+
+    return 0 if geo_points is None else len(split_list(geo_points)) // 4
 
 
 def describe_library(path: Path) -> dict:
@@ -120,8 +130,11 @@ def _table(summary: dict):
         rotation = summary["rotation_deg"]
         row("pixel size", f"{x:g} × {y:g}" + (f", rotated {rotation:g}°" if abs(rotation) > 1e-9 else ""))
         row("upper-left corner", f"{summary['transform'][2]:.10g}, {summary['transform'][5]:.10g}")
-    else:
+    elif not (summary["gcps"] or summary["rpcs"]):
         row("georeference", None)
+    if summary["gcps"] or summary["rpcs"]:
+        by = [f"{summary['gcps']} ground control points"] if summary["gcps"] else []
+        row("georeferenced by", ", ".join(by + (["RPCs"] if summary["rpcs"] else [])))
     if summary["description"]:
         row("description", summary["description"].strip())
     if summary["other_fields"]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cube import Cube
-from ..errors import CubeReadError, CubeWriteError
+from ..errors import CubeFormatError, CubeReadError, CubeWriteError
 from . import envi, geotiff
 from .atomic import atomic_write, check_outputs, output_set
 from .speclib import SpectralLibrary, is_spectral_library, read_library, write_library
@@ -89,6 +89,9 @@ def input_files(path: str | Path) -> tuple[Path, ...]:
     """The files (resolved) a cube is read from, without reading its pixels: an ENVI header and its
     data file, else the file itself (what :func:`read_cube` records as ``Cube.source_files``)."""
     path = Path(path)
+    pair = _tiff_with_header(path) if path.is_file() else None
+    if pair is not None:
+        return (pair[0].resolve(), pair[1].resolve())
     if path.is_file() and _is_envi(path):
         layout = envi.open_layout(path)
         return (layout.header.resolve(), layout.data.resolve())
@@ -127,23 +130,76 @@ def check_creation_options(
     return options
 
 
-def read_cube(path: str | Path) -> Cube:
-    """An ENVI cube (``.hdr`` or data file; memory-mapped, read-only) or a GeoTIFF."""
+def read_cube(path: str | Path, *, complex_values: bool = False) -> Cube:
+    """An ENVI cube (``.hdr`` or data file; memory-mapped, read-only) or a GeoTIFF.
+
+    Complex pixels (SAR, interferograms) are refused with a one-line reason unless
+    ``complex_values`` is True (``info`` and ``convert`` read them; the methods work on real values).
+    """
+    path = _existing_file(path)
+    pair = _tiff_with_header(path)
+    if pair is not None:
+        cube = _tiff_with_its_header(*pair)
+    elif _is_envi(path):
+        cube = envi.read_envi(path)
+    else:
+        cube = _as_gdal_raster(path, geotiff.read_geotiff).replace(source_files=(path.resolve(),))
+    if cube.data.dtype.kind == "c" and not complex_values:
+        raise CubeFormatError(
+            f"holds complex values ({cube.data.dtype.name}), which hsiuu's methods do not process "
+            "(info and convert read them)", path)
+    return cube
+
+
+def _existing_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise CubeReadError("file not found", path)
     if path.is_dir():
         raise CubeReadError("is a directory, not a cube", path)
-    if _is_envi(path):
-        return envi.read_envi(path)
+    return path
+
+
+def _as_gdal_raster(path: Path, read):
+    """``read(path)`` through GDAL; a data file that is no GDAL raster either is told to lack its ENVI header."""
     try:
-        return geotiff.read_geotiff(path).replace(source_files=(path.resolve(),))
-    except CubeReadError as exc:
+        return read(path)
+    except CubeReadError:
         if path.suffix.lower() in envi.DATA_SUFFIXES or not path.suffix:
             raise CubeReadError(
-                f"no ENVI header found beside the data file (looked for {path.with_suffix('.hdr').name}), "
-                "and GDAL cannot read it either", path) from None
-        raise exc
+                f"no ENVI header found beside the data file (looked for {path.with_suffix('.hdr').name} "
+                f"and {path.name}.hdr), and it is no raster GDAL reads either", path) from None
+        raise
+
+
+def _tiff_with_header(path: Path) -> tuple[Path, Path, dict[str, str]] | None:
+    """(GeoTIFF, ENVI header, its fields) when ``path`` is either file of a TIFF whose band metadata
+    ENVI keeps in a ``file type = TIFF`` header beside it (GDAL's ``gtiff/byte_envi.hdr``)."""
+    if path.suffix.lower() in GTIFF_SUFFIXES:
+        tiff, header = path, envi.header_for(path)
+    elif path.suffix.lower() == ".hdr":
+        header = path
+        tiff = next((path.with_suffix(s) for s in (".tif", ".tiff", ".TIF", ".TIFF") if path.with_suffix(s).is_file()), None)
+    else:
+        return None
+    if tiff is None or header is None or not envi.is_header(header):
+        return None
+    fields = envi.read_header(header)
+    if envi.unbrace(fields.get("file type", "")).strip().upper() != "TIFF":
+        return None
+    return tiff, header, fields
+
+
+def _tiff_with_its_header(tiff: Path, header: Path, fields: dict[str, str]) -> Cube:
+    """The GeoTIFF's pixels and georeferencing, with the header's spectral fields where it has them."""
+    cube = geotiff.read_geotiff(tiff)
+    described = envi.cube_fields(fields, cube.bands, header)
+    changes = {key: described[key] for key in ("wavelengths", "fwhm", "bad_bands", "band_names", "nodata",
+                                               "scale_factor", "description") if described[key] is not None}
+    if cube.transform is None and described["transform"] is not None:
+        changes.update(crs=described["crs"], transform=described["transform"])
+    return cube.replace(**changes, metadata=cube.metadata | described["metadata"],
+                        source_files=(tiff.resolve(), header.resolve()))
 
 
 def _is_envi(path: Path) -> bool:
@@ -189,11 +245,10 @@ def write_cube(
 
 def describe_file(path: str | Path) -> dict:
     """How a cube is stored (format, files, interleave, byte order…) — what ``info`` shows besides the Cube."""
-    path = Path(path)
-    if not path.exists():
-        raise CubeReadError("file not found", path)
-    if path.is_dir():
-        raise CubeReadError("is a directory, not a cube", path)
+    path = _existing_file(path)
+    pair = _tiff_with_header(path)
+    if pair is not None:
+        return geotiff.describe_geotiff(pair[0]) | {"header": str(pair[1])}
     if _is_envi(path):
         layout = envi.open_layout(path)
         return {
@@ -205,5 +260,6 @@ def describe_file(path: str | Path) -> dict:
             "header_offset": layout.offset,
             "file_type": envi.unbrace(layout.fields.get("file type", "ENVI Standard")),
             "wavelength_units": envi.unbrace(layout.fields["wavelength units"]) if "wavelength units" in layout.fields else None,
+            "compression": "gzip" if layout.compressed else None,
         }
-    return geotiff.describe_geotiff(path)
+    return _as_gdal_raster(path, geotiff.describe_geotiff)

@@ -38,7 +38,9 @@ def output_dtype(source: np.dtype, requested: str | np.dtype | None, path: Path)
         except TypeError:
             raise CubeWriteError(f"unknown data type '{requested}'", path) from None
     dtype = _WIDENED.get(dtype.newbyteorder("="), dtype.newbyteorder("="))
-    if dtype.kind not in "uif":
+    if np.dtype(source).kind == "c" and dtype.kind != "c":
+        raise CubeWriteError(f"complex values cannot be stored as {dtype} (the imaginary part would be lost)", path)
+    if dtype.kind not in "uifc":
         raise CubeWriteError(f"data type {dtype} cannot be written (use an integer or float type)", path)
     return dtype
 
@@ -66,7 +68,7 @@ def cast_block(block: np.ndarray, dtype: np.dtype, path: Path) -> np.ndarray:
 
 def check_nodata(nodata: float | None, dtype: np.dtype, path: Path) -> None:
     """A no-data value must be storable in the output type."""
-    if nodata is None or dtype.kind == "f":
+    if nodata is None or dtype.kind in "fc":
         return
     info = np.iinfo(dtype)
     if np.isnan(nodata) or not (info.min <= nodata <= info.max) or nodata != int(nodata):

@@ -1,16 +1,24 @@
 """ENVI raster files: our own ``.hdr`` reader and writer, memory-mapped data.
 
-GDAL's ENVI driver is not used: its ``.aux.xml`` side-cars override a header on read and its
-writer drops wavelengths unless they go to the ENVI metadata domain. Reading and writing the
-header ourselves keeps every field exact, and ``numpy.memmap`` gives windowed access to cubes
-larger than RAM.
+GDAL's ENVI driver does not read or write the pixels and spectral fields: its ``.aux.xml``
+side-cars override a header on read and its writer drops wavelengths unless they go to the ENVI
+metadata domain. Reading and writing the header ourselves keeps every field exact, and
+``numpy.memmap`` gives windowed access to cubes larger than RAM. What a header's georeferencing
+fields mean (``map info`` without a datum, ``projection info``, State Plane zones…) is GDAL's
+reading of them (:func:`gdal_crs`), so a cube has the CRS every GDAL-based tool sees.
 """
 
 from __future__ import annotations
 
+import functools
+import gzip
+import logging
 import math
 import os
 import re
+import uuid
+import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +29,7 @@ from ..cube import CALIBRATION_KEYS, Cube
 from ..errors import CubeFormatError, CubeReadError, CubeWriteError
 from .atomic import atomic_files
 from .blocks import cast_block, check_nodata, output_dtype, row_blocks
+from .gdal import gdal_warnings
 
 DATA_SUFFIXES = (".img", ".dat", ".bsq", ".bil", ".bip", ".raw")
 """Data-file extensions looked for beside a header (then the header's name without extension)."""
@@ -35,11 +44,18 @@ ENVI_DTYPES = {
     13: np.uint32,
     14: np.int64,
     15: np.uint64,
+    6: np.complex64,
+    9: np.complex128,
 }
 DTYPE_CODES = {np.dtype(v): k for k, v in ENVI_DTYPES.items()}
-_COMPLEX_CODES = {6: "complex64", 9: "complex128"}
 
-STRUCTURAL_KEYS = ("samples", "lines", "bands", "header offset", "file type", "data type", "interleave", "byte order")
+MIN_DATA_BYTES = 2
+"""GDAL does not open a data file shorter than this (a 1 × 1 × 1 byte image); its writer pads it."""
+
+logger = logging.getLogger(__name__)
+
+STRUCTURAL_KEYS = ("samples", "lines", "bands", "header offset", "file type", "data type", "interleave", "byte order",
+                   "file compression")
 """Fields that describe the file layout; a writer sets them from the data, never from metadata."""
 
 CUBE_KEYS = (
@@ -73,22 +89,6 @@ _UNIT_TO_NM = {
     "mm": 1.0e6,
     "meters": 1.0e9,
 }
-
-# map info datum names → EPSG codes of UTM zone 1 (north, south) and of the geographic CRS
-_UTM_BASE = {
-    "wgs-84": (32600, 32700),
-    "wgs84": (32600, 32700),
-    "north america 1983": (26900, None),
-    "nad-83": (26900, None),
-    "nad83": (26900, None),
-    "north america 1927": (26700, None),
-    "nad-27": (26700, None),
-    "nad27": (26700, None),
-    "etrs-89": (25800, None),
-    "etrs89": (25800, None),
-}
-_GEOGRAPHIC = {"wgs-84": 4326, "wgs84": 4326, "north america 1983": 4269, "nad-83": 4269, "nad83": 4269,
-               "north america 1927": 4267, "nad-27": 4267, "nad27": 4267}
 
 _KEY_RE = re.compile(r"\s+")
 
@@ -256,6 +256,8 @@ class EnviLayout:
     byte_order: int
     offset: int
     fields: dict[str, str]
+    compressed: bool = False
+    """``file compression = 1``: the data file is gzip-compressed (header offset counted after decompression)."""
 
     @property
     def file_shape(self) -> tuple[int, int, int]:
@@ -286,8 +288,6 @@ def layout_from_header(header: Path, fields: dict[str, str], data: Path | None =
         if value <= 0:
             raise CubeFormatError(f"header field '{name}' must be positive, got {value}", header)
     code = _int_field(fields, "data type", header)
-    if code in _COMPLEX_CODES:
-        raise CubeFormatError(f"complex data type {code} ({_COMPLEX_CODES[code]}) is not supported", header)
     if code not in ENVI_DTYPES:
         raise CubeFormatError(f"unknown ENVI data type {code}", header)
     byte_order = _int_field(fields, "byte order", header, default=0)
@@ -299,6 +299,9 @@ def layout_from_header(header: Path, fields: dict[str, str], data: Path | None =
     offset = _int_field(fields, "header offset", header, default=0)
     if offset < 0:
         raise CubeFormatError(f"header offset must not be negative, got {offset}", header)
+    compression = _int_field(fields, "file compression", header, default=0)
+    if compression not in (0, 1):
+        raise CubeFormatError(f"file compression must be 0 or 1 (gzip), got {compression}", header)
     dtype = np.dtype(ENVI_DTYPES[code]).newbyteorder("<" if byte_order == 0 else ">")
     return EnviLayout(
         header=header,
@@ -311,6 +314,7 @@ def layout_from_header(header: Path, fields: dict[str, str], data: Path | None =
         byte_order=byte_order,
         offset=offset,
         fields=fields,
+        compressed=compression == 1,
     )
 
 
@@ -328,34 +332,63 @@ def open_layout(path: Path) -> EnviLayout:
 
 
 def memmap_data(layout: EnviLayout) -> np.ndarray:
-    """A read-only rows × cols × bands view of the data file, checked against the header."""
+    """A read-only rows × cols × bands view of the data file, checked against the header.
+
+    A data file longer than the header needs is read as GDAL and SPy read it, its extra bytes
+    ignored (GDAL's own writer pads a one-byte image to two); a shorter one is refused. A gzip-compressed
+    file (``file compression = 1``) is decompressed into memory.
+    """
     expected = layout.rows * layout.cols * layout.bands * layout.dtype.itemsize
-    try:
-        size = layout.data.stat().st_size
-    except OSError as exc:
-        raise CubeReadError(f"cannot read data file ({exc.strerror})", layout.data) from None
+    if layout.compressed:
+        raw_bytes = _decompressed(layout.data)
+        size = len(raw_bytes)
+    else:
+        try:
+            size = layout.data.stat().st_size
+        except OSError as exc:
+            raise CubeReadError(f"cannot read data file ({exc.strerror})", layout.data) from None
     dims = f"{layout.cols} samples × {layout.rows} lines × {layout.bands} bands of {layout.dtype.name}"
+    stored = "decompressed data" if layout.compressed else "data file"
     if size < layout.offset + expected:
         if size == 0:
-            raise CubeReadError("data file is empty", layout.data)
+            raise CubeReadError(f"{stored} is empty", layout.data)
         problem = "is truncated" if size > layout.offset else "is smaller than the header offset"
         raise CubeReadError(
-            f"data file {problem}: the header ({dims}, offset {layout.offset}) needs "
+            f"{stored} {problem}: the header ({dims}, offset {layout.offset}) needs "
             f"{layout.offset + expected} bytes, the file has {size}",
             layout.data,
         )
     if size > layout.offset + expected:
-        raise CubeFormatError(
-            f"header disagrees with the data file size: {dims} at offset {layout.offset} is "
-            f"{layout.offset + expected} bytes, the file has {size} (check samples, lines, bands and data type in {layout.header.name})",
-            layout.data,
+        extra = size - layout.offset - expected
+        # a few bytes of padding are common (GDAL's writer adds one); a whole band's worth more
+        # suggests a header that undercounts samples, lines or bands, which the user should see
+        whole_band = extra >= layout.rows * layout.cols * layout.dtype.itemsize
+        logger.log(
+            logging.WARNING if whole_band else logging.INFO,
+            "%s: %s has %d byte%s more than the header (%s at offset %d) needs; ignored, as GDAL and SPy do%s",
+            layout.data, stored, extra, "" if extra == 1 else "s", dims, layout.offset,
+            f" (check samples, lines, bands and data type in {layout.header.name})" if whole_band else "",
         )
-    try:
-        raw = np.memmap(layout.data, dtype=layout.dtype, mode="r", offset=layout.offset, shape=layout.file_shape)
-    except (OSError, ValueError) as exc:
-        raise CubeReadError(f"cannot map data file ({exc})", layout.data) from None
+    if layout.compressed:
+        raw = np.frombuffer(raw_bytes, dtype=layout.dtype, count=expected // layout.dtype.itemsize, offset=layout.offset)
+        raw = raw.reshape(layout.file_shape)
+    else:
+        try:
+            raw = np.memmap(layout.data, dtype=layout.dtype, mode="r", offset=layout.offset, shape=layout.file_shape)
+        except (OSError, ValueError) as exc:
+            raise CubeReadError(f"cannot map data file ({exc})", layout.data) from None
     order = {"bsq": (1, 2, 0), "bil": (0, 2, 1), "bip": (0, 1, 2)}[layout.interleave]
     return raw.transpose(order)
+
+
+def _decompressed(path: Path) -> bytes:
+    try:
+        with gzip.open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise CubeReadError("file not found", path) from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CubeReadError(f"the header says file compression = 1 but the data file is not valid gzip ({exc})", path) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,38 +396,81 @@ def memmap_data(layout: EnviLayout) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _crs_string(crs) -> str:
-    epsg = crs.to_epsg(confidence_threshold=100)
-    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
-
-
-def crs_from_wkt(wkt: str) -> str | None:
+def crs_string(crs) -> str | None:
+    """A rasterio CRS as ``Cube.crs``: ``EPSG:n`` when it is that code (same definition, whatever its
+    name: GDAL names a UTM zone read from ENVI ``map info`` "unnamed"), else WKT; None for none or
+    a local (engineering) CS, which is how GDAL names a projection it does not know."""
     from rasterio.crs import CRS
-    from rasterio.errors import CRSError
 
-    try:
-        return _crs_string(CRS.from_wkt(wkt))
-    except CRSError:
+    if crs is None:
         return None
+    wkt = crs.to_wkt()
+    if not wkt or wkt.startswith(("LOCAL_CS", "ENGCRS", "ENGINEERINGCRS")):
+        return None
+    epsg = crs.to_epsg(confidence_threshold=100) or crs.to_epsg(confidence_threshold=25)
+    if epsg and (crs.to_epsg(confidence_threshold=100) == epsg or CRS.from_epsg(epsg) == crs):
+        return f"EPSG:{epsg}"
+    return wkt
 
 
-def parse_map_info(map_info: str, css: str | None, path: Path) -> tuple[str | None, Affine]:
-    """ENVI ``map info`` (+ ``coordinate system string``) → (CRS, pixel-corner Affine).
+_GDAL_HEADER = (
+    "ENVI\nsamples = 1\nlines = 1\nbands = 1\nheader offset = 0\nfile type = ENVI Standard\n"
+    "data type = 1\ninterleave = bsq\nbyte order = 0\n"
+)
 
-    The reference pixel is 1-based with (1, 1) the upper-left corner of the first pixel; the
-    rotation is counter-clockwise in degrees, the convention GDAL's ENVI driver uses.
+
+@functools.lru_cache(maxsize=256)
+def gdal_crs(map_info: str, css: str | None = None, projection_info: str | None = None) -> str | None:
+    """The CRS GDAL's ENVI driver reads from these header fields (None when it finds none).
+
+    GDAL's reading is the reference every GDAL-based tool shares — a ``coordinate system string``
+    first, then ``UTM`` zones (NAD27 when no datum is named), ``Geographic Lat/Lon`` (WGS84 when no
+    datum), State Plane zones, the ``projection info`` codes, ``units=`` — so rather than re-implement
+    it, a one-pixel header with the same fields is opened with GDAL itself, in GDAL's memory file
+    system (about 3 ms, once per distinct text). GDAL's warnings (an unknown datum taken as WGS84)
+    are passed on.
+    """
+    import rasterio
+    from rasterio.errors import RasterioError
+    from rasterio.io import MemoryFile
+
+    text = _GDAL_HEADER + f"map info = {map_info}\n"
+    if css:
+        text += f"coordinate system string = {css}\n"
+    if projection_info:
+        text += f"projection info = {projection_info}\n"
+    folder = f"hsiuu-crs-{uuid.uuid4().hex}"  # in GDAL's memory file system: nothing touches the disk
+    try:
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"), warnings.catch_warnings(), gdal_warnings() as messages, \
+                MemoryFile(text.encode("utf-8"), dirname=folder, filename="crs.hdr"), \
+                MemoryFile(bytes(MIN_DATA_BYTES), dirname=folder, filename="crs.img") as data:
+            warnings.simplefilter("ignore")
+            with data.open() as src:
+                crs = src.crs
+    except RasterioError:
+        return None
+    for message in messages:
+        logger.warning("GDAL reading map info %s: %s", unbrace(map_info)[:40], message)
+    return crs_string(crs)
+
+
+def parse_map_info(
+    map_info: str, css: str | None, path: Path, projection_info: str | None = None
+) -> tuple[str | None, Affine]:
+    """ENVI ``map info`` (+ ``coordinate system string``, ``projection info``) → (CRS, pixel-corner Affine).
+
+    The CRS is GDAL's reading (:func:`gdal_crs`). The reference pixel is 1-based with (1, 1) the
+    upper-left corner of the first pixel; the rotation is counter-clockwise in degrees, the
+    convention GDAL's ENVI driver uses.
     """
     items = split_list(map_info)
     if len(items) < 7:
         raise CubeFormatError(f"map info has {len(items)} fields, at least 7 are needed", path)
     options = {}
-    positional = []
     for item in items[7:]:
         key, sep, value = item.partition("=")
         if sep:
             options[key.strip().lower()] = value.strip()
-        else:
-            positional.append(item.strip())
     try:
         ref_x, ref_y, easting, northing, size_x, size_y = (float(v) for v in items[1:7])
         rotation = float(options.get("rotation", 0.0))
@@ -407,32 +483,7 @@ def parse_map_info(map_info: str, css: str | None, path: Path) -> tuple[str | No
     b, e = size_y * sin, -size_y * cos
     c = easting - (ref_x - 1) * a - (ref_y - 1) * b
     f = northing - (ref_x - 1) * d - (ref_y - 1) * e
-    transform = Affine(a, b, c, d, e, f)
-
-    crs = crs_from_wkt(unbrace(css)) if css else None
-    if crs is None:
-        crs = _crs_from_projection(items[0].strip().lower(), positional, options)
-    return crs, transform
-
-
-def _crs_from_projection(name: str, positional: list[str], options: dict[str, str]) -> str | None:
-    units = options.get("units", "").lower()
-    if name == "utm" and len(positional) >= 3:
-        try:
-            zone = int(float(positional[0]))
-        except ValueError:
-            return None
-        south = positional[1].strip().lower().startswith("s")
-        base = _UTM_BASE.get(positional[2].strip().lower())
-        if base is None or not 1 <= zone <= 60 or units not in ("", "meters", "m"):
-            return None
-        code = base[1] if south else base[0]
-        return None if code is None else f"EPSG:{code + zone}"
-    if name.startswith("geographic"):
-        datum = positional[0].strip().lower() if positional else "wgs-84"
-        code = _GEOGRAPHIC.get(datum)
-        return None if code is None else f"EPSG:{code}"
-    return None
+    return gdal_crs(map_info.strip(), css.strip() if css else None, projection_info.strip() if projection_info else None), Affine(a, b, c, d, e, f)
 
 
 def _decompose(transform: Affine, path: Path) -> tuple[float, float, float]:
@@ -465,30 +516,65 @@ def _grid_items(transform: Affine, path: Path) -> tuple[list[str], list[str]]:
     return grid, [f"rotation={_tidy(rotation)}"] if abs(rotation) > 1e-10 else []
 
 
+# ENVI datum names GDAL's ENVI writer gives a geographic CRS (by EPSG code), and the UTM series
+# (first EPSG code of zone 1 → hemisphere, datum); a CRS outside them gets no datum item.
+_ENVI_DATUMS = {
+    4326: "WGS-84",
+    4322: "WGS-72",
+    4269: "North America 1983",
+    4267: "North America 1927",
+    4230: "European 1950",
+    4277: "Ordnance Survey of Great Britain '36",
+    4291: "SAD-69/Brazil",
+    4283: "Geocentric Datum of Australia 1994",
+    4275: "Nouvelle Triangulation Francaise IGN",
+}
+_UTM_SERIES = {
+    32601: ("North", "WGS-84"),
+    32701: ("South", "WGS-84"),
+    32201: ("North", "WGS-72"),
+    32301: ("South", "WGS-72"),
+    26901: ("North", "North America 1983"),
+    26701: ("North", "North America 1927"),
+    25801: ("North", None),
+    23001: ("North", "European 1950"),
+}
+
+
+def _utm(epsg: int | None) -> tuple[int, str, str | None] | None:
+    """(zone, hemisphere, ENVI datum name or None) for an EPSG UTM code, else None."""
+    for first, (hemisphere, datum) in _UTM_SERIES.items():
+        if epsg is not None and first <= epsg < first + 60:
+            return epsg - first + 1, hemisphere, datum
+    return None
+
+
 def format_map_info(crs: str | None, transform: Affine, path: Path) -> tuple[str, str | None]:
-    """(CRS, Affine) → (``map info`` value, ``coordinate system string`` value or None)."""
+    """(CRS, Affine) → (``map info`` value, ``coordinate system string`` value or None), as GDAL's
+    ENVI writer spells them: ``UTM`` with zone, hemisphere and datum, ``Geographic Lat/Lon`` with
+    datum, otherwise the CRS's name; no ``units=`` item (GDAL's reader would re-apply it to the
+    coordinate system string, which loses the EPSG code of a geographic CRS and turns US survey
+    feet into international feet); always a coordinate system string (ESRI WKT), which GDAL and
+    ENVI read first."""
     grid, rotation = _grid_items(transform, path)
     if crs is None:
         return format_list(["Arbitrary", *grid, *rotation]), None
     from rasterio.crs import CRS
-
     from rasterio.enums import WktVersion
 
     parsed = CRS.from_user_input(crs)
     esri_wkt = parsed.to_wkt(version=WktVersion.WKT1_ESRI)
-    css = "{" + esri_wkt + "}"
     epsg = parsed.to_epsg(confidence_threshold=100)
-    if epsg and (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760):
-        hemisphere = "North" if epsg < 32700 else "South"
-        text = format_list(["UTM", *grid, str(epsg % 100), hemisphere, "WGS-84", "units=Meters", *rotation])
-    elif epsg == 4326:
-        text = format_list(["Geographic Lat/Lon", *grid, "WGS-84", "units=Degrees", *rotation])
+    utm = _utm(epsg)
+    if utm is not None:
+        zone, hemisphere, datum = utm
+        items = ["UTM", *grid, str(zone), hemisphere, *([datum] if datum else [])]
+    elif parsed.is_geographic:
+        items = ["Geographic Lat/Lon", *grid, *([_ENVI_DATUMS[epsg]] if epsg in _ENVI_DATUMS else [])]
     else:
         match = re.match(r'\s*(?:PROJCS|GEOGCS)\["([^"]+)"', esri_wkt)
-        name = match.group(1).replace(",", " ") if match else "Arbitrary"
-        units = "Degrees" if parsed.is_geographic else "Meters"
-        text = format_list([name, *grid, f"units={units}", *rotation])
-    return text, css
+        items = [match.group(1).replace(",", " ") if match else "Arbitrary", *grid]
+    return format_list([*items, *rotation]), "{" + esri_wkt + "}"
 
 
 def regridded_map_info(map_info: str, transform: Affine, path: Path) -> str:
@@ -518,28 +604,37 @@ def same_transform(left: Affine, right: Affine) -> bool:
     return all(math.isclose(x, y, rel_tol=0, abs_tol=1e-9 * scale) for x, y in zip(left[:6], right[:6]))
 
 
+GEOREFERENCE_KEYS = ("map info", "coordinate system string", "projection info")
+"""The header fields that say where a cube lies; the writer sets them from the cube's CRS and transform."""
+
+
 def georeference_fields(cube: Cube, path: Path) -> dict[str, str]:
-    """``map info`` / ``coordinate system string`` for a cube: its original text when still true, else new."""
-    original = cube.metadata.get("map info")
-    original_css = cube.metadata.get("coordinate system string")
+    """``map info`` / ``coordinate system string`` / ``projection info`` for a cube.
+
+    While the cube keeps the CRS its original fields describe, they are written back (on a new grid
+    only the reference pixel, corner, pixel sizes and rotation of ``map info`` change, and a
+    coordinate system string is added where there was none), so a header's own way of naming its
+    projection — zone, datum, units, a State Plane zone — survives; otherwise they are written
+    afresh from the CRS (:func:`format_map_info`).
+    """
     if cube.transform is None:
         return {}
+    original = cube.metadata.get("map info")
     if original:
+        css = cube.metadata.get("coordinate system string")
+        projection = cube.metadata.get("projection info")
         try:
-            crs, transform = parse_map_info(original, original_css, path)
+            crs, transform = parse_map_info(original, css, path, projection)
         except CubeFormatError:
             crs, transform = None, None
-        same_projection = transform is not None and (cube.crs is None or same_crs(crs, cube.crs))
-        if same_projection and same_transform(transform, cube.transform):
-            return _georeference(original, original_css)
-        if same_projection and crs is None:
-            # A projection hsiuu cannot name (State Plane, …) is known only from the original's own
-            # fields; a CRS it can name is written afresh below, with a coordinate system string.
-            return _georeference(regridded_map_info(original, cube.transform, path), original_css)
-    return _georeference(*format_map_info(cube.crs, cube.transform, path))
-
-
-def _georeference(map_info: str, css: str | None) -> dict[str, str]:
+        if transform is not None and same_crs(crs, cube.crs):
+            if not same_transform(transform, cube.transform):
+                original = regridded_map_info(original, cube.transform, path)
+                # a new grid is a new file: its CRS is spelt out for readers other than GDAL too
+                css = css or (format_map_info(crs, cube.transform, path)[1] if crs else None)
+            kept = {"map info": original, "coordinate system string": css, "projection info": projection}
+            return {key: value for key, value in kept.items() if value}
+    map_info, css = format_map_info(cube.crs, cube.transform, path)
     return {"map info": map_info} | ({"coordinate system string": css} if css else {})
 
 
@@ -602,7 +697,9 @@ def cube_fields(fields: dict[str, str], bands: int, path: Path) -> dict:
     scale_factor = scalar("reflectance scale factor")
     crs = transform = None
     if "map info" in fields:
-        crs, transform = parse_map_info(fields["map info"], fields.get("coordinate system string"), path)
+        crs, transform = parse_map_info(
+            fields["map info"], fields.get("coordinate system string"), path, fields.get("projection info")
+        )
     description = unbrace(fields["description"]) if "description" in fields else None
     return dict(
         wavelengths=wavelengths,
@@ -662,7 +759,7 @@ def header_fields(cube: Cube, dtype: np.dtype, interleave: str, byte_order: int,
     if cube.scale_factor is not None:
         fields["reflectance scale factor"] = format_number(cube.scale_factor)
     for key, value in cube.metadata.items():
-        if key in fields or key in STRUCTURAL_KEYS or key in ("map info", "coordinate system string"):
+        if key in fields or key in STRUCTURAL_KEYS or key in GEOREFERENCE_KEYS:
             continue
         if key in ("wavelength", "wavelength units", "fwhm") and cube.wavelengths is not None:
             continue
@@ -724,7 +821,8 @@ def _write_pixels(data: np.ndarray, target: Path, dtype: np.dtype, interleave: s
     rows, cols, bands = data.shape
     itemsize = dtype.itemsize
     with open(target, "wb") as handle:
-        handle.truncate(rows * cols * bands * itemsize)
+        # padded to GDAL's minimum as GDAL's own writer does (the readers ignore the extra byte)
+        handle.truncate(max(rows * cols * bands * itemsize, MIN_DATA_BYTES))
         descriptor = handle.fileno()
         for block in row_blocks(rows, cols, bands, itemsize):
             values = cast_block(np.asarray(data[block]), dtype.newbyteorder("="), path).astype(dtype, copy=False)

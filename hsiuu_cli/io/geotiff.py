@@ -2,9 +2,13 @@
 
 Where each Cube field goes:
 
-* CRS, transform, no-data, band descriptions (band names): GDAL's own places.
+* CRS, transform, no-data, GCPs, RPCs: GDAL's own places (GCPs and RPCs are the ENVI ``geo points``
+  and ``rpc info`` fields of ``Cube.metadata``, in GDAL's ENVI spelling).
+* Band descriptions: the band names, else ``band 12 (540.3 Nanometers)`` as an EnMAP product labels
+  its bands (QGIS and the EnMAP-Box show them); such a label is not read back as a band name.
 * Per band, default domain: ``wavelength``, ``fwhm`` (nm, full float precision), ``wavelength_units``
-  and ``bbl`` (1 good, 0 bad) — the names GDAL's ENVI driver uses, so ``gdal_translate`` output reads too.
+  (``Nanometers``) and ``bbl`` (1 good, 0 bad) — the names GDAL's ENVI driver and the EnMAP-Box use,
+  so ``gdal_translate`` output and EnMAP products read too.
 * Per band, ``IMAGERY`` domain: ``CENTRAL_WAVELENGTH_UM`` and ``FWHM_UM`` (GDAL ≥ 3.10 convention).
 * Dataset: ``scale_factor`` (ENVI reflectance scale factor) and ``description`` tags; GDAL band
   scale = 1 / scale factor so other tools see physical values. On read, GDAL band offsets, or
@@ -12,7 +16,8 @@ Where each Cube field goes:
   physical values instead.
 * Other ENVI header fields (including the original ``map info`` text): the ``ENVI`` domain.
 
-GDAL's PAM side-cars are disabled so nothing is ever written beside an input.
+GDAL's PAM side-cars are disabled so nothing is ever written beside an input. What a cube cannot
+hold — a colour table, a mask or alpha band — is reported on read (logger ``hsiuu_cli.io``).
 """
 
 from __future__ import annotations
@@ -30,40 +35,31 @@ from ..cube import Cube
 from ..errors import CubeReadError, CubeWriteError
 from .atomic import atomic_files
 from .blocks import cast_block, check_nodata, output_dtype, row_blocks
-from .envi import format_number, wavelength_scale
+from .gdal import gdal_warnings
+from .envi import crs_string, format_list, format_number, split_list, wavelength_scale
 
 # a bounded block cache (MB): GDAL's default, 5 % of RAM, would hold written blocks of a large cube resident
 GDAL_ENV = {"GDAL_PAM_ENABLED": "NO", "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_CACHEMAX": 256}
 ENVI_DOMAIN = "ENVI"
 _INTERLEAVE_NAMES = {"BAND": "bsq", "PIXEL": "bip", "LINE": "bil"}
-_GTIFF_DTYPES = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64"}
+_GTIFF_DTYPES = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64",
+                 "complex64", "complex128"}
+PHOTO_DRIVERS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
+"""Image formats without georeference or a no-data value, where a black patch often marks missing data."""
+_READ_DTYPES = {"complex_int16": "complex64", "complex_int32": "complex128"}
+"""GDAL types numpy lacks, as rasterio reads them."""
+_BAND_LABEL = re.compile(r"^band (\d+) \(.*\)$", re.IGNORECASE)
+RPC_FIELDS = ("line_off", "samp_off", "lat_off", "long_off", "height_off",
+              "line_scale", "samp_scale", "lat_scale", "long_scale", "height_scale")
+"""The order of the first ten numbers of ENVI's ``rpc info``; then the four 20-term polynomials
+(line numerator, line denominator, sample numerator, sample denominator) and three ENVI values."""
+
+logger = logging.getLogger(__name__)
 
 
 def _one_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-class _GdalWarnings(logging.Handler):
-    """Collects the warnings GDAL reports through rasterio's logger."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(re.sub(r"^CPLE_\w+ in ", "", record.getMessage()))
-
-
-@contextmanager
-def _gdal_warnings() -> Iterator[list[str]]:
-    handler = _GdalWarnings()
-    logger = logging.getLogger("rasterio._env")
-    logger.addHandler(handler)
-    try:
-        yield handler.messages
-    finally:
-        logger.removeHandler(handler)
 
 
 def _check_creation_options(messages: list[str], path: Path) -> None:
@@ -167,7 +163,7 @@ def _cube_from_dataset(src, path: Path) -> Cube:
         raise CubeReadError("raster has no bands", path)
     scales, offsets = np.array(src.scales), np.array(src.offsets)
     physical = _read_as_physical(src)
-    dtype = np.dtype(np.float32) if physical else np.dtype(src.dtypes[0])
+    dtype = np.dtype(np.float32) if physical else np.dtype(_READ_DTYPES.get(src.dtypes[0], src.dtypes[0]))
     data = np.empty((rows, cols, count), dtype=dtype)
     from rasterio.windows import Window
 
@@ -187,7 +183,7 @@ def _cube_from_dataset(src, path: Path) -> Cube:
         bad_bands = np.array([_parse_float(v) == 0 for v in bbl])
 
     descriptions = list(src.descriptions)
-    band_names = descriptions if all(descriptions) else None
+    band_names = descriptions if all(descriptions) and not _band_labels(descriptions) else None
 
     scale_factor = None
     if not physical:
@@ -197,10 +193,15 @@ def _cube_from_dataset(src, path: Path) -> Cube:
 
     transform = src.transform
     georeferenced = src.crs is not None or not transform.is_identity
-    crs = None
-    if src.crs is not None:
-        epsg = src.crs.to_epsg(confidence_threshold=100)
-        crs = f"EPSG:{epsg}" if epsg else src.crs.to_wkt()
+    crs = crs_string(src.crs)
+    metadata = dict(src.tags(ns=ENVI_DOMAIN))
+    gcps, gcp_crs = src.gcps
+    if gcps:
+        metadata["geo points"] = geo_points(gcps)
+        crs = crs or crs_string(gcp_crs)
+    if src.rpcs is not None:
+        metadata["rpc info"] = rpc_info(src.rpcs)
+    _report_what_is_not_kept(src, path, data)
     nodata = src.nodata
     if physical and nodata is not None:
         nodata = float("nan")
@@ -215,8 +216,93 @@ def _cube_from_dataset(src, path: Path) -> Cube:
         crs=crs,
         transform=transform if georeferenced else None,
         description=dataset_tags.get("description"),
-        metadata=dict(src.tags(ns=ENVI_DOMAIN)),
+        metadata=metadata,
     )
+
+
+def _band_labels(descriptions: list[str]) -> bool:
+    """True when the descriptions only number the bands (``band 12 (540.3 Nanometers)``, as EnMAP
+    products and hsiuu write them): labels derived from the wavelengths, not names."""
+    matches = [_BAND_LABEL.match(text.strip()) for text in descriptions]
+    return all(m is not None and int(m.group(1)) == i + 1 for i, m in enumerate(matches))
+
+
+def geo_points(gcps) -> str:
+    """GCPs as ENVI ``geo points``, the way GDAL's ENVI driver writes them: per point the 1-based
+    pixel x and y, then the map y and x."""
+    values = []
+    for gcp in gcps:
+        values += [format_number(gcp.col + 1), format_number(gcp.row + 1), format_number(gcp.y), format_number(gcp.x)]
+    return format_list(values)
+
+
+def gcps_from_geo_points(text: str):
+    """ENVI ``geo points`` → rasterio GCPs (None when the list is not groups of four numbers)."""
+    from rasterio.control import GroundControlPoint
+
+    try:
+        values = [float(v) for v in split_list(text)]
+    except ValueError:
+        return None
+    if not values or len(values) % 4:
+        return None
+    return [GroundControlPoint(row=values[i + 1] - 1, col=values[i] - 1, x=values[i + 3], y=values[i + 2])
+            for i in range(0, len(values), 4)]
+
+
+def rpc_info(rpcs) -> str:
+    """RPCs as ENVI ``rpc info``: the ten offsets and scales, the four polynomials, and ENVI's tile row
+    and column offsets and emulation flag (0, 0, 0) — the 93 numbers GDAL's ENVI driver reads."""
+    values = [getattr(rpcs, name) for name in RPC_FIELDS]
+    for name in ("line_num_coeff", "line_den_coeff", "samp_num_coeff", "samp_den_coeff"):
+        values += list(getattr(rpcs, name))
+    return format_list([format_number(v) for v in values] + ["0", "0", "0"])
+
+
+def rpcs_from_info(text: str):
+    """ENVI ``rpc info`` → rasterio RPC (None when it does not hold at least the 90 RPC numbers)."""
+    from rasterio.rpc import RPC
+
+    try:
+        values = [float(v) for v in split_list(text)]
+    except ValueError:
+        return None
+    if len(values) < 90:
+        return None
+    polynomials = [values[10 + 20 * i : 30 + 20 * i] for i in range(4)]
+    return RPC(**dict(zip(RPC_FIELDS, values[:10])), line_num_coeff=polynomials[0], line_den_coeff=polynomials[1],
+               samp_num_coeff=polynomials[2], samp_den_coeff=polynomials[3])
+
+
+def _report_what_is_not_kept(src, path: Path, data: np.ndarray) -> None:
+    """A colour table, a mask or an alpha band has no place in a cube: say so rather than drop it unseen."""
+    try:
+        src.colormap(1)
+        logger.warning("%s: its colour table is not kept (hsiuu reads the band values, not colours)", path)
+    except ValueError:
+        pass
+    flags = [{flag.name for flag in band_flags} for band_flags in src.mask_flag_enums]
+    alpha = [i + 1 for i, interpretation in enumerate(src.colorinterp) if interpretation.name == "alpha"]
+    if any(band_flags & {"per_dataset", "alpha"} and "nodata" not in band_flags for band_flags in flags):
+        masked = int((src.dataset_mask() == 0).sum())
+        if not masked:
+            return
+        if alpha:
+            keep = f"0-{src.count - 2}" if alpha == [src.count] and src.count > 2 else "INDICES"
+            logger.warning(
+                "%s: band %d is an alpha band (%d pixels transparent); hsiuu reads it as a band and keeps "
+                "no mask (leave it out: hsiuu convert %s OUT.tif --bands %s)", path, alpha[0], masked, path.name, keep)
+        else:
+            logger.warning(
+                "%s: its mask marks %d pixels as no data; hsiuu keeps no mask, so they are read as the "
+                "values stored there", path, masked)
+    elif src.driver in PHOTO_DRIVERS and src.nodata is None:
+        black = int((data == 0).all(axis=2).sum())
+        if black:
+            logger.warning(
+                "%s: %d pixels (%.2g %%) are 0 in every band and a %s file cannot say whether that is "
+                "no data; they are read as data (if they are fill: hsiuu convert %s OUT.tif --nodata 0)",
+                path, black, 100.0 * black / (src.width * src.height), src.driver, path.name)
 
 
 def _creation_profile(cube: Cube, dtype: np.dtype, creation_options: dict[str, str] | None, path: Path) -> dict:
@@ -271,7 +357,7 @@ def write_geotiff(
         try:
             with rasterio.Env(**GDAL_ENV), warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                with _gdal_warnings() as messages:
+                with gdal_warnings() as messages:
                     dst = rasterio.open(temporary, "w", **profile)
                 with dst:
                     _check_creation_options([_name_output(m, temporary, path) for m in messages], path)
@@ -293,6 +379,15 @@ def write_geotiff(
 
 
 def _write_metadata(dst, cube: Cube) -> None:
+    from rasterio.crs import CRS
+
+    gcps = gcps_from_geo_points(cube.metadata["geo points"]) if "geo points" in cube.metadata else None
+    if gcps and cube.transform is None:
+        # rasterio needs a CRS object with GCPs; an empty one where the points have none (ENVI's)
+        dst.gcps = (gcps, CRS.from_user_input(cube.crs) if cube.crs else CRS())
+    rpcs = rpcs_from_info(cube.metadata["rpc info"]) if "rpc info" in cube.metadata else None
+    if rpcs is not None:
+        dst.rpcs = rpcs
     tags = {}
     if cube.scale_factor is not None:
         tags["scale_factor"] = format_number(cube.scale_factor)
@@ -300,8 +395,9 @@ def _write_metadata(dst, cube: Cube) -> None:
         tags["description"] = cube.description
     if tags:
         dst.update_tags(**tags)
-    if cube.metadata:
-        dst.update_tags(ns=ENVI_DOMAIN, **cube.metadata)
+    envi_fields = {k: v for k, v in cube.metadata.items() if k not in ("geo points", "rpc info")}
+    if envi_fields:
+        dst.update_tags(ns=ENVI_DOMAIN, **envi_fields)
     if cube.scale_factor not in (None, 0.0):
         dst.scales = [1.0 / cube.scale_factor] * cube.bands
     for band in range(cube.bands):
@@ -310,7 +406,7 @@ def _write_metadata(dst, cube: Cube) -> None:
         imagery: dict[str, str] = {}
         if cube.wavelengths is not None:
             band_tags["wavelength"] = format_number(cube.wavelengths[band])
-            band_tags["wavelength_units"] = "nm"
+            band_tags["wavelength_units"] = "Nanometers"
             imagery["CENTRAL_WAVELENGTH_UM"] = repr(float(cube.wavelengths[band]) / 1000.0)
         if cube.fwhm is not None:
             band_tags["fwhm"] = format_number(cube.fwhm[band])
@@ -323,6 +419,8 @@ def _write_metadata(dst, cube: Cube) -> None:
             dst.update_tags(index, ns="IMAGERY", **imagery)
         if cube.band_names is not None:
             dst.set_band_description(index, cube.band_names[band])
+        elif cube.wavelengths is not None:
+            dst.set_band_description(index, f"band {index} ({cube.wavelengths[band]:g} Nanometers)")
 
 
 def describe_geotiff(path: Path) -> dict:

@@ -9,13 +9,17 @@ wherever a name does, also with a ``:band,...`` selection.
 from __future__ import annotations
 
 import csv
+import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..errors import SpectralResponseError
+
+logger = logging.getLogger(__name__)
 
 # canonical name -> (file in srf/data, source)
 _BUILTIN = {
@@ -34,13 +38,13 @@ _ALIASES = {
     "d700": "nikon_d700",
 }
 
-MIN_COVERAGE = 0.8
-"""Default share of each band's response area that must lie within the cube's spectral coverage.
-
-Below it the band would be simulated from a fifth or less of its response missing, which biases it
-by several per cent on vegetation-like spectra; commands warn (via :func:`srf_coverage`) below
-:data:`WARN_COVERAGE`."""
+MIN_IN_RANGE = 0.5
+"""Default share of each band's response area that must lie within the cube's wavelength range
+(first band's lower edge to last band's upper edge): a band mostly outside it cannot be simulated."""
 WARN_COVERAGE = 0.95
+"""Below this share of a band's response on the cube's bands (gaps and the outside of the range
+excluded, see :func:`srf_coverage`) the band is simulated with a warning: the rest of its response
+is interpolated across gaps (removed water-vapour bands) or left out beyond the range."""
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
@@ -196,17 +200,24 @@ def srf_matrix(
     wavelengths,
     fwhm=None,
     *,
-    min_coverage: float = MIN_COVERAGE,
+    min_in_range: float = MIN_IN_RANGE,
+    warn: Callable[[str], None] | None = None,
 ) -> np.ndarray:
     """Weights (B × b) that turn a cube with B bands into the SRF's b bands; each column sums to 1.
 
     With ``fwhm`` known, weight (i, j) is the integral of band j's response against cube band i's
     Gaussian response of that FWHM; without it, band j's response is interpolated at the cube's
-    band centres. A band fails (:class:`SpectralResponseError`) when less than ``min_coverage`` of
-    its response area lies within the cube's spectral coverage: the union of intervals centre ± FWHM/2
-    (without FWHM: ± half the median band spacing), with the stretch between neighbouring bands
-    counted unless a band is missing there (gap > 1.5 × the median spacing; see :func:`_covered`).
+    band centres. The cube's spectral coverage is the union of intervals centre ± FWHM/2 (without
+    FWHM: ± half the median band spacing), with the stretch between neighbouring bands counted
+    unless a band is missing there (gap > 1.5 × the median spacing; see :func:`_covered`). The part
+    of a response that falls in such a gap — a removed water-vapour window — is integrated against
+    the spectrum interpolated linearly across the gap from the bands at its edges; the part beyond
+    the cube's range is left out. A band fails (:class:`SpectralResponseError`) only when less
+    than ``min_in_range`` of its response lies within the cube's range; below
+    :data:`WARN_COVERAGE` on the cube's bands it is said through ``warn`` (default: the
+    ``hsiuu_cli.srf`` logger), with the shares covered, interpolated and left out.
     """
+    warn = warn or logger.warning
     centres, widths = _cube_bands(srf, wavelengths, fwhm)
     half_widths = _half_widths(centres, widths)
 
@@ -220,33 +231,67 @@ def srf_matrix(
 
     step = 1.0 if widths is None else min(1.0, float(widths.min()) / 8.0)
     grid, dense, coverage = _dense_coverage(srf, centres, half_widths, step)
+    area = dense.sum(axis=0)
+    in_range = (grid >= cube_low) & (grid <= cube_high)
+    gap = in_range & ~_covered(grid, centres, half_widths)
+    in_range_share = (dense * in_range[:, None]).sum(axis=0) / area
+    gap_share = (dense * gap[:, None]).sum(axis=0) / area
+    for j, band in enumerate(srf.band_names):
+        if in_range_share[j] < min_in_range:
+            raise SpectralResponseError(
+                f"band '{band}' of SRF '{srf.name}' lies mostly outside the cube's wavelength range: "
+                f"{100 * in_range_share[j]:.0f}% of its response is within {cube_low:.0f}–{cube_high:.0f} nm "
+                f"(at least {100 * min_in_range:.0f}% needed); select other bands with '{srf.base_name}:"
+                "band,...' or give a CSV restricted to the cube's range"
+            )
 
     if widths is None:
         weights = np.stack(
             [np.interp(centres, srf.wavelengths, column, left=0.0, right=0.0) for column in srf.responses.T], axis=1
         )
+        if gap.any():
+            # sampled responses stand for the stretch of one band spacing around each centre
+            weights = weights * (2.0 * half_widths[:, None]) + _across_gaps(grid, dense, gap, centres) * step
     else:
         sigmas = widths * _FWHM_TO_SIGMA
         gaussians = np.exp(-0.5 * ((grid[None, :] - centres[:, None]) / sigmas[:, None]) ** 2)
         gaussians /= sigmas[:, None] * np.sqrt(2.0 * np.pi)
-        weights = gaussians @ dense * step
+        weights = (gaussians @ (dense * ~gap[:, None]) + _across_gaps(grid, dense, gap, centres)) * step
 
     sums = weights.sum(axis=0)
     for j, band in enumerate(srf.band_names):
-        if coverage[j] >= min_coverage and sums[j] <= 0:
+        if sums[j] <= 0:
             raise SpectralResponseError(
                 f"band '{band}' of SRF '{srf.name}' falls between the cube's bands: no band's response "
                 "(centre ± FWHM) reaches it; check the cube's FWHM values, or select other bands with "
                 f"'{srf.base_name}:band,...'"
             )
-        if coverage[j] < min_coverage:
-            raise SpectralResponseError(
-                f"band '{band}' of SRF '{srf.name}' lies mostly outside the cube's spectral coverage: "
-                f"{100 * coverage[j]:.0f}% of its response is within {cube_low:.0f}–{cube_high:.0f} nm "
-                f"(at least {100 * min_coverage:.0f}% needed); select other bands with '{srf.base_name}:"
-                "band,...' or give a CSV restricted to the cube's range"
-            )
+        if coverage[j] < WARN_COVERAGE:
+            outside = 1.0 - in_range_share[j]
+            rest = ([f"{100 * gap_share[j]:.0f}% in gaps between them (interpolated across)"] if gap_share[j] >= 0.005 else []) + (
+                [f"{100 * outside:.0f}% outside {cube_low:.0f}–{cube_high:.0f} nm (left out)"] if outside >= 0.005 else [])
+            warn(f"SRF band '{band}' of '{srf.name}': {100 * coverage[j]:.0f}% of its response falls on the cube's "
+                 f"bands, {' and '.join(rest)}")
     return weights / sums
+
+
+def _across_gaps(grid: np.ndarray, dense: np.ndarray, gap: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Weights (B × b, per nm of grid) of the responses on ``gap`` grid points, integrated against
+    the spectrum interpolated linearly between the two cube bands around each point."""
+    weights = np.zeros((centres.size, dense.shape[1]))
+    if not gap.any():
+        return weights
+    order = np.argsort(centres)
+    sorted_centres = centres[order]
+    points = grid[gap]
+    upper = np.clip(np.searchsorted(sorted_centres, points), 1, sorted_centres.size - 1)
+    lower = upper - 1
+    span = sorted_centres[upper] - sorted_centres[lower]
+    fraction = np.clip((points - sorted_centres[lower]) / np.where(span > 0, span, 1.0), 0.0, 1.0)
+    responses = dense[gap]
+    np.add.at(weights, order[lower], (1.0 - fraction)[:, None] * responses)
+    np.add.at(weights, order[upper], fraction[:, None] * responses)
+    return weights
 
 
 def _half_widths(centres: np.ndarray, widths: np.ndarray | None) -> np.ndarray:
@@ -281,7 +326,8 @@ def _covered(grid: np.ndarray, centres: np.ndarray, half_widths: np.ndarray) -> 
 
 
 def srf_coverage(srf: SpectralResponse, wavelengths, fwhm=None) -> dict[str, float]:
-    """Share of each band's response area within the cube's spectral coverage, as :func:`srf_matrix` judges it."""
+    """Share of each band's response area on the cube's bands (its spectral coverage without gaps and
+    beyond its range), as :func:`srf_matrix` judges it."""
     centres, widths = _cube_bands(srf, wavelengths, fwhm)
     half_widths = _half_widths(centres, widths)
     _, _, coverage = _dense_coverage(srf, centres, half_widths, 1.0)
