@@ -455,7 +455,7 @@ def check_creation_options(options: dict[str, str], path: Path, *, dtype: str = 
     try:
         with rasterio.Env(**GDAL_ENV), warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with _gdal_warnings() as messages:
+            with gdal_warnings() as messages:
                 with rasterio.open(memory, "w", **profile):
                     pass
     except RasterioError as exc:
