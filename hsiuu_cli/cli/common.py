@@ -256,47 +256,76 @@ def output_directory(out_dir: Path | None) -> Iterator[None]:
 
 def run_batch(
     jobs: Sequence[tuple[Path, Path]],
-    process: Callable[[Path, Path], Sequence[Path]],
+    process: Callable[[Path, Path], object],
     *,
     workers: int = 1,
     out_dir: Path | None = None,
+    scheduler: str | None = None,
+    report: Callable[[Path, object], Sequence[Path]] | None = None,
 ) -> None:
     """Run ``process(input, output)`` for each pair; print each written path on stdout.
 
     A failing input is reported and the others go on; the command exits 1 at the end if any failed.
     ``out_dir`` is made if missing (and removed if it stays empty), see :func:`output_directory`.
+    With ``scheduler`` (``--scheduler``), each input is a task on that Dask cluster instead
+    (:mod:`.cluster`). ``report(input, result)`` turns what ``process`` returned into the paths to
+    print (default: the result is that list).
     """
     from ..io.atomic import allow_writing
 
     allow_writing()
+    outcomes = BatchOutcomes(len(jobs), report)
     with output_directory(out_dir):
-        _run_jobs(jobs, process, workers)
+        if scheduler is not None:
+            from .cluster import run_batch_on_cluster
+
+            run_batch_on_cluster(scheduler, jobs, process, outcomes)
+        else:
+            _run_jobs(jobs, process, workers, outcomes)
+    outcomes.close()
 
 
-def _run_jobs(jobs: Sequence[tuple[Path, Path]], process: Callable[[Path, Path], Sequence[Path]], workers: int) -> None:
-    failures = 0
+class BatchOutcomes:
+    """What a batch prints as its inputs finish: written paths on stdout, failures on stderr."""
 
-    def finish(source: Path, result: Sequence[Path] | BaseException) -> None:
-        nonlocal failures
+    def __init__(self, total: int, report: Callable[[Path, object], Sequence[Path]] | None = None):
+        self.total = total
+        self.failures = 0
+        self.report = report or (lambda _source, result: result)
+
+    def failed(self, source: Path, error: BaseException, show_traceback: Callable[[], None] | None = None) -> None:
+        self.failures += 1
+        if isinstance(error, HsiuuError) and not settings.debug:
+            report_error(str(error))
+        elif settings.debug:
+            (show_traceback or console.print_exception)()
+        else:
+            report_error(f"{source}: {type(error).__name__}: {error} (run with --debug for the traceback)")
+
+    def finish(self, source: Path, result: object) -> None:
         if isinstance(result, BaseException):
-            failures += 1
-            if isinstance(result, HsiuuError) and not settings.debug:
-                report_error(str(result))
-            elif settings.debug:
-                console.print_exception()
-            else:
-                report_error(f"{source}: {type(result).__name__}: {result} (run with --debug for the traceback)")
+            self.failed(source, result)
             return
-        for written in result:
+        for written in self.report(source, result):
             emit(str(written))
 
+    def close(self) -> None:
+        """Exit 1 if any input failed."""
+        if self.failures:
+            if not settings.quiet:
+                console.print(f"{self.failures} of {self.total} inputs failed")
+            raise typer.Exit(1)
+
+
+def _run_jobs(jobs: Sequence[tuple[Path, Path]], process: Callable[[Path, Path], object], workers: int, outcomes: BatchOutcomes) -> None:
+    finish = outcomes.finish
     if len(jobs) == 1:
         # A single input fails like any command: the error handler of the app reports it.
         source, target = jobs[0]
         finish(source, process(source, target))
         return
 
-    def guarded(pair: tuple[Path, Path]) -> Sequence[Path] | BaseException:
+    def guarded(pair: tuple[Path, Path]) -> object:
         try:
             return process(*pair)
         except KeyboardInterrupt:
@@ -321,10 +350,6 @@ def _run_jobs(jobs: Sequence[tuple[Path, Path]], process: Callable[[Path, Path],
                 stop_writing()
                 pool.shutdown(cancel_futures=True)
                 raise
-    if failures:
-        if not settings.quiet:
-            console.print(f"{failures} of {len(jobs)} inputs failed")
-        raise typer.Exit(1)
 
 
 def parse_creation_options(items: Sequence[str] | None) -> dict[str, str]:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import CreationOptions, Device, Format, Json, Overwrite, Quicklook, Seed
+from .options import CreationOptions, Device, Format, Json, Overwrite, Quicklook, Scheduler, Seed
 
 
 class Method(str, Enum):
@@ -70,12 +70,17 @@ def fuse_command(
     format: Format = None,
     co: CreationOptions = None,
     overwrite: Overwrite = False,
+    scheduler: Scheduler = None,
 ) -> None:
     """Fuse a low-resolution hyperspectral cube with a high-resolution multispectral/RGB/pan image.
 
     The output is on the MSI's grid with the HSI's bands, wavelengths and band metadata; pixels
     without data in either input are NaN. Prints the output path (or, with --json, a summary).
     """
+    if scheduler is not None:  # the whole fusion as one task on a worker (docs/scale.md)
+        from .cluster import run_command_on_cluster
+
+        return run_command_on_cluster(scheduler, fuse_command)
     import tempfile
 
     from ..fusion import cubes

@@ -59,3 +59,31 @@ Device = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 Quicklook = Annotated[bool, typer.Option("--quicklook", help="Also write a PNG preview beside the output.")]
+
+
+def _scheduler_value(value: Optional[str]) -> Optional[str]:
+    if value is None or not value.strip():
+        return None  # an empty HSIUU_SCHEDULER means: run here
+    from ..cluster.session import parse_scheduler  # no Dask import: only the syntax is checked
+    from ..errors import ParameterError
+
+    try:
+        parse_scheduler(value)
+    except ParameterError as exc:
+        raise typer.BadParameter(exc.message) from None
+    return value.strip()
+
+
+Scheduler = Annotated[
+    Optional[str],
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        envvar="HSIUU_SCHEDULER",
+        show_envvar=False,
+        callback=_scheduler_value,
+        help="Run on a Dask cluster: a scheduler's address (tcp://HOST:8786), its scheduler file, or "
+        "local:N for N worker processes here; also from HSIUU_SCHEDULER. Needs hsiuu[dask]; "
+        "see docs/scale.md.",
+    ),
+]

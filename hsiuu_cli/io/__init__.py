@@ -127,28 +127,57 @@ def write_cube(
     creation option, ``BYTE_ORDER=0|1``; GeoTIFF takes any GDAL GTiff creation option.
     """
     path = Path(path)
-    kind = output_format(path, format)
-    overlap = {p.resolve() for p in output_files(path, kind)} & set(cube.source_files)
-    if overlap:
-        # the input may be memory-mapped: writing over it would corrupt what is being read
-        raise CubeWriteError(f"output is the input (or one of its files: {sorted(overlap)[0].name}); write elsewhere", path)
+    kind = _checked_output(cube, path, format)
     options = {k.upper(): str(v) for k, v in (creation_options or {}).items()}
     interleave = interleave.lower()
     if kind == "ENVI":
-        byte_order = options.pop("BYTE_ORDER", "0")
-        if options:
-            raise CubeWriteError(
-                f"creation option {', '.join(options)} does not apply to ENVI (only BYTE_ORDER=0|1)", path
-            )
-        if byte_order not in ("0", "1"):
-            raise CubeWriteError(f"BYTE_ORDER must be 0 or 1, got {byte_order}", path)
         return envi.write_envi(
-            cube, path, overwrite=overwrite, interleave=interleave, dtype=dtype, byte_order=int(byte_order)
+            cube, path, overwrite=overwrite, interleave=interleave, dtype=dtype, byte_order=_envi_byte_order(options, path)
         )
     if interleave not in _GTIFF_INTERLEAVE:
         raise CubeWriteError(f"GeoTIFF cannot be written with interleave '{interleave}' (use bsq or bip)", path)
     options.setdefault("INTERLEAVE", _GTIFF_INTERLEAVE[interleave])
     return geotiff.write_geotiff(cube, path, overwrite=overwrite, creation_options=options, dtype=dtype)
+
+
+def _checked_output(cube: Cube, path: Path, format: str | None) -> str:
+    """The output's format, after making sure it is not one of the cube's own input files."""
+    kind = output_format(path, format)
+    overlap = {p.resolve() for p in output_files(path, kind)} & set(cube.source_files)
+    if overlap:
+        # the input may be memory-mapped: writing over it would corrupt what is being read
+        raise CubeWriteError(f"output is the input (or one of its files: {sorted(overlap)[0].name}); write elsewhere", path)
+    return kind
+
+
+def _envi_byte_order(options: dict[str, str], path: Path) -> int:
+    """ENVI's one creation option, ``BYTE_ORDER=0|1`` (others are refused)."""
+    options = dict(options)
+    byte_order = options.pop("BYTE_ORDER", "0")
+    if options:
+        raise CubeWriteError(f"creation option {', '.join(options)} does not apply to ENVI (only BYTE_ORDER=0|1)", path)
+    if byte_order not in ("0", "1"):
+        raise CubeWriteError(f"BYTE_ORDER must be 0 or 1, got {byte_order}", path)
+    return int(byte_order)
+
+
+def open_envi_windows(
+    cube: Cube,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    creation_options: dict[str, str] | None = None,
+    interleave: str = "bsq",
+    dtype: str | np.dtype | None = None,
+):
+    """:func:`hsiuu_cli.io.envi.envi_windows` with the checks of :func:`write_cube`: an ENVI output
+    allocated whole, whose pixels other processes write window by window (a cluster's workers)."""
+    path = Path(path)
+    _checked_output(cube, path, "ENVI")
+    options = {k.upper(): str(v) for k, v in (creation_options or {}).items()}
+    return envi.envi_windows(
+        cube, path, overwrite=overwrite, interleave=interleave.lower(), dtype=dtype, byte_order=_envi_byte_order(options, path)
+    )
 
 
 def describe_file(path: str | Path) -> dict:

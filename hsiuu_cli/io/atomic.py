@@ -8,13 +8,14 @@ the temporaries, so an interrupted run leaves no half-written file behind.
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import os
 import secrets
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..errors import CubeWriteError, OutputExistsError
 
@@ -33,16 +34,56 @@ def allow_writing() -> None:
     _stopped.clear()
 
 
+_stop_check: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar("hsiuu_stop_check", default=None)
+_temporary_tag: contextvars.ContextVar[str] = contextvars.ContextVar("hsiuu_temporary_tag", default="")
+
+
+@contextmanager
+def stop_when(check: Callable[[], bool]) -> Iterator[None]:
+    """Within the block, writes also stop (as interrupted) once ``check()`` is true: a task on a
+    cluster worker learns this way that its run was cancelled, as a thread learns it from
+    :func:`stop_writing`."""
+    token = _stop_check.set(check)
+    try:
+        yield
+    finally:
+        _stop_check.reset(token)
+
+
 def raise_if_stopped() -> None:
-    if _stopped.is_set():
+    check = _stop_check.get()
+    if _stopped.is_set() or (check is not None and check()):
         raise KeyboardInterrupt
+
+
+@contextmanager
+def temporary_tag(tag: str) -> Iterator[None]:
+    """Within the block, temporaries carry ``tag`` in their name, so that the run that owns them can
+    find and remove those a killed process left behind (:func:`remove_temporaries`)."""
+    token = _temporary_tag.set(tag)
+    try:
+        yield
+    finally:
+        _temporary_tag.reset(token)
 
 
 def temporary_path(path: Path) -> Path:
     """A hidden, unique name beside ``path`` with the same suffix."""
     suffix = path.suffix
     stem = path.name[: -len(suffix)] if suffix else path.name
-    return path.with_name(f".{stem}.hsiuu-tmp-{secrets.token_hex(4)}{suffix}")
+    return path.with_name(f".{stem}.hsiuu-tmp-{_temporary_tag.get()}{secrets.token_hex(4)}{suffix}")
+
+
+def remove_temporaries(directory: Path, tag: str) -> list[Path]:
+    """Remove the temporaries named with ``tag`` (see :func:`temporary_tag`) in ``directory``; returns them."""
+    removed = []
+    for leftover in Path(directory).glob(f".*.hsiuu-tmp-{tag}*"):
+        try:
+            leftover.unlink()
+            removed.append(leftover)
+        except OSError:
+            pass
+    return removed
 
 
 def check_directory(path: Path) -> None:
