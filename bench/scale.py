@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +234,97 @@ def large(args, work: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# GeoTIFF from several workers: one writer on the client, or the workers in turn under a lock
+# ---------------------------------------------------------------------------------------------
+
+
+def _block_values(index: int, rows: int, cols: int, bands: int) -> np.ndarray:
+    return np.random.default_rng(index).random((rows, cols, bands), dtype=np.float32)
+
+
+def _write_under_lock(path: str, index: int, rows: int, cols: int, bands: int) -> float:
+    """A worker's block written into the shared GeoTIFF itself, one worker at a time."""
+    import distributed
+    import rasterio
+    from rasterio.windows import Window
+
+    values = _block_values(index, rows, cols, bands)
+    started = time.perf_counter()
+    with distributed.Lock("hsiuu-bench-geotiff"):
+        waited = time.perf_counter() - started
+        with rasterio.open(path, "r+") as dst:
+            dst.write(np.moveaxis(values, -1, 0), window=Window(0, index * rows, cols, rows))
+    return waited
+
+
+def _write_envi_window(windows, index: int, rows: int, cols: int, bands: int) -> None:
+    windows.write(index * rows, 0, _block_values(index, rows, cols, bands))
+
+
+def geotiff(args, work: Path) -> None:
+    import distributed
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.windows import Window
+
+    from hsiuu_cli.io import open_envi_windows
+
+    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+
+    blocks, rows, cols, bands = args.blocks, 64, 1000, 50
+    shape = (blocks * rows, cols, bands)
+    size_mb = np.prod(shape) * 4 / 2**20
+    folder = work / "geotiff"
+    folder.mkdir(parents=True, exist_ok=True)
+    profile = {"driver": "GTiff", "width": cols, "height": shape[0], "count": bands, "dtype": "float32", "INTERLEAVE": "BAND"}
+    print(f"\n### Writing {blocks} blocks of {rows}×{cols}×{bands} float32 ({size_mb:.0f} MB) made on 2 workers\n")
+    print(f"{load()} before. The blocks are random numbers made on the workers: only the writing differs.\n")
+    cluster = Cluster(2, folder / "dask")
+    client = cluster.client
+    results = []
+    try:
+        for repeat in range(args.repeats):
+            # the client as the one writer (what hsiuu does)
+            path = folder / "client.tif"
+            started = time.perf_counter()
+            with rasterio.open(path, "w", **profile) as dst:
+                futures = [client.submit(_block_values, i, rows, cols, bands, pure=False) for i in range(blocks)]
+                for future in distributed.as_completed(futures):
+                    index = futures.index(future)
+                    dst.write(np.moveaxis(future.result(), -1, 0), window=Window(0, index * rows, cols, rows))
+                    future.release()
+            results.append(("GeoTIFF, client writes every block", time.perf_counter() - started, ""))
+            # the workers under a lock, each opening the file in update mode
+            path = folder / "lock.tif"
+            with rasterio.open(path, "w", **profile):
+                pass
+            started = time.perf_counter()
+            waited = client.gather([client.submit(_write_under_lock, str(path), i, rows, cols, bands, pure=False)
+                                    for i in range(blocks)])
+            results.append(("GeoTIFF, workers write under a Dask Lock", time.perf_counter() - started,
+                            f"{sum(waited):.1f} s waiting for the lock"))
+            # ENVI positional writes, for reference
+            started = time.perf_counter()
+            header_only = Cube(data=np.broadcast_to(np.float32(0), shape))  # shape and type, no memory
+            with open_envi_windows(header_only, folder / "envi.hdr", overwrite=True) as windows:
+                client.gather([client.submit(_write_envi_window, windows, i, rows, cols, bands, pure=False) for i in range(blocks)])
+            results.append(("ENVI, workers write at offsets", time.perf_counter() - started, ""))
+            print(f"  round {repeat + 1} done ({load()})", file=sys.stderr, flush=True)
+    finally:
+        cluster.close()
+    best: dict[str, tuple] = {}
+    for name, seconds, note in results:
+        if name not in best or seconds < best[name][0]:
+            best[name] = (seconds, note)
+    print("| writer | best wall s | MB/s | note |")
+    print("|---|---|---|---|")
+    for name, (seconds, note) in best.items():
+        print(f"| {name} | {seconds:.2f} | {size_mb / seconds:.0f} | {note} |")
+    print(f"\n{load()} after.")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
 # Start-up of the default path
 # ---------------------------------------------------------------------------------------------
 
@@ -255,7 +347,8 @@ def startup(args, work: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["many", "large", "startup", "all"])
+    parser.add_argument("what", choices=["many", "large", "geotiff", "startup", "all"])
+    parser.add_argument("--blocks", type=int, default=32, help="blocks of the GeoTIFF writer comparison")
     parser.add_argument("--scenes", type=int, default=24)
     parser.add_argument("--crop", type=int, default=48, help="side of the LR crops of the many-scenes run")
     parser.add_argument("--lr-rows", type=int, default=1000)
@@ -274,6 +367,8 @@ def main() -> None:
         startup(args, work)
     if args.what in ("many", "all"):
         many(args, work)
+    if args.what in ("geotiff", "all"):
+        geotiff(args, work)
     if args.what in ("large", "all"):
         large(args, work)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import click_errors, expand_inputs, info, parse_creation_options, plan_outputs, progress, run_batch, warn
+from .common import click_errors, detail, expand_inputs, info, parse_creation_options, plan_outputs, progress, run_batch, warn
 from .options import OUTPUT_DTYPES, CreationOptions, Device, Format, Inputs, Jobs, NameTemplate, OutDir, Output, Overwrite, Scheduler
 
 DEFAULT_TEMPLATE = "{stem}_x{scale}{ext}"
@@ -107,6 +107,8 @@ def superres_command(
                         overwrite=overwrite, progress=advance, scheduler=scheduler,
                     )
                     plan, written = counts.plan, target
+                    detail(f"{source.name}: {counts.blocks} blocks of {tiles} tiles, {counts.block_seconds:.1f} s of worker "
+                           f"time ({counts.block_seconds / max(1, tiles):.2f} s per tile), {counts.wall_seconds:.1f} s in all")
                 else:
                     result, plan = super_resolve_cube(
                         cube, scale, chosen, method=method, tile=tile, device=device, dtype=out_dtype,
