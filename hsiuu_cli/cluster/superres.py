@@ -230,8 +230,21 @@ def super_resolve_blocks(
     finally:
         run.sweep()
         _release(client, job_future)
+        _forget(client, run.id)
     report.wall_seconds = time.perf_counter() - started
     return report
+
+
+def _drop_resolver(run_id: str) -> None:
+    _resolvers.pop(run_id, None)
+
+
+def _forget(client, run_id: str) -> None:
+    """Workers let go of the run's model session and memory map."""
+    try:
+        client.run(_drop_resolver, run_id, wait=False)
+    except Exception:  # noqa: BLE001 - the scheduler is gone; so are the workers' ties to this run
+        pass
 
 
 def _scene_job(job: SceneJob) -> SceneJob:
