@@ -301,3 +301,25 @@ def test_ctrl_c_cancels_and_leaves_nothing(cluster, tmp_path, tiny_model):
             time.sleep(0.1)
     time.sleep(0.5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["large.hdr", "large.img"]
+
+
+def test_ctrl_c_on_a_local_cluster_batch_keeps_only_whole_outputs(runner, tmp_path, tiny_model):
+    make_scenes(tmp_path / "in", 12, rows=48, cols=48)
+    cli = start_cli(["superres", "in/*.hdr", "-s", "2", "--model", tiny_model, "--tile", "8", "--out-dir", "out",
+                     "--scheduler", "local:2"], tmp_path)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("out/scene*.img")):  # an output is done (temporaries start with a dot)
+        assert time.monotonic() < deadline and cli.poll() is None, cli.communicate()
+        time.sleep(0.05)
+    cli.send_signal(signal.SIGINT)
+    out, err = cli.communicate(timeout=60)
+    assert cli.returncode == 130, err
+    assert leftovers(tmp_path) == []
+    written = sorted(p.name for p in tmp_path.glob("out/scene*.img"))
+    assert 0 < len(written) < 12
+    for name in written:
+        stem = name[: -len("_x2.img")]
+        local = invoke(runner, "superres", tmp_path / "in" / f"{stem}.hdr", "-s", "2", "--model", tiny_model, "--tile", "8",
+                       "-o", tmp_path / "local.hdr", "--overwrite")
+        assert local.exit_code == 0
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "local.img").read_bytes()

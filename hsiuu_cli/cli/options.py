@@ -82,8 +82,7 @@ Scheduler = Annotated[
         envvar="HSIUU_SCHEDULER",
         show_envvar=False,
         callback=_scheduler_value,
-        help="Run on a Dask cluster: a scheduler's address (tcp://HOST:8786), its scheduler file, or "
-        "local:N for N worker processes here; also from HSIUU_SCHEDULER. Needs hsiuu[dask]; "
-        "see docs/scale.md.",
+        help="Run on a Dask cluster: tcp://HOST:8786, a scheduler file, or local:N (N worker processes "
+        "here); default $HSIUU_SCHEDULER. Needs hsiuu[dask] (docs/scale.md).",
     ),
 ]

@@ -116,6 +116,9 @@ def connect(spec: SchedulerSpec | str) -> Iterator:
         yield client
     finally:
         _close(client, cluster)
+        # a LocalCluster's workers were killed with it, perhaps in the middle of a write
+        for run in _runs.pop(id(client), []):
+            run.sweep()
 
 
 def _wait_for_workers(client, spec: SchedulerSpec) -> None:
@@ -187,6 +190,10 @@ def lost_scheduler(spec: object) -> ClusterError:
 # ---------------------------------------------------------------------------------------------
 
 
+_runs: dict[int, list["Run"]] = {}
+"""The runs made on each open client (by ``id``), swept once more when :func:`connect` closes it."""
+
+
 class Run:
     """One command's work on the cluster.
 
@@ -198,7 +205,8 @@ class Run:
     def __init__(self, client, directories: Iterable[Path]):
         self.client = client
         self.id = secrets.token_hex(6)
-        self.directories = sorted({Path(d) if str(d) else Path(".") for d in directories}, key=str)
+        self.directories = sorted({Path(d).absolute() for d in directories}, key=str)
+        _runs.setdefault(id(client), []).append(self)
 
     @property
     def ticket(self) -> "RunTicket":

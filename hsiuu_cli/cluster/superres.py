@@ -35,7 +35,9 @@ from .session import Run, RunTicket, import_distributed, result_of
 BLOCK_BYTES = 128 * 2**20
 """Target HR size of one block (output pixels a task holds at once, besides its LR strip)."""
 LOOKAHEAD_PER_WORKER = 2
-"""GeoTIFF: blocks computed ahead of the client's writer, per worker (bounds what workers hold)."""
+"""GeoTIFF: blocks computed ahead of the client's writer, per worker (bounds what workers hold)..."""
+LOOKAHEAD_BYTES = 2**30
+"""... and no more than this many bytes of them (what the client may have to hold at once)."""
 
 
 @dataclass(frozen=True)
@@ -215,8 +217,8 @@ def super_resolve_blocks(
                     account(future)
         else:
             workers = len(client.scheduler_info().get("workers", {}))
-            gathered = GatheredRows(result.shape, array.dtype, blocks, job.tile, scale, submit, account,
-                                    lookahead=LOOKAHEAD_PER_WORKER * max(1, workers))
+            lookahead = min(LOOKAHEAD_PER_WORKER * max(1, workers), max(2, LOOKAHEAD_BYTES // block_bytes))
+            gathered = GatheredRows(result.shape, array.dtype, blocks, job.tile, scale, submit, account, lookahead=lookahead)
             futures = gathered.futures
             write_cube(result.replace(data=gathered), target, format=format, overwrite=overwrite,
                        creation_options=creation_options, interleave=interleave)
