@@ -129,6 +129,7 @@ def run_command_on_cluster(scheduler: str, command: Callable[..., None]) -> None
 
     from ..cluster import Run, connect, parse_scheduler
     from ..cluster.session import result_of
+    from ..cluster.tasks import cancel
     from .common import click_errors
 
     spec = parse_scheduler(scheduler)
@@ -142,7 +143,7 @@ def run_command_on_cluster(scheduler: str, command: Callable[..., None]) -> None
             outcome: CommandOutcome = result_of(future, spec)
         except KeyboardInterrupt:
             run.stop()
-            client.cancel([future], force=True)
+            cancel(client, [future])
             raise
         finally:
             run.sweep()

@@ -181,6 +181,11 @@ def result_of(future, scheduler: object):
     raise lost_scheduler(scheduler)
 
 
+def connected(client) -> bool:
+    """Whether the client still talks to its scheduler (after a loss, every call would wait for a timeout)."""
+    return getattr(client, "status", "running") == "running"
+
+
 def lost_scheduler(spec: object) -> ClusterError:
     return ClusterError(f"lost the connection to the Dask scheduler at {spec}; the run was abandoned and nothing was left half-written")
 
@@ -216,6 +221,8 @@ class Run:
     def stop(self) -> None:
         """Tell the run's tasks to stop (they remove their temporaries as they go)."""
         distributed = import_distributed()
+        if not connected(self.client):
+            return
         try:
             distributed.Event(self.ticket.event, client=self.client).set()
         except Exception:  # noqa: BLE001 - a lost scheduler cannot pass the signal on; the sweep still runs

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 from ..io.atomic import stop_when, temporary_tag
 from ..errors import ClusterError
-from .session import Run, RunTicket, import_distributed, result_of
+from .session import Run, RunTicket, connected, import_distributed, result_of
 
 
 class RemoteError(Exception):
@@ -120,14 +120,17 @@ def run_inputs(
             on_done(futures[future], outcome)
     except KeyboardInterrupt:
         run.stop()
-        _cancel(client, list(futures))
+        cancel(client, futures)
         raise
     finally:
         run.sweep()
 
 
-def _cancel(client, futures) -> None:
+def cancel(client, futures) -> None:
+    """Cancel tasks, queued or running (a lost scheduler has nothing left to cancel)."""
+    if not connected(client):
+        return
     try:
-        client.cancel(futures, force=True)
-    except Exception:  # noqa: BLE001 - a lost scheduler has nothing left to cancel
+        client.cancel(list(futures), force=True)
+    except Exception:  # noqa: BLE001 - lost while cancelling
         pass
