@@ -239,19 +239,26 @@ def test_blocks_of_several_tiles_across_columns(cluster, tmp_path, tiny_model):
 
 
 def start_cli(args: list, cwd: Path, **env) -> subprocess.Popen:
+    # SIGINT back to its default: a test run started in the background inherits it ignored, and
+    # Python then installs no KeyboardInterrupt handler
     return subprocess.Popen([sys.executable, "-m", "hsiuu_cli", *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, **env))
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, **env),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def running_block(client, deadline_s: float = 60) -> str:
-    """The address of a worker running one of hsiuu's tasks, as soon as there is one."""
+def hsiuu_keys(client) -> set[str]:
+    return {str(k) for keys in client.processing().values() for k in keys if str(k).startswith("hsiuu-")}
+
+
+def running_block(client, before: set[str] = frozenset(), deadline_s: float = 60) -> str:
+    """The address of a worker running one of hsiuu's block tasks (not one of ``before``), as soon as there is one."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         for address, keys in client.processing().items():
-            if any(str(k).startswith("hsiuu-") for k in keys):
+            if any(str(k).startswith("hsiuu-block-") and str(k) not in before for k in keys):
                 return address
         time.sleep(0.02)
-    raise AssertionError("no hsiuu task ever ran")
+    raise AssertionError("no hsiuu block task ever ran")
 
 
 def test_worker_killed_mid_run_output_still_identical(runner, own_cluster, tmp_path, tiny_model):
@@ -288,15 +295,16 @@ def test_scheduler_gone_is_one_line_and_leaves_nothing(own_cluster, tmp_path, ti
 def test_ctrl_c_cancels_and_leaves_nothing(cluster, tmp_path, tiny_model):
     scene = large_scene(tmp_path, rows=240, cols=40)
     with cluster.client() as client:
+        before = hsiuu_keys(client)  # tasks of earlier tests, perhaps still winding down
         cli = start_cli(["superres", scene, "-s", "2", "--model", tiny_model, "--tile", "8", "-o", tmp_path / "out.hdr",
                          "--scheduler", cluster.address], tmp_path)
-        running_block(client)
+        running_block(client, before)
         cli.send_signal(signal.SIGINT)
         out, err = cli.communicate(timeout=60)
         assert cli.returncode == 130, err
         assert "interrupted" in err
         deadline = time.monotonic() + 30
-        while any(str(k).startswith("hsiuu-") for keys in client.processing().values() for k in keys):
+        while hsiuu_keys(client) - before:
             assert time.monotonic() < deadline, "tasks still running after Ctrl-C"
             time.sleep(0.1)
     time.sleep(0.5)

@@ -42,6 +42,11 @@ class WorkerConsole:
         text.append(captured.get() + errors.get())
 
 
+def workers_text(client) -> str:
+    count = len(client.scheduler_info().get("workers", {}))
+    return f"{count} worker{'s' if count != 1 else ''}"
+
+
 def relay(messages: str) -> None:
     """Print what a task printed on its worker."""
     if messages:
@@ -57,8 +62,7 @@ def run_batch_on_cluster(
 
     spec = parse_scheduler(scheduler)
     with connect(spec) as client:
-        info(f"{len(jobs)} input{'s' if len(jobs) != 1 else ''} on the Dask cluster at {spec} "
-             f"({len(client.scheduler_info().get('workers', {}))} workers)")
+        info(f"{len(jobs)} input{'s' if len(jobs) != 1 else ''} on the Dask cluster at {spec} ({workers_text(client)})")
         with progress("inputs", len(jobs)) as advance:
 
             def done(source: Path, outcome) -> None:

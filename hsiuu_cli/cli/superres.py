@@ -133,9 +133,10 @@ def superres_command(
     if scheduler is not None and len(pairs) == 1 and _splits(paths[0]):
         # one scene: its blocks are the tasks (each worker reads its rows from the memory-mapped input)
         from ..cluster import connect
+        from .cluster import workers_text
 
         with connect(scheduler) as client:
-            info(f"{paths[0].name}: blocks on the Dask cluster at {scheduler} ({len(client.scheduler_info().get('workers', {}))} workers)")
+            info(f"{paths[0].name}: blocks on the Dask cluster at {scheduler} ({workers_text(client)})")
             run_batch(pairs, lambda source, target: process(source, target, client), out_dir=out_dir)
     else:
         run_batch(pairs, process, workers=jobs, out_dir=out_dir, scheduler=scheduler)

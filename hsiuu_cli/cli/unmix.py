@@ -110,6 +110,9 @@ def unmix_command(
         run_batch(list(zip(paths, targets)), process, workers=jobs, out_dir=out_dir, scheduler=scheduler, report=report)
     finally:
         if json_output and summaries:
+            # in the inputs' order, however the jobs (threads or cluster tasks) finished
+            order = {str(path): index for index, path in enumerate(paths)}
+            summaries.sort(key=lambda summary: order.get(summary["input"], len(order)))
             emit_json(summaries[0] if len(paths) == 1 else summaries)
 
 

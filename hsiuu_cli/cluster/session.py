@@ -94,9 +94,11 @@ def connect(spec: SchedulerSpec | str) -> Iterator:
         if spec.kind == "local":
             # one thread per worker process: hsiuu's tasks hold the GIL in numpy/ONNX calls for long
             # stretches, and Dask's nannies set OMP_NUM_THREADS=1 so each process keeps to its core
+            # the scheduler's HTTP server on any free port: the default 8787 may be taken (by another
+            # run), which Dask reports with a warning that would land in the middle of hsiuu's output
             cluster = distributed.LocalCluster(
                 n_workers=spec.workers or _cores(), threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.ERROR,
+                dashboard_address=":0", silence_logs=logging.ERROR,
             )
             client = distributed.Client(cluster, timeout=CONNECT_TIMEOUT_S)
         elif spec.kind == "file":

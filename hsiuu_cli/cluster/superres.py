@@ -28,7 +28,7 @@ import numpy as np
 
 from ..cube import Cube
 from ..io.atomic import raise_if_stopped, stop_when
-from ..superres.inference import Plan, SceneState, SuperResolvedArray, SuperResolver, super_resolve_cube
+from ..superres.inference import Plan, SceneState, SuperResolvedArray, SuperResolver, rows_of_strips, super_resolve_cube
 from ..superres.registry import LoadedModel
 from .session import Run, RunTicket, connected, import_distributed, result_of
 from .tasks import cancel
@@ -243,10 +243,60 @@ def _drop_resolver(run_id: str) -> None:
 def _forget(client, run_id: str) -> None:
     """Workers let go of the run's model session and memory map."""
     try:
-        client.run(_drop_resolver, run_id, wait=False)
+        client.run(_drop_resolver, run_id)
     except Exception:  # noqa: BLE001 - the scheduler is gone; so are the workers' ties to this run
         pass
 
 
 def _scene_job(job: SceneJob) -> SceneJob:
     return job
+
+
+class GatheredRows:
+    """The super-resolved rows as an array-like for the GeoTIFF writer: each strip gathered from its
+    blocks' tasks when the writer reaches it, with at most ``lookahead`` blocks submitted ahead."""
+
+    ndim = 3
+
+    def __init__(self, shape, dtype, blocks: list[Block], tile: int, scale: int, submit, account, *, lookahead: int):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.blocks, self.tile, self.scale = blocks, tile, scale
+        self._submit, self._account, self.lookahead = submit, account, max(1, lookahead)
+        self.futures: list = []
+        self._done = 0
+        self._strip: tuple[int, int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _top_up(self, needed: int) -> None:
+        while len(self.futures) < min(len(self.blocks), max(needed, self._done + self.lookahead)):
+            self.futures.append(self._submit(len(self.futures), None))
+
+    def _strip_of(self, hr_row: int) -> tuple[int, int, np.ndarray]:
+        if self._strip is not None and self._strip[0] <= hr_row < self._strip[1]:
+            return self._strip
+        self._strip = None
+        lr_row = hr_row // self.scale // self.tile * self.tile
+        indices = [i for i, b in enumerate(self.blocks) if b.rows[0] == lr_row]
+        self._top_up(indices[-1] + 1)
+        first = lr_row * self.scale
+        last = min(self.shape[0], self.blocks[indices[0]].rows[1] * self.scale)
+        strip = np.empty((last - first,) + self.shape[1:], self.dtype)
+        for index in indices:
+            done = self._account(self.futures[index])
+            for row, col, pixels in done.pieces:
+                strip[row - first : row - first + pixels.shape[0], col : col + pixels.shape[1]] = pixels
+            self.futures[index].release()
+            self._done = max(self._done, index + 1)
+        self._top_up(0)
+        self._strip = (first, last, strip)
+        return self._strip
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        if not isinstance(rows, slice) or rows.indices(self.shape[0])[2] != 1:
+            raise TypeError("GatheredRows is read a contiguous strip of rows at a time")
+        start, stop, _ = rows.indices(self.shape[0])
+        out = rows_of_strips(start, stop, self.shape, self.dtype, self._strip_of)
+        return out[(slice(None),) + rest] if rest else out

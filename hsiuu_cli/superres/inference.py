@@ -377,6 +377,26 @@ class SuperResolver:
             self.progress(1)
 
 
+def rows_of_strips(
+    start: int, stop: int, shape: tuple, dtype, strip_of: Callable[[int], tuple[int, int, np.ndarray]]
+) -> np.ndarray:
+    """Rows ``start:stop`` of an array made of strips; ``strip_of(row)`` gives (first row, last row + 1,
+    pixels) of the strip holding ``row``. A range within one strip is a view of it."""
+    if stop <= start:
+        return np.empty((0,) + tuple(shape[1:]), dtype)
+    first, last, data = strip_of(start)
+    if stop <= last:
+        return data[start - first : stop - first]
+    out = np.empty((stop - start,) + tuple(shape[1:]), dtype)
+    row = start
+    while row < stop:
+        first, last, data = strip_of(row)
+        end = min(stop, last)
+        out[row - start : end - start] = data[row - first : end - first]
+        row = end
+    return out
+
+
 class SuperResolvedArray:
     """The output of a :class:`SuperResolver` as a read-only array-like that computes rows on demand.
 
@@ -442,19 +462,7 @@ class SuperResolvedArray:
             yield lr_start * s, c0 * s, core
 
     def rows(self, start: int, stop: int) -> np.ndarray:
-        if stop <= start:
-            return np.empty((0,) + self.shape[1:], self.dtype)
-        first, last, data = self._strip_of(start)
-        if stop <= last:
-            return data[start - first : stop - first]
-        out = np.empty((stop - start,) + self.shape[1:], self.dtype)
-        row = start
-        while row < stop:
-            first, last, data = self._strip_of(row)
-            end = min(stop, last)
-            out[row - start : end - start] = data[row - first : end - first]
-            row = end
-        return out
+        return rows_of_strips(start, stop, self.shape, self.dtype, self._strip_of)
 
     def __getitem__(self, key):
         rest = ()
