@@ -171,7 +171,12 @@ def spectral_degrade(array: np.ndarray, matrix: np.ndarray) -> np.ndarray:
             f"spectral-response matrix of shape {matrix.shape} does not fit a cube with {data.shape[2]} bands"
         )
     dtype = _float_dtype(data)
-    return np.tensordot(data.astype(dtype, copy=False), matrix.astype(dtype, copy=False), axes=([2], [0]))
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: split over threads the product rounds differently with their number, and a
+    # simulated image must be the same bytes on any machine and on any cluster worker.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return np.tensordot(data.astype(dtype, copy=False), matrix.astype(dtype, copy=False), axes=([2], [0]))
 
 
 def noise_sigma(array: np.ndarray, snr_db: float) -> np.ndarray:

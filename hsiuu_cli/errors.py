@@ -56,3 +56,11 @@ class ModelError(HsiuuError, ValueError):
 
 class ParameterError(HsiuuError, ValueError):
     """A parameter value the method cannot work with (K too large, scale unsupported)."""
+
+
+class ClusterError(HsiuuError, ConnectionError):
+    """A Dask scheduler cannot be reached, or was lost during a run (``--scheduler``)."""
+
+
+class MissingExtraError(HsiuuError, ImportError):
+    """An optional feature's packages are not installed (``pip install 'hsiuu[dask]'``)."""

@@ -478,11 +478,13 @@ def output_folder(path: Path) -> None:
 
 def run_batch(
     jobs: Sequence[tuple[Path, Path]],
-    process: Callable[[Path, Path], Sequence[Path]],
+    process: Callable[[Path, Path], object],
     *,
     workers: int = 1,
     out_dir: Path | None = None,
     check: Callable[[Path, Path], None] | None = None,
+    scheduler: str | None = None,
+    report: Callable[[Path, object], Sequence[Path]] | None = None,
 ) -> None:
     """Run ``process(input, output)`` for each pair; print each written path on stdout.
 
@@ -490,62 +492,90 @@ def run_batch(
     that need no computation (output exists, output is the input…) come at once, not after hours
     of other inputs. A failing input is reported and the others go on; the command exits 1 at the
     end if any failed. ``out_dir`` and the folders of the outputs are made if missing (and removed
-    if they stay empty), see :func:`output_directory`.
+    if they stay empty), see :func:`output_directory`. With ``scheduler`` (``--scheduler``), each
+    input is a task on that Dask cluster instead (:mod:`.cluster`). ``report(input, result)`` turns
+    what ``process`` returned into the paths to print (default: the result is that list).
     """
     from contextlib import ExitStack
 
     from ..io.atomic import allow_writing
 
     allow_writing()
+    outcomes = BatchOutcomes(len(jobs), report)
     folders = {target.parent for _, target in jobs} | ({out_dir} if out_dir is not None else set())
     with ExitStack() as stack:
         for folder in sorted(folders):
             stack.enter_context(output_directory(folder))
-        _run_jobs(jobs, process, workers, check)
+        jobs = _checked(jobs, check, outcomes)
+        if scheduler is not None:
+            from .cluster import run_batch_on_cluster
+
+            run_batch_on_cluster(scheduler, jobs, process, outcomes)
+        else:
+            _run_jobs(jobs, process, workers, outcomes)
+    outcomes.close()
 
 
-def _run_jobs(
-    jobs: Sequence[tuple[Path, Path]],
-    process: Callable[[Path, Path], Sequence[Path]],
-    workers: int,
-    check: Callable[[Path, Path], None] | None,
-) -> None:
-    failures = 0
-    total = len(jobs)
+def _checked(
+    jobs: Sequence[tuple[Path, Path]], check: Callable[[Path, Path], None] | None, outcomes: "BatchOutcomes"
+) -> Sequence[tuple[Path, Path]]:
+    """The pairs that pass ``check``; a single input's refusal is raised as any command's error."""
+    if check is None:
+        return jobs
+    if len(jobs) == 1:
+        check(*jobs[0])
+        return jobs
+    checked = []
+    for pair in jobs:
+        try:
+            check(*pair)
+            checked.append(pair)
+        except Exception as exc:  # noqa: BLE001 - reported per input, batch goes on
+            outcomes.failed(pair[0], exc)
+    return checked
 
-    def finish(source: Path, result: Sequence[Path] | BaseException) -> None:
-        nonlocal failures
+
+class BatchOutcomes:
+    """What a batch prints as its inputs finish: written paths on stdout, failures on stderr."""
+
+    def __init__(self, total: int, report: Callable[[Path, object], Sequence[Path]] | None = None):
+        self.total = total
+        self.failures = 0
+        self.report = report or (lambda _source, result: result)
+
+    def failed(self, source: Path, error: BaseException, show_traceback: Callable[[], None] | None = None) -> None:
+        self.failures += 1
+        if isinstance(error, HsiuuError) and not settings.debug:
+            report_error(str(error))
+        elif settings.debug:
+            (show_traceback or console.print_exception)()
+        else:
+            report_error(f"{source}: {type(error).__name__}: {error} (run with --debug for the traceback)")
+
+    def finish(self, source: Path, result: object) -> None:
         if isinstance(result, BaseException):
-            failures += 1
-            if isinstance(result, HsiuuError) and not settings.debug:
-                report_error(str(result))
-            elif settings.debug:
-                console.print_exception()
-            else:
-                report_error(f"{source}: {type(result).__name__}: {result} (run with --debug for the traceback)")
+            self.failed(source, result)
             return
-        for written in result:
+        for written in self.report(source, result):
             emit(str(written))
 
-    if len(jobs) == 1:
+    def close(self) -> None:
+        """Exit 1 if any input failed."""
+        if self.failures:
+            if not settings.quiet:
+                console.print(f"{self.failures} of {self.total} inputs failed")
+            raise typer.Exit(1)
+
+
+def _run_jobs(jobs: Sequence[tuple[Path, Path]], process: Callable[[Path, Path], object], workers: int, outcomes: BatchOutcomes) -> None:
+    finish = outcomes.finish
+    if outcomes.total == 1 and len(jobs) == 1:
         # A single input fails like any command: the error handler of the app reports it.
         source, target = jobs[0]
-        if check is not None:
-            check(source, target)
         finish(source, process(source, target))
         return
 
-    if check is not None:
-        checked = []
-        for pair in jobs:
-            try:
-                check(*pair)
-                checked.append(pair)
-            except Exception as exc:  # noqa: BLE001 - reported per input, batch goes on
-                finish(pair[0], exc)
-        jobs = checked
-
-    def guarded(pair: tuple[Path, Path]) -> Sequence[Path] | BaseException:
+    def guarded(pair: tuple[Path, Path]) -> object:
         try:
             return process(*pair)
         except KeyboardInterrupt:
@@ -570,10 +600,6 @@ def _run_jobs(
                 stop_writing()
                 pool.shutdown(cancel_futures=True)
                 raise
-    if failures:
-        if not settings.quiet:
-            console.print(f"{failures} of {total} inputs failed")
-        raise typer.Exit(1)
 
 
 def parse_creation_options(items: Sequence[str] | None) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from .options import Json, Overwrite
+from .options import Json, Overwrite, Scheduler
 
 METRIC_LABELS = {
     "psnr": ("PSNR (dB)", "higher"),
@@ -65,6 +65,7 @@ def evaluate_command(
         typer.Option("--per-band", help="Write per-band figures (unmixing mode: per endmember) to this CSV."),
     ] = None,
     overwrite: Overwrite = False,
+    scheduler: Scheduler = None,
 ) -> None:
     """Score a result against a reference: PSNR, SSIM, SAM, ERGAS (with --scale), RMSE, CC, UIQI.
 
@@ -79,6 +80,10 @@ def evaluate_command(
       hsiuu evaluate --endmembers out/endmembers.sli \\
           --reference-endmembers truth.sli --json
     """
+    if scheduler is not None:  # the whole evaluation as one task on a worker (docs/scale.md)
+        from .cluster import run_command_on_cluster
+
+        return run_command_on_cluster(scheduler, evaluate_command)
     from ..evaluation import evaluate_images, evaluate_unmixing
     from ..io import atomic_write, check_not_input, input_files
     from ..io.atomic import check_outputs

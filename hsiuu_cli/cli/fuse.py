@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import CreationOptions, Device, Format, Json, Overwrite, Quicklook, Seed
+from .options import CreationOptions, Device, Format, Json, Overwrite, Quicklook, Scheduler, Seed
 
 
 class Method(str, Enum):
@@ -72,6 +72,7 @@ def fuse_command(
     format: Format = None,
     co: CreationOptions = None,
     overwrite: Overwrite = False,
+    scheduler: Scheduler = None,
 ) -> None:
     """Fuse a low-resolution hyperspectral cube with a high-resolution multispectral/RGB/pan image.
 
@@ -85,6 +86,10 @@ def fuse_command(
         hsiuu fuse hsi.hdr rgb.tif --srf nikon_d700 -o fused.hdr \\
             --save-abundances --quicklook
     """
+    if scheduler is not None:  # the whole fusion as one task on a worker (docs/scale.md)
+        from .cluster import run_command_on_cluster
+
+        return run_command_on_cluster(scheduler, fuse_command)
     from ..fusion import cubes
     from ..fusion.quicklook import write_quicklook
     from ..io import (

@@ -66,3 +66,29 @@ Quicklook = Annotated[bool, typer.Option("--quicklook", help="Also write a PNG p
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No messages or progress on stderr (errors still show).")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="More detail on stderr.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+
+def _scheduler_value(value: Optional[str]) -> Optional[str]:
+    if value is None or not value.strip():
+        return None  # an empty HSIUU_SCHEDULER means: run here
+    from ..cluster.session import parse_scheduler  # no Dask import: only the syntax is checked
+    from ..errors import ParameterError
+
+    try:
+        parse_scheduler(value)
+    except ParameterError as exc:
+        raise typer.BadParameter(exc.message) from None
+    return value.strip()
+
+
+Scheduler = Annotated[
+    Optional[str],
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        envvar="HSIUU_SCHEDULER",
+        show_envvar=False,
+        callback=_scheduler_value,
+        help="Run on a Dask cluster: tcp://HOST:8786, a scheduler file, or local:N (N worker processes "
+        "here); default $HSIUU_SCHEDULER. Needs hsiuu[dask] (docs/scale.md).",
+    ),
+]

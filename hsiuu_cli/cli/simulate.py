@@ -8,13 +8,14 @@ blocks and that cut reference is written too, as ``<prefix>_hr.<ext>``, so all o
 
 from __future__ import annotations
 
+import functools
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .options import CreationOptions, Format, Inputs, Jobs, NameTemplate, OutDir, Overwrite, Seed
+from .options import CreationOptions, Format, Inputs, Jobs, NameTemplate, OutDir, Overwrite, Scheduler, Seed
 
 
 
@@ -76,6 +77,7 @@ def simulate_command(
     co: CreationOptions = None,
     overwrite: Overwrite = False,
     jobs: Jobs = 1,
+    scheduler: Scheduler = None,
 ) -> None:
     """Degrade a high-resolution cube into a low-resolution cube (correct georeference, wavelengths
     kept) and, with --srf, a multispectral/RGB/pan image on the high-resolution grid.
@@ -121,7 +123,8 @@ def simulate_command(
         creation_options=options,
         overwrite=overwrite,
     )
-    run_batch(list(zip(sources, prefixes)), lambda source, prefix: simulate_file(source, prefix, **settings), workers=jobs, out_dir=out_dir)
+    run_batch(list(zip(sources, prefixes)), functools.partial(simulate_file, **settings), workers=jobs, out_dir=out_dir,
+              scheduler=scheduler)
 
 
 def output_paths(source: Path, prefix: Path, format: str | None) -> tuple[str, dict[str, Path]]:

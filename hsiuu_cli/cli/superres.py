@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import click_errors, expand_inputs, info, parse_creation_options, plan_outputs, progress, run_batch, warn
-from .options import OUTPUT_DTYPES, CreationOptions, Device, Format, Inputs, Jobs, NameTemplate, OutDir, Output, Overwrite
+from .common import click_errors, detail, expand_inputs, info, parse_creation_options, plan_outputs, progress, run_batch, warn
+from .options import OUTPUT_DTYPES, CreationOptions, Device, Format, Inputs, Jobs, NameTemplate, OutDir, Output, Overwrite, Scheduler
 
 DEFAULT_TEMPLATE = "{stem}_x{scale}{ext}"
 FEW_BANDS = 10
@@ -39,6 +39,7 @@ def superres_command(
     co: CreationOptions = None,
     overwrite: Overwrite = False,
     jobs: Jobs = 1,
+    scheduler: Scheduler = None,
 ) -> None:
     """Super-resolve hyperspectral cubes by an integer factor (UnmixingSR, tiled, ONNX on CPU).
 
@@ -90,7 +91,8 @@ def superres_command(
         check_output(target, overwrite, format=format)
         check_not_input(input_files(source), target, format)
 
-    def process(source: Path, target: Path) -> list[Path]:
+    def process(source: Path, target: Path, client=None) -> list[Path]:
+        """One input; with ``client``, its blocks run on that Dask cluster."""
         cube = read_cube(source)
         check_creation_options(target, format, creation_options, dtype=out_dtype or cube.data.dtype, bands=cube.bands)
         if cube.bands < FEW_BANDS and method == "model":
@@ -111,10 +113,23 @@ def superres_command(
         tiles = -(-cube.rows // side) * -(-cube.cols // side)
         with progress(f"{source.name} ×{scale}", tiles) as advance:
             try:
-                result, plan = super_resolve_cube(
-                    cube, scale, chosen, method=method, tile=tile, device=device, dtype=out_dtype,
-                    calibrate=calibrate, progress=advance,
-                )
+                if client is not None:
+                    from ..cluster.superres import super_resolve_blocks
+
+                    counts = super_resolve_blocks(
+                        client, cube, source, target, scale, chosen, method=method, tile=tile, device=device,
+                        dtype=out_dtype, calibrate=calibrate, format=format, creation_options=creation_options,
+                        overwrite=overwrite, progress=advance, scheduler=scheduler,
+                    )
+                    plan, written = counts.plan, target
+                    detail(f"{source.name}: {counts.blocks} blocks of {tiles} tiles, {counts.block_seconds:.1f} s of worker "
+                           f"time ({counts.block_seconds / max(1, tiles):.2f} s per tile), {counts.wall_seconds:.1f} s in all")
+                else:
+                    result, plan = super_resolve_cube(
+                        cube, scale, chosen, method=method, tile=tile, device=device, dtype=out_dtype,
+                        calibrate=calibrate, progress=advance,
+                    )
+                    counts = result.data
             except HsiuuError as exc:
                 if exc.path is None:
                     raise type(exc)(exc.message, source) from None
@@ -122,11 +137,29 @@ def superres_command(
             what = "bicubic" if chosen is None else f"{chosen.describe()} on {plan.backend}"
             gain = "" if chosen is None else f", detail gain {plan.gain:.2f} ({plan.gain_source})"
             info(f"{source.name}: ×{scale} with {what}, tiles of {plan.tile} + {plan.halo} LR px{gain}")
-            written = write_cube(result, target, format=format, overwrite=overwrite, creation_options=creation_options)
-        array = result.data
-        if getattr(array, "converted", 0) and array.clipped / array.converted >= 0.001:
-            warn(f"{source.name}: {array.clipped / array.converted:.1%} of the values fell outside {array.dtype}'s "
+            if client is None:
+                written = write_cube(result, target, format=format, overwrite=overwrite, creation_options=creation_options)
+        if getattr(counts, "converted", 0) and counts.clipped / counts.converted >= 0.001:
+            warn(f"{source.name}: {counts.clipped / counts.converted:.1%} of the values fell outside {counts.dtype}'s "
                  "range and were clipped; choose a wider --dtype")
         return [written]
 
-    run_batch(list(zip(paths, targets)), process, workers=jobs, out_dir=out_dir, check=check)
+    pairs = list(zip(paths, targets))
+    if scheduler is not None and len(pairs) == 1 and _splits(paths[0]):
+        # one scene: its blocks are the tasks (each worker reads its rows from the memory-mapped input)
+        from ..cluster import connect
+        from .cluster import workers_text
+
+        with connect(scheduler) as client:
+            info(f"{paths[0].name}: blocks on the Dask cluster at {scheduler} ({workers_text(client)})")
+            run_batch(pairs, lambda source, target: process(source, target, client), out_dir=out_dir, check=check)
+    else:
+        run_batch(pairs, process, workers=jobs, out_dir=out_dir, check=check, scheduler=scheduler)
+
+
+def _splits(path: Path) -> bool:
+    """Whether a scene can be cut into blocks on a cluster: an ENVI input, which every worker maps
+    and reads only its rows of (a GeoTIFF is read whole, so it runs as one task)."""
+    from ..io import GTIFF_SUFFIXES
+
+    return path.suffix.lower() not in GTIFF_SUFFIXES

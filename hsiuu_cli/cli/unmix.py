@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import click_errors, detail, emit_json, expand_inputs, info, json_default, plan_outputs, progress, run_batch
-from .options import Device, Inputs, Jobs, Json, NameTemplate, OutDir, Overwrite, Quicklook, Seed
+from .options import Device, Inputs, Jobs, Json, NameTemplate, OutDir, Overwrite, Quicklook, Scheduler, Seed
 
 DEFAULT_TEMPLATE = "{stem}_unmix"
 OutputDirectory = Annotated[
@@ -52,6 +52,7 @@ def unmix_command(
     overwrite: Overwrite = False,
     json_output: Json = False,
     jobs: Jobs = 1,
+    scheduler: Scheduler = None,
 ) -> None:
     """Unmix hyperspectral cubes into endmember spectra and abundance maps.
 
@@ -92,11 +93,15 @@ def unmix_command(
     )
     summaries: list[dict] = []
 
-    def process(source: Path, directory: Path) -> list[Path]:
-        summary, written = _unmix_one(
+    def process(source: Path, directory: Path) -> tuple[dict, list[Path]]:
+        return _unmix_one(
             source, directory, count=count, method=method, library=library, sparse=sparse, scale=scale,
             format=format, extension=extension, quicklook=quicklook, seed=seed, device=device, overwrite=overwrite,
         )
+
+    def report(_source: Path, result: tuple[dict, list[Path]]) -> list[Path]:
+        # here, not in process: on a cluster, process runs on a worker
+        summary, written = result
         summaries.append(summary)
         return [] if json_output else written
 
@@ -108,9 +113,12 @@ def unmix_command(
         # One thread each, set once here, keeps every job reproducible (the jobs share the cores).
         torch.set_num_threads(1)
     try:
-        run_batch(list(zip(paths, targets)), process, workers=jobs, out_dir=out_dir)
+        run_batch(list(zip(paths, targets)), process, workers=jobs, out_dir=out_dir, scheduler=scheduler, report=report)
     finally:
         if json_output and summaries:
+            # in the inputs' order, however the jobs (threads or cluster tasks) finished
+            order = {str(path): index for index, path in enumerate(paths)}
+            summaries.sort(key=lambda summary: order.get(summary["input"], len(order)))
             emit_json(summaries[0] if len(paths) == 1 else summaries)
 
 

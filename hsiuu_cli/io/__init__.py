@@ -243,6 +243,25 @@ def write_cube(
     return geotiff.write_geotiff(cube, path, overwrite=overwrite, creation_options=options, dtype=dtype)
 
 
+def open_envi_windows(
+    cube: Cube,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    creation_options: dict[str, str] | None = None,
+    interleave: str = "bsq",
+    dtype: str | np.dtype | None = None,
+):
+    """:func:`hsiuu_cli.io.envi.envi_windows` with the checks of :func:`write_cube`: an ENVI output
+    allocated whole, whose pixels other processes write window by window (a cluster's workers)."""
+    path = Path(path)
+    check_not_input(cube, path, "ENVI")
+    byte_order = check_creation_options(path, "ENVI", creation_options).get("BYTE_ORDER", "0")
+    return envi.envi_windows(
+        cube, path, overwrite=overwrite, interleave=interleave.lower(), dtype=dtype, byte_order=int(byte_order)
+    )
+
+
 def describe_file(path: str | Path) -> dict:
     """How a cube is stored (format, files, interleave, byte order…) — what ``info`` shows besides the Cube."""
     path = _existing_file(path)

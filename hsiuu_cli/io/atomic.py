@@ -12,6 +12,7 @@ removes those whose process is gone (:func:`remove_stale_temporaries`).
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import os
 import re
@@ -21,7 +22,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..errors import CubeWriteError, OutputExistsError
 
@@ -40,8 +41,25 @@ def allow_writing() -> None:
     _stopped.clear()
 
 
+_stop_check: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar("hsiuu_stop_check", default=None)
+_temporary_tag: contextvars.ContextVar[str] = contextvars.ContextVar("hsiuu_temporary_tag", default="")
+
+
+@contextmanager
+def stop_when(check: Callable[[], bool]) -> Iterator[None]:
+    """Within the block, writes also stop (as interrupted) once ``check()`` is true: a task on a
+    cluster worker learns this way that its run was cancelled, as a thread learns it from
+    :func:`stop_writing`."""
+    token = _stop_check.set(check)
+    try:
+        yield
+    finally:
+        _stop_check.reset(token)
+
+
 def raise_if_stopped() -> None:
-    if _stopped.is_set():
+    check = _stop_check.get()
+    if _stopped.is_set() or (check is not None and check()):
         raise KeyboardInterrupt
 
 
@@ -56,8 +74,11 @@ def _stem(path: Path) -> str:
 
 
 def temporary_path(path: Path) -> Path:
-    """A hidden, unique name beside ``path`` with the same suffix, naming this process."""
-    return path.with_name(f".{_stem(path)}{TEMPORARY_MARK}{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
+    """A hidden, unique name beside ``path`` with the same suffix, naming this process (and the
+    cluster run's tag, :func:`temporary_tag`, within one)."""
+    tag = _temporary_tag.get()
+    owner = f"{tag}-{os.getpid()}" if tag else str(os.getpid())
+    return path.with_name(f".{_stem(path)}{TEMPORARY_MARK}{owner}-{secrets.token_hex(4)}{path.suffix}")
 
 
 def _process_is_gone(pid: int) -> bool:
@@ -84,7 +105,7 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     temporaries of the same name whose process no longer runs); returns what was removed."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
-    pattern = re.compile(rf"\.{re.escape(_stem(path))}{re.escape(TEMPORARY_MARK)}(?:(\d+)-)?[0-9a-f]{{8}}(\..*)?")
+    pattern = re.compile(rf"\.{re.escape(_stem(path))}{re.escape(TEMPORARY_MARK)}(?:[0-9a-f]{{12}}-)?(?:(\d+)-)?[0-9a-f]{{8}}(\..*)?")
     removed = []
     try:
         candidates = [p for p in directory.iterdir() if p.name.startswith(f".{_stem(path)}{TEMPORARY_MARK}")]
@@ -98,6 +119,29 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
                 removed.append(candidate)
             except OSError:
                 pass
+    return removed
+
+
+@contextmanager
+def temporary_tag(tag: str) -> Iterator[None]:
+    """Within the block, temporaries carry ``tag`` in their name, so that the run that owns them can
+    find and remove those a killed process left behind (:func:`remove_temporaries`)."""
+    token = _temporary_tag.set(tag)
+    try:
+        yield
+    finally:
+        _temporary_tag.reset(token)
+
+
+def remove_temporaries(directory: Path, tag: str) -> list[Path]:
+    """Remove the temporaries named with ``tag`` (see :func:`temporary_tag`) in ``directory``; returns them."""
+    removed = []
+    for leftover in Path(directory).glob(f".*{TEMPORARY_MARK}{tag}*"):
+        try:
+            leftover.unlink()
+            removed.append(leftover)
+        except OSError:
+            pass
     return removed
 
 

@@ -19,8 +19,10 @@ import re
 import uuid
 import warnings
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from affine import Affine
@@ -790,6 +792,23 @@ def write_envi(
 ) -> Path:
     """Write ``cube`` as an ENVI data file + header, atomically; returns ``path``."""
     path = Path(path)
+    data_path, header_path, fields, stored, interleave = _planned_output(cube, path, interleave, dtype, byte_order, file_type)
+    # The file the user named is checked (and reported) first.
+    targets = sorted([data_path, header_path], key=lambda p: p != path)
+    with atomic_files(targets, overwrite) as temporaries:
+        data_tmp, header_tmp = (temporaries if targets[0] == data_path else temporaries[::-1])
+        try:
+            _write_pixels(cube.data, data_tmp, stored, interleave, path)
+            header_tmp.write_text(header_text(fields), encoding="utf-8")
+        except OSError as exc:
+            raise CubeWriteError(f"cannot write output ({exc.strerror or exc})", path) from None
+    return path
+
+
+def _planned_output(
+    cube: Cube, path: Path, interleave: str, dtype, byte_order: int, file_type: str
+) -> tuple[Path, Path, dict[str, str], np.ndarray, str]:
+    """(data path, header path, header fields, stored dtype, interleave) of an ENVI output, checked."""
     interleave = interleave.lower()
     if interleave not in ("bsq", "bil", "bip"):
         raise CubeWriteError(f"unknown interleave '{interleave}' (use bsq, bil or bip)", path)
@@ -801,17 +820,101 @@ def write_envi(
     check_nodata(cube.nodata, target, path)
     data_path, header_path = output_paths(path)
     fields = header_fields(cube, target, interleave, byte_order, header_path, file_type)
-    stored = target.newbyteorder("<" if byte_order == 0 else ">")
-    # The file the user named is checked (and reported) first.
+    return data_path, header_path, fields, target.newbyteorder("<" if byte_order == 0 else ">"), interleave
+
+
+@dataclass(frozen=True)
+class EnviWindows:
+    """A pre-allocated ENVI data file that takes its pixels a window at a time, written at computed
+    offsets by any process that sees the file (the workers of a cluster on a shared file system).
+
+    It holds only the path and the layout, so it pickles; each :meth:`write` opens the file
+    without creating it, so a write after the run gave up (and removed the file) fails instead
+    of leaving a stray file behind.
+    """
+
+    data: Path
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    """The stored type, byte order included."""
+    interleave: str
+    output: Path
+    """The output's name as users know it, for error messages."""
+
+    def write(self, row: int, col: int, values: np.ndarray) -> None:
+        """Store ``values`` (h × w × bands) with its top-left pixel at (``row``, ``col``)."""
+        rows, cols, bands = self.shape
+        height, width = values.shape[:2]
+        if values.ndim != 3 or values.shape[2] != bands or row < 0 or col < 0 or row + height > rows or col + width > cols:
+            raise CubeWriteError(f"window {values.shape} at ({row}, {col}) does not fit the {rows}×{cols}×{bands} output", self.output)
+        values = cast_block(np.asarray(values), self.dtype.newbyteorder("="), self.output).astype(self.dtype, copy=False)
+        item = self.dtype.itemsize
+        try:
+            descriptor = os.open(self.data, os.O_WRONLY)
+        except OSError as exc:
+            raise CubeWriteError(f"cannot write output ({exc.strerror})", self.output) from None
+        try:
+            whole_rows = width == cols
+            if self.interleave == "bip":
+                if whole_rows:
+                    _write_at(descriptor, values, row * cols * bands * item)
+                else:
+                    for r in range(height):
+                        _write_at(descriptor, values[r], ((row + r) * cols + col) * bands * item)
+            elif self.interleave == "bil":
+                lines = values.transpose(0, 2, 1)
+                if whole_rows:
+                    _write_at(descriptor, lines, row * bands * cols * item)
+                else:
+                    for r in range(height):
+                        for b in range(bands):
+                            _write_at(descriptor, lines[r, b], (((row + r) * bands + b) * cols + col) * item)
+            else:
+                planes = np.ascontiguousarray(values.transpose(2, 0, 1))
+                for b in range(bands):
+                    if whole_rows:
+                        _write_at(descriptor, planes[b], (b * rows + row) * cols * item)
+                    else:
+                        for r in range(height):
+                            _write_at(descriptor, planes[b, r], ((b * rows + row + r) * cols + col) * item)
+        except OSError as exc:
+            raise CubeWriteError(f"cannot write output ({exc.strerror or exc})", self.output) from None
+        finally:
+            os.close(descriptor)
+
+
+@contextmanager
+def envi_windows(
+    cube: Cube,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    interleave: str = "bsq",
+    dtype: str | np.dtype | None = None,
+    byte_order: int = 0,
+    file_type: str = "ENVI Standard",
+) -> Iterator[EnviWindows]:
+    """An ENVI output whose pixels are written window by window (:class:`EnviWindows`), by this
+    process or others; the header comes from ``cube`` (only its shape, type and metadata are used).
+
+    The data file is allocated at its full size under a temporary name, and data and header are
+    renamed into place when the block ends without error, as :func:`write_envi` does; an error or
+    KeyboardInterrupt in the block removes both. The bytes equal what :func:`write_envi` writes
+    once every window has been written.
+    """
+    path = Path(path)
+    data_path, header_path, fields, stored, interleave = _planned_output(cube, path, interleave, dtype, byte_order, file_type)
     targets = sorted([data_path, header_path], key=lambda p: p != path)
     with atomic_files(targets, overwrite) as temporaries:
         data_tmp, header_tmp = (temporaries if targets[0] == data_path else temporaries[::-1])
         try:
-            _write_pixels(cube.data, data_tmp, stored, interleave, path)
+            with open(data_tmp, "wb") as handle:
+                handle.truncate(max(cube.rows * cube.cols * cube.bands * stored.itemsize, MIN_DATA_BYTES))
             header_tmp.write_text(header_text(fields), encoding="utf-8")
         except OSError as exc:
             raise CubeWriteError(f"cannot write output ({exc.strerror or exc})", path) from None
-    return path
+        # an absolute path: the processes that write the windows may work in other directories
+        yield EnviWindows(Path(os.path.abspath(data_tmp)), tuple(cube.shape), stored, interleave, path)
 
 
 def _write_pixels(data: np.ndarray, target: Path, dtype: np.dtype, interleave: str, path: Path) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -55,10 +55,14 @@ tiles spend less time on halos. docs/benchmarks.md (Super-resolution) measures 6
 
 
 def available_cores() -> int:
+    """The cores this process may use, or fewer where ``OMP_NUM_THREADS`` says so (Dask's worker
+    nannies set it to 1: each of a machine's worker processes runs on one thread)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return max(1, min(cores, int(limit))) if limit.isdigit() and int(limit) > 0 else cores
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,6 +137,19 @@ class Plan:
     gain_source: str = "none"
 
 
+@dataclass
+class SceneState:
+    """What a :class:`SuperResolver` learns from the whole scene before any tile: no-data fill
+    values, empty bands, normalisation statistics and the residual gain. Passing it to another
+    resolver of the same scene (on a cluster worker) skips that work and gives the same tiles."""
+
+    fill: np.ndarray
+    empty_bands: np.ndarray
+    stats: SceneStatistics | None
+    gain: float
+    gain_source: str
+
+
 class SuperResolver:
     """Super-resolves one scene (a :class:`Cube`, possibly memory-mapped) strip by strip."""
 
@@ -148,6 +165,7 @@ class SuperResolver:
         threads: int | None = None,
         calibrate: bool = True,
         progress: Callable[[int], None] | None = None,
+        state: SceneState | None = None,
     ):
         if method not in METHODS:
             raise ParameterError(f"unknown method '{method}' (use {' or '.join(METHODS)})")
@@ -170,7 +188,10 @@ class SuperResolver:
         self.good = cube.good_band_indices()
         if self.model is not None and self.good.size == 0:
             raise InvalidDataError("every band is flagged bad; nothing for the model to work on")
-        self._statistics()
+        if state is None:
+            self._statistics()
+        else:
+            self.fill, self.empty_bands, self.stats = state.fill, state.empty_bands, state.stats
         self.backend = None
         self.plan = Plan(method, self.scale, self.tile, self.halo, None if self.model is None else self.model.name)
         if self.model is not None:
@@ -181,10 +202,18 @@ class SuperResolver:
             self.slots = slots_per_band(self.groups, self.good.size)
             self.to_channels = adapter_matrix(self.good.size, config.channels) if config.unmixing else None
             self.gain = 1.0
-            if calibrate:
+            if state is not None:
+                self.gain = self.plan.gain = state.gain
+                self.plan.gain_source = state.gain_source
+            elif calibrate:
                 self._calibrate()
             else:
                 self.plan.gain_source = "calibration off"
+
+    def state(self) -> SceneState:
+        """The scene-wide values this resolver computed (see :class:`SceneState`)."""
+        gain = self.gain if self.model is not None else 1.0
+        return SceneState(self.fill, self.empty_bands, self.stats, gain, self.plan.gain_source)
 
     # -- scene statistics ------------------------------------------------------------------
 
@@ -314,14 +343,28 @@ class SuperResolver:
         ``convert`` turns each window's float32 pixels into ``dtype`` as they come, so a strip
         is held once, in the output type.
         """
+        s = self.scale
+        out = np.empty(((lr_stop - lr_start) * s, self.cube.cols * s, self.cube.bands), dtype)
+        for c0, c1, core in self.windows(lr_start, lr_stop, 0, self.cube.cols, convert):
+            out[:, c0 * s : c1 * s] = core
+        return out
+
+    def windows(
+        self, lr_start: int, lr_stop: int, col_start: int, col_stop: int,
+        convert: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """The HR pixels of LR rows ``lr_start:lr_stop``, one tile of columns at a time, for the
+        tiles from LR column ``col_start`` (a multiple of the tile) to ``col_stop``: yields
+        (first LR column, last LR column + 1, pixels). The strip is read whole-width whatever
+        the columns asked for, so every tile equals the one :meth:`strip` makes.
+        """
         s, halo, tile = self.scale, self.halo, self.tile
         rows, cols = self.cube.rows, self.cube.cols
         top, bottom = max(0, lr_start - halo), min(rows, lr_stop + halo)
         values, valid = self._read(slice(top, bottom))
         invalid = ~valid[lr_start - top : lr_stop - top]
-        out = np.empty(((lr_stop - lr_start) * s, cols * s, self.cube.bands), dtype)
         core_rows = slice((lr_start - top) * s, (lr_stop - top) * s)
-        for c0 in range(0, cols, tile):
+        for c0 in range(col_start, min(cols, col_stop), tile):
             c1 = min(cols, c0 + tile)
             left, right = max(0, c0 - halo), min(cols, c1 + halo)
             core = self._window(values[:, left:right], core_rows, slice((c0 - left) * s, (c1 - left) * s))
@@ -330,9 +373,28 @@ class SuperResolver:
                 core[np.repeat(np.repeat(missing, s, axis=0), s, axis=1)] = np.nan
             if self.empty_bands.size:
                 core[:, :, self.empty_bands] = np.nan
-            out[:, c0 * s : c1 * s] = core if convert is None else convert(core)
+            yield c0, c1, core if convert is None else convert(core)
             self.progress(1)
-        return out
+
+
+def rows_of_strips(
+    start: int, stop: int, shape: tuple, dtype, strip_of: Callable[[int], tuple[int, int, np.ndarray]]
+) -> np.ndarray:
+    """Rows ``start:stop`` of an array made of strips; ``strip_of(row)`` gives (first row, last row + 1,
+    pixels) of the strip holding ``row``. A range within one strip is a view of it."""
+    if stop <= start:
+        return np.empty((0,) + tuple(shape[1:]), dtype)
+    first, last, data = strip_of(start)
+    if stop <= last:
+        return data[start - first : stop - first]
+    out = np.empty((stop - start,) + tuple(shape[1:]), dtype)
+    row = start
+    while row < stop:
+        first, last, data = strip_of(row)
+        end = min(stop, last)
+        out[row - start : end - start] = data[row - first : end - first]
+        row = end
+    return out
 
 
 class SuperResolvedArray:
@@ -391,20 +453,16 @@ class SuperResolvedArray:
             values[missing] = self.nodata
         return values.astype(self.dtype)
 
+    def windows(self, lr_start: int, lr_stop: int, col_start: int, col_stop: int) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(HR row, HR column, pixels in the output type) of each tile of an LR block, as
+        :meth:`SuperResolver.windows` cuts it; ``lr_start`` a multiple of the tile, so the pixels
+        equal those the rows of this array give."""
+        s = self.resolver.scale
+        for c0, _, core in self.resolver.windows(lr_start, lr_stop, col_start, col_stop, self._convert):
+            yield lr_start * s, c0 * s, core
+
     def rows(self, start: int, stop: int) -> np.ndarray:
-        if stop <= start:
-            return np.empty((0,) + self.shape[1:], self.dtype)
-        first, last, data = self._strip_of(start)
-        if stop <= last:
-            return data[start - first : stop - first]
-        out = np.empty((stop - start,) + self.shape[1:], self.dtype)
-        row = start
-        while row < stop:
-            first, last, data = self._strip_of(row)
-            end = min(stop, last)
-            out[row - start : end - start] = data[row - first : end - first]
-            row = end
-        return out
+        return rows_of_strips(start, stop, self.shape, self.dtype, self._strip_of)
 
     def __getitem__(self, key):
         rest = ()
@@ -437,18 +495,20 @@ def super_resolve_cube(
     calibrate: bool = True,
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
+    state: SceneState | None = None,
 ) -> tuple[Cube, Plan]:
     """The super-resolved cube (pixels computed lazily as they are read) and what ran.
 
     Geo is updated (pixel size / scale, same corner and rotation); wavelengths, FWHM, bad bands,
     band names, no-data and scale factor are carried. ``dtype`` defaults to the input's: integer
     cubes stay integer (rounded, clipped, scale factor kept); float outputs mark no-data with NaN.
+    ``state`` (from another resolver of the same scene) skips the scene statistics and calibration.
     """
     from ..grid import scaled_transform
 
     resolver = SuperResolver(
         cube, scale, model, method=method, tile=tile, device=device, threads=threads, calibrate=calibrate,
-        progress=progress,
+        progress=progress, state=state,
     )
     out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(cube.data.dtype)
     if out_dtype.kind not in "iuf":

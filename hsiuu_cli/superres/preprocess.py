@@ -83,7 +83,13 @@ def adapter_matrix(bands: int, channels: int) -> np.ndarray:
 def to_channels_first(values: np.ndarray, matrix: np.ndarray | None = None) -> np.ndarray:
     """rows × cols × B (optionally times a C×B matrix) → C × rows × cols, float32, contiguous."""
     if matrix is not None:
-        values = values @ matrix.T
+        from threadpoolctl import threadpool_limits
+
+        # One BLAS thread: a float32 product split over threads rounds differently with their number,
+        # and a scene must give the same bytes on any machine and on any cluster worker (the split
+        # also cost more than it saved on these small products: 2.4 s against 0.04 s on 2 busy cores).
+        with threadpool_limits(limits=1, user_api="blas"):
+            values = values @ matrix.T
     return np.ascontiguousarray(np.moveaxis(values, -1, 0), dtype=np.float32)
 
 

@@ -1,0 +1,28 @@
+"""Scale-out on a Dask cluster (``--scheduler``): many scenes as tasks, one large scene as blocks.
+
+* :func:`connect` — a ``distributed.Client`` on a running scheduler, a scheduler file or a
+  ``LocalCluster`` (``local:N``); :func:`parse_scheduler` reads the ``--scheduler`` value.
+* :func:`run_inputs` — each input one task (:mod:`.tasks`).
+* :func:`super_resolve_blocks` — one scene's super-resolution as blocks of tiles written by the
+  workers into one pre-allocated output (:mod:`.superres`).
+
+Dask is an optional extra (``pip install 'hsiuu[dask]'``): nothing here imports it at import time,
+so commands run without ``--scheduler`` never load it. docs/scale.md says what each command
+distributes and how to deploy on SLURM and Kubernetes.
+"""
+
+from .session import ENV_VAR, Run, RunTicket, SchedulerSpec, connect, import_distributed, parse_scheduler
+from .tasks import TaskOutcome, run_input, run_inputs
+
+__all__ = [
+    "ENV_VAR",
+    "Run",
+    "RunTicket",
+    "SchedulerSpec",
+    "TaskOutcome",
+    "connect",
+    "import_distributed",
+    "parse_scheduler",
+    "run_input",
+    "run_inputs",
+]
