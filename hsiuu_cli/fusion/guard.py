@@ -1,0 +1,235 @@
+"""What fusion can check without a reference, and the guard built on it.
+
+:func:`diagnose` compares the MSI, taken to the LR grid through the fitted sampling model and
+radiometry, with the LR-HSI seen through the SRF over the whole scene: how much of each band it
+explains, which pixels disagree grossly (clouds, moving objects, dead pixels: set aside when few),
+and which LR pixels the sampling model does not describe (edge pixels whose border handling fits
+neither reflection nor zero padding).
+
+:func:`check_against_bicubic` scores the fused cube and the bicubic enlargement of the LR-HSI on
+the two consistency checks that need no reference — the LR-HSI reproduced by blurring and sampling
+the result with the fitted PSF, and the MSI reproduced through the SRF — and, where the fused cube
+is worse than bicubic on either, replaces it by the blend α·fused + (1 − α)·bicubic with the
+largest α that is no worse on both (both errors are quadratic in α, so that α is exact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from ..errors import InvalidDataError
+from .bicubic import BicubicStrips
+from .observation import (
+    ERROR_FLOOR,
+    MAX_SIGMA_PER_RATIO,
+    MIN_SIGMA,
+    SensorFit,
+    apply_spatial,
+    edge_pixels,
+    gross_outliers,
+)
+
+BAND_WARNING = 0.1
+"""An MSI band whose LR image leaves more than this share of its variance unexplained is reported."""
+CONTENT_WARNING = 0.3
+"""Above this mean unexplained share the images disagree beyond any sensor model: different dates,
+clouds, a wrong SRF or another scene."""
+UNRELATED = 0.9
+"""When every MSI band leaves more than this share unexplained, the MSI does not show the HSI's scene
+and no fusion is meaningful."""
+
+
+@dataclass
+class Diagnosis:
+    band_residual: np.ndarray
+    """Per MSI band: the share of the LR-HSI's (through the SRF) variance that the MSI leaves unexplained."""
+    outliers: np.ndarray
+    """LR grid: pixels where the MSI disagrees grossly with the HSI (set aside when few)."""
+    lr_reliable: np.ndarray
+    """LR grid: pixels the sampling model describes (False: edge pixels with an unknown border)."""
+
+    def warnings(self, sensor: SensorFit, checks: "Checks | None" = None) -> list[dict]:
+        """What did not fit, as {"part", "message"} entries (empty when everything did)."""
+        found = []
+        spatial = sensor.spatial
+        shift = (spatial.phase_rows - spatial.nominal_phase, spatial.phase_cols - spatial.nominal_phase)
+        if max(abs(shift[0]), abs(shift[1])) > max(1.0, spatial.ratio / 4):
+            found.append({"part": "registration", "message": f"the HSI's pixels sit {shift[0]:+.2f}, {shift[1]:+.2f} MSI pixels "
+                          "(rows, columns) off their nominal place on the MSI grid; estimated and corrected"})
+        sigma = spatial.equivalent_sigma
+        if spatial.kernel is None and (spatial.sigma >= 0.95 * MAX_SIGMA_PER_RATIO * spatial.ratio or spatial.sigma <= 2 * MIN_SIGMA):
+            found.append({"part": "psf", "message": f"the PSF fit ended at its limit (σ {sigma:.2f} MSI pixels): "
+                          "the HSI may not be a blurred version of the MSI's scene"})
+        if not sensor.borders_trusted:
+            found.append({"part": "borders", "message": "the HSI's edge pixels fit neither mirrored nor zero-padded borders "
+                          f"(unexplained {sensor.border_residual:.1%} against {sensor.interior_residual:.1%} inside); left out"})
+        share = float(self.outliers.mean()) if self.outliers.size else 0.0
+        if self.outliers.any():
+            found.append({"part": "outliers", "message": f"{int(self.outliers.sum())} LR pixels ({share:.1%}) where the MSI "
+                          "disagrees grossly (clouds, moving objects, bad pixels?) were fused from the HSI alone"})
+        mean = float(np.mean(self.band_residual))
+        if mean > CONTENT_WARNING:
+            found.append({"part": "content", "message": f"the MSI explains only {1 - mean:.0%} of the HSI's variance seen through "
+                          "the SRF: different dates, clouds, a wrong SRF or misregistration beyond one LR pixel?"})
+        else:
+            poor = [j for j, value in enumerate(self.band_residual) if value > BAND_WARNING]
+            if poor:
+                found.append({"part": "srf", "message": "MSI band(s) " + ", ".join(
+                    f"{j + 1} ({1 - self.band_residual[j]:.0%} explained)" for j in poor)
+                    + ": their spectral response may not be the one given, or they see beyond the HSI's range"})
+        if checks is not None and checks.failed:
+            outcome = (f"returned {checks.alpha:.0%} fused + {1 - checks.alpha:.0%} bicubic" if checks.alpha < 1.0
+                       else "returned as it is (guard off)")
+            found.append({"part": "guard", "message": f"the fused cube reproduced the {' and '.join(checks.failed)} "
+                          f"worse than bicubic; {outcome}"})
+        return found
+
+
+def lr_image_of_msi(msi: np.ndarray, msi_valid: np.ndarray, sensor: SensorFit, rows_lr: int, cols_lr: int,
+                    rows_per_block: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The calibrated MSI blurred and sampled onto the LR grid, and which LR pixels see only MSI data."""
+    ratio = sensor.spatial.ratio
+    rows_hr, cols_hr = msi.shape[:2]
+    gr, gc = sensor.spatial.matrices(rows_lr, cols_lr, rows_hr, cols_hr)
+    values = np.zeros((rows_lr, cols_lr, msi.shape[2]))
+    gaps = np.zeros((rows_lr, cols_lr))
+    step = max(ratio, rows_per_block // ratio * ratio)
+    for start in range(0, rows_hr, step):
+        stop = min(start + step, rows_hr)
+        ok = msi_valid[start:stop]
+        block = np.where(ok[:, :, None], np.asarray(msi[start:stop], dtype=np.float32), 0.0).astype(np.float32)
+        rows = sparse.csr_array(gr[:, start:stop])
+        values += apply_spatial(block, rows, gc)
+        gaps += apply_spatial((~ok).astype(np.float32)[:, :, None], rows, gc)[:, :, 0]
+    return values * sensor.gain + sensor.offset, gaps <= 1e-6
+
+
+def diagnose(sensor: SensorFit, msi: np.ndarray, msi_valid: np.ndarray, lr: np.ndarray, lr_valid: np.ndarray,
+             srf: np.ndarray) -> Diagnosis:
+    """The fitted model checked over the whole scene (see the module docstring); InvalidDataError when
+    the MSI explains next to nothing of the HSI in every band."""
+    rows_lr, cols_lr = lr.shape[:2]
+    predicted, complete = lr_image_of_msi(msi, msi_valid, sensor, rows_lr, cols_lr)
+    lr_reliable = np.ones((rows_lr, cols_lr), dtype=bool)
+    if not sensor.borders_trusted:
+        lr_reliable = ~edge_pixels(sensor.spatial, rows_lr, cols_lr, *msi.shape[:2])
+    use = lr_valid & complete & lr_reliable
+    outliers = np.zeros((rows_lr, cols_lr), dtype=bool)
+    if use.sum() < 3:
+        return Diagnosis(np.zeros(srf.shape[1]), outliers, lr_reliable)
+    target = (lr[use].astype(np.float64) @ srf)
+    errors = (target - predicted[use]) ** 2
+    power = np.maximum((target**2).mean(axis=0), 1e-30)
+    gross = gross_outliers(errors / power)
+    outliers[np.flatnonzero(use.ravel())[gross] // cols_lr, np.flatnonzero(use.ravel())[gross] % cols_lr] = True
+    inliers = ~gross
+    centred = target[inliers] - target[inliers].mean(axis=0)
+    band_residual = errors[inliers].sum(axis=0) / np.maximum((centred**2).sum(axis=0), 1e-30)
+    band_residual = np.clip(band_residual, 0.0, None)
+    if (band_residual > UNRELATED).all() and use.sum() >= 16:
+        raise InvalidDataError(
+            f"the MSI explains only {1 - band_residual.max():.0%}–{1 - band_residual.min():.0%} of the HSI's variance "
+            "seen through the SRF: they do not show the same scene (or the grids do not overlap as given)"
+        )
+    return Diagnosis(band_residual, outliers, lr_reliable)
+
+
+@dataclass
+class Checks:
+    """Both consistency checks as quadratics in the blend weight α (error(α) = a α² + 2 b α + c,
+    each band's error relative to its power, averaged over bands), and the α chosen."""
+
+    lr: tuple[float, float, float]
+    msi: tuple[float, float, float]
+    alpha: float = 1.0
+    """The fused share returned (1: the fused cube as it is)."""
+    failed: tuple[str, ...] = ()
+    """The checks on which the fused cube was worse than bicubic."""
+
+    def error(self, which: str, alpha: float) -> float:
+        a, b, c = getattr(self, which)
+        return float(np.sqrt(max(a * alpha**2 + 2 * b * alpha + c, 0.0)))
+
+    def errors(self) -> dict[str, tuple[float, float]]:
+        """Relative RMS errors (fused at α = 1, bicubic) of each check, by name."""
+        return {"LR-HSI": (self.error("lr", 1.0), self.error("lr", 0.0)),
+                "MSI": (self.error("msi", 1.0), self.error("msi", 0.0))}
+
+    def summary(self) -> dict:
+        return {
+            "lr_consistency": {"fused": round(self.error("lr", 1.0), 6), "bicubic": round(self.error("lr", 0.0), 6),
+                               "returned": round(self.error("lr", self.alpha), 6)},
+            "msi_consistency": {"fused": round(self.error("msi", 1.0), 6), "bicubic": round(self.error("msi", 0.0), 6),
+                                "returned": round(self.error("msi", self.alpha), 6)},
+            "fused_share": round(self.alpha, 4),
+        }
+
+    def verdict(self) -> str:
+        if not self.failed:
+            return "passed"
+        if self.alpha < 1.0:
+            return f"blended ({self.alpha:.2f} fused)"
+        return "failed: " + ", ".join(self.failed)
+
+
+def safe_alpha(quadratics: list[tuple[float, float, float]]) -> float:
+    """The largest α in [0, 1] at which every quadratic error is at most its value at α = 0."""
+    alpha = 1.0
+    for a, b, _ in quadratics:
+        if a <= 0:
+            continue
+        alpha = min(alpha, max(0.0, -2.0 * b / a))
+    return alpha
+
+
+def check_against_bicubic(out, lr: np.ndarray, lr_valid: np.ndarray, msi_strip, sensor: SensorFit, srf: np.ndarray, *,
+                          strip_rows: int, blend: bool = True) -> Checks:
+    """Score ``out`` (the fused cube, scaled units) and the bicubic enlargement of ``lr`` on the two
+    reference-free checks; with ``blend``, move ``out`` towards bicubic where it is worse (see the
+    module docstring)."""
+    ratio = sensor.spatial.ratio
+    rows_hr, cols_hr, bands = out.shape
+    rows_lr, cols_lr = lr.shape[:2]
+    gr, gc = sensor.spatial.matrices(rows_lr, cols_lr, rows_hr, cols_hr)
+    enlarged = BicubicStrips(lr, ratio)
+    lr_fused = np.zeros((rows_lr, cols_lr, bands))
+    lr_bicubic = np.zeros_like(lr_fused)
+    msi_terms = np.zeros((3, srf.shape[1]))
+    msi_power = np.zeros(srf.shape[1])
+    msi_count = 0
+    strips = [(start, min(start + strip_rows, rows_hr)) for start in range(0, rows_hr, strip_rows)]
+    for start, stop in strips:
+        fused = np.asarray(out[start:stop], dtype=np.float32)
+        bicubic = enlarged.strip(start // ratio, stop // ratio)
+        rows = sparse.csr_array(gr[:, start:stop])
+        lr_fused += apply_spatial(fused, rows, gc)
+        lr_bicubic += apply_spatial(bicubic, rows, gc)
+        msi, valid = msi_strip(start, stop)
+        difference = (fused[valid] - bicubic[valid]) @ srf
+        error = bicubic[valid] @ srf - msi[valid]
+        msi_terms += [(difference**2).sum(0), (difference * error).sum(0), (error**2).sum(0)]
+        msi_power += (msi[valid].astype(np.float64) ** 2).sum(0)
+        msi_count += int(valid.sum())
+    use = lr_valid
+    difference = (lr_fused - lr_bicubic)[use]
+    error = (lr_bicubic - lr)[use]
+    lr_power = np.maximum((lr[use].astype(np.float64) ** 2).mean(0), 1e-30)
+    count = max(int(use.sum()), 1)
+    lr_terms = np.stack([(difference**2).sum(0), (difference * error).sum(0), (error**2).sum(0)]) / count / lr_power
+    msi_power = np.maximum(msi_power / max(msi_count, 1), 1e-30)
+    msi_terms = msi_terms / max(msi_count, 1) / msi_power
+    checks = Checks(tuple(lr_terms.mean(axis=1)), tuple(msi_terms.mean(axis=1)))
+    # a tie within rounding (an exact pair, where both reproduce the LR-HSI to its noise floor) is no failure
+    checks.failed = tuple(name for name, which in (("LR-HSI", "lr"), ("MSI", "msi"))
+                          if checks.error(which, 1.0) > checks.error(which, 0.0) * (1 + 1e-6) + ERROR_FLOOR * 1e-3)
+    alpha = safe_alpha([checks.lr, checks.msi])
+    if blend and checks.failed and alpha < 1.0:
+        checks.alpha = alpha
+        for start, stop in strips:
+            fused = np.asarray(out[start:stop], dtype=np.float32)
+            bicubic = enlarged.strip(start // ratio, stop // ratio)
+            out[start:stop] = (np.float32(alpha) * fused + np.float32(1 - alpha) * bicubic).astype(np.float32)
+    return checks
