@@ -374,8 +374,15 @@ def run_hyperbench(args) -> list[dict]:
         for scene in args.scenes.split(","):
             np.save(folder / f"{scene}.npy", hyperbench_scene(scene, max(ratios)))
             for method in methods:
+                chosen = cases
+                if method == "spectramorph-tf" and args.tf_cases:
+                    wanted = {tuple(int(v) for v in item.split(":")[1:]) for item in args.tf_cases.split(",")
+                              if item.split(":")[0] == scene}
+                    chosen = [case for case in cases if (case[0], case[1]) in wanted]
+                if not chosen:
+                    continue
                 csv_path = folder / f"{scene}-{method}.csv"
-                job = {"scene": str(folder / f"{scene}.npy"), "name": scene, "cases": cases, "method": method,
+                job = {"scene": str(folder / f"{scene}.npy"), "name": scene, "cases": chosen, "method": method,
                        "command": commands[method], "csv": str(csv_path)}
                 (folder / "job.json").write_text(json.dumps(job))
                 env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -449,6 +456,7 @@ def main() -> None:
     parser.add_argument("--ratios", default="4,8", help="hyperbench: ratios")
     parser.add_argument("--bands", default="3,4,8", help="hyperbench: MSI band counts (HyperBench's built-in SRFs)")
     parser.add_argument("--methods", default=",".join(HYPERBENCH_METHODS), help="hyperbench: methods")
+    parser.add_argument("--tf-cases", help="hyperbench: only these scene:ratio:bands for SpectraMorph TF (it is slow)")
     parser.add_argument("--hsi-snr", type=float, default=35.0, help="hyperbench: LR-HSI SNR dB (HyperBench default at ×4)")
     parser.add_argument("--msi-snr", type=float, default=40.0, help="hyperbench: MSI SNR dB (HyperBench default)")
     parser.add_argument("--hyperbench-python", default=str(PEERS / "hyperbench-venv/bin/python"))

@@ -194,7 +194,8 @@ def fuse(
             msi_fit_residual=round(sensor.residual, 6),
             msi_band_residual=[round(float(v), 6) for v in diagnosis.band_residual],
             msi_outlier_pixels=round(float(diagnosis.outliers.sum() / max(lr_ok.sum(), 1)), 6),
-            border=sensor.spatial.border if sensor.borders_trusted else f"{sensor.spatial.border} (edge pixels left out)",
+            border=sensor.spatial.border,
+            edge_pixels_left_out=diagnosis.edge_left_out,
         )
         msi_noise = msi_noise_power(msi, msi_ok, sensor)
         trust = msi_trust(sensor, lr_values[lr_ok], srf, msi_noise=msi_noise)

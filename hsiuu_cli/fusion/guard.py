@@ -29,6 +29,7 @@ from .observation import (
     SensorFit,
     apply_spatial,
     edge_pixels,
+    OUTLIER_FACTOR,
     gross_outliers,
 )
 
@@ -49,7 +50,8 @@ class Diagnosis:
     outliers: np.ndarray
     """LR grid: pixels where the MSI disagrees grossly with the HSI (set aside when few)."""
     lr_reliable: np.ndarray
-    """LR grid: pixels the sampling model describes (False: edge pixels with an unknown border)."""
+    """LR grid: pixels the sampling model describes (False: edge pixels it does not explain)."""
+    edge_left_out: int = 0
 
     def warnings(self, sensor: SensorFit, checks: "Checks | None" = None) -> list[dict]:
         """What did not fit, as {"part", "message"} entries (empty when everything did)."""
@@ -63,9 +65,10 @@ class Diagnosis:
         if spatial.kernel is None and (spatial.sigma >= 0.95 * MAX_SIGMA_PER_RATIO * spatial.ratio or spatial.sigma <= 2 * MIN_SIGMA):
             found.append({"part": "psf", "message": f"the PSF fit ended at its limit (σ {sigma:.2f} MSI pixels): "
                           "the HSI may not be a blurred version of the MSI's scene"})
-        if not sensor.borders_trusted:
-            found.append({"part": "borders", "message": "the HSI's edge pixels fit neither mirrored nor zero-padded borders "
-                          f"(unexplained {sensor.border_residual:.1%} against {sensor.interior_residual:.1%} inside); left out"})
+        if self.edge_left_out:
+            found.append({"part": "borders", "message": f"{self.edge_left_out} edge pixels of the HSI that the MSI does not "
+                          "explain (content beyond its edge, or a border handling neither mirrored nor zero-padded) were "
+                          "fused from the HSI alone"})
         share = float(self.outliers.mean()) if self.outliers.size else 0.0
         if self.outliers.any():
             found.append({"part": "outliers", "message": f"{int(self.outliers.sum())} LR pixels ({share:.1%}) where the MSI "
@@ -114,17 +117,26 @@ def diagnose(sensor: SensorFit, msi: np.ndarray, msi_valid: np.ndarray, lr: np.n
     rows_lr, cols_lr = lr.shape[:2]
     predicted, complete = lr_image_of_msi(msi, msi_valid, sensor, rows_lr, cols_lr)
     lr_reliable = np.ones((rows_lr, cols_lr), dtype=bool)
-    if not sensor.borders_trusted:
-        lr_reliable = ~edge_pixels(sensor.spatial, rows_lr, cols_lr, *msi.shape[:2])
-    use = lr_valid & complete & lr_reliable
     outliers = np.zeros((rows_lr, cols_lr), dtype=bool)
+    use = lr_valid & complete
     if use.sum() < 3:
-        return Diagnosis(np.zeros(srf.shape[1]), outliers, lr_reliable)
+        return Diagnosis(np.zeros(srf.shape[1]), outliers, lr_reliable, 0)
     target = (lr[use].astype(np.float64) @ srf)
     errors = (target - predicted[use]) ** 2
     power = np.maximum((target**2).mean(axis=0), 1e-30)
-    gross = gross_outliers(errors / power)
-    outliers[np.flatnonzero(use.ravel())[gross] // cols_lr, np.flatnonzero(use.ravel())[gross] % cols_lr] = True
+    relative = errors / power
+    # edge pixels whose PSF reaches past the image and that the border model does not explain (content
+    # from beyond the MSI's edge on a misregistered pair, an unknown border): left out, however many
+    edge = edge_pixels(sensor.spatial, rows_lr, cols_lr, *msi.shape[:2])[use]
+    energy = relative.mean(axis=1)
+    typical = max(float(np.median(energy[~edge] if (~edge).sum() >= 3 else energy)), ERROR_FLOOR)
+    unexplained_edge = edge & (energy > OUTLIER_FACTOR * typical)
+    positions = np.flatnonzero(use.ravel())
+    lr_reliable.ravel()[positions[unexplained_edge]] = False
+    gross = np.zeros_like(unexplained_edge)
+    gross[~unexplained_edge] = gross_outliers(relative[~unexplained_edge])
+    outliers.ravel()[positions[gross]] = True
+    gross |= unexplained_edge
     inliers = ~gross
     centred = target[inliers] - target[inliers].mean(axis=0)
     band_residual = errors[inliers].sum(axis=0) / np.maximum((centred**2).sum(axis=0), 1e-30)
@@ -134,7 +146,7 @@ def diagnose(sensor: SensorFit, msi: np.ndarray, msi_valid: np.ndarray, lr: np.n
             f"the MSI explains only {1 - band_residual.max():.0%}–{1 - band_residual.min():.0%} of the HSI's variance "
             "seen through the SRF: they do not show the same scene (or the grids do not overlap as given)"
         )
-    return Diagnosis(band_residual, outliers, lr_reliable)
+    return Diagnosis(band_residual, outliers, lr_reliable, int(unexplained_edge.sum()))
 
 
 @dataclass

@@ -224,7 +224,8 @@ class SensorFit:
     """Per MSI band: the model's mean squared error relative to the band's mean square (pixels the
     MSI disagrees with grossly left out: see :func:`mismatched_pixels`)."""
     candidates: dict = field(default_factory=dict)
-    """The sampling models compared (description → unexplained share on the fit pixels)."""
+    """The sampling models compared (description → unexplained share on the fit pixels; edge pixels
+    for the border handling)."""
     border_residual: float | None = None
     """Unexplained share on the LR pixels whose PSF reaches past the image edge (None: none in the fit)."""
     borders_trusted: bool = True
@@ -345,13 +346,16 @@ def fit_sensor(
     phases = centre + np.arange(-ratio, ratio + 0.25, 0.5)
     _, p0 = min((regress(typical.replace(phase_rows=p, phase_cols=p), interior)[0], p) for p in sorted(phases, key=lambda p: abs(p - centre)))
 
-    families = [(None, False), (None, True)]
+    # (kernel, box, fixed σ, given by the user)
+    families = [(None, False, None, False), (None, True, None, False)]
+    if sigma is not None:
+        families += [(None, False, sigma, True), (None, True, sigma, True)]
     if profile is not None:
-        families += [(profile, False), (profile, True)]
+        families += [(profile, False, None, True), (profile, True, None, True)]
     fitted = []
-    for family_kernel, box in families:
-        base = SpatialModel(ratio, typical_sigma, p0, p0, kernel=family_kernel, box=box)
-        free_sigma = family_kernel is None and sigma is None
+    for family_kernel, box, fixed_sigma, given in families:
+        free_sigma = family_kernel is None and fixed_sigma is None
+        base = SpatialModel(ratio, fixed_sigma or typical_sigma, p0, p0, kernel=family_kernel, box=box)
         if free_sigma:
             grid = ratio * np.array([0.1, 0.25, 0.4, 0.55, 0.7, 0.9, 1.15])
             _, s0 = min((regress(base.replace(sigma=float(s)), interior)[0], float(s)) for s in grid)
@@ -371,20 +375,22 @@ def fit_sensor(
             steps[0] = 0.1 * ratio
         refined = optimize.minimize(
             objective, start, method="Nelder-Mead",
-            options={"xatol": 0.02, "fatol": 1e-7, "maxfev": 60, "initial_simplex": np.vstack([start, start + np.diag(steps)])},
+            options={"xatol": 0.02, "fatol": 1e-7, "maxfev": 60 if free_sigma else 40,
+                     "initial_simplex": np.vstack([start, start + np.diag(steps)])},
         )
         params = refined.x if refined.fun <= objective(start) else start
         model = base.replace(phase_rows=float(params[-2]), phase_cols=float(params[-1]))
         if free_sigma:
             model = model.replace(sigma=float(params[0]))
-        fitted.append((regress(model, interior)[0], model))
-    best_residual, best = min(fitted, key=lambda item: item[0])
-    given = [item for item in fitted if item[1].kernel is not None]
+        fitted.append((regress(model, interior)[0], model, given))
+    best_residual, best, _ = min(fitted, key=lambda item: item[0])
+    given = [item for item in fitted if item[2]]
     if given:
-        given_residual, given_model = min(given, key=lambda item: item[0])
+        given_residual, given_model, _ = min(given, key=lambda item: item[0])
         if given_residual <= FAMILY_TOLERANCE * best_residual:
             best_residual, best = given_residual, given_model
-    candidates = {model.describe(): round(residual, 6) for residual, model in fitted}
+    candidates = {("given: " if given_flag else "fitted: ") + model.describe().rsplit(",", 1)[0]: round(residual, 6)
+                  for residual, model, given_flag in fitted}
 
     # the border handling, judged on the pixels whose PSF reaches past the edge
     edge = lr_valid & ~interior
@@ -393,7 +399,7 @@ def fit_sensor(
         scored = [(regress(best.replace(border=mode), edge)[0], mode) for mode in BORDERS]
         border_residual, mode = min(scored)
         best = best.replace(border=mode)
-        candidates.update({f"{best.describe().rsplit(',', 1)[0]}, {m} borders (edge pixels)": round(r, 6) for r, m in scored})
+        candidates.update({f"{m} borders (edge pixels)": round(r, 6) for r, m in scored})
         trusted = border_residual <= EDGE_FACTOR * max(best_residual, ERROR_FLOOR)
     residual, gain, offset, error_power = regress(best, lr_valid if trusted else interior, robust=True)
     return SensorFit(best, gain, offset, residual, error_power, candidates, border_residual, trusted, best_residual)

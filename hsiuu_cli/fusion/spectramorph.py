@@ -300,7 +300,9 @@ def fuse_spectramorph(
     with torch.no_grad():
         loss_value = float(torch.mean((coefficients(inputs) @ e - targets) ** 2))
 
-    enlarged = BicubicStrips(lr, ratio)
+    # the prior on the HR grid where the fit found the LR pixels (their blocks' centres on a registered pair)
+    spatial = sensor.spatial
+    enlarged = BicubicStrips(lr, ratio, (spatial.phase_rows - spatial.nominal_phase, spatial.phase_cols - spatial.nominal_phase))
     detail_gain = np.float32(np.mean(trust.relative)) if settings.shrink_detail else np.float32(1.0)
     solver = None
     if settings.consistency:
