@@ -41,6 +41,9 @@ clouds, a wrong SRF or another scene."""
 UNRELATED = 0.9
 """When every MSI band leaves more than this share unexplained, the MSI does not show the HSI's scene
 and no fusion is meaningful."""
+CHANCE_FACTOR = 10.0
+"""On few LR pixels an unrelated image explains some variance by chance (the fit picks the best of
+many PSFs and phases): it must explain this many times the share chance gives before it counts."""
 
 
 @dataclass
@@ -141,7 +144,9 @@ def diagnose(sensor: SensorFit, msi: np.ndarray, msi_valid: np.ndarray, lr: np.n
     centred = target[inliers] - target[inliers].mean(axis=0)
     band_residual = errors[inliers].sum(axis=0) / np.maximum((centred**2).sum(axis=0), 1e-30)
     band_residual = np.clip(band_residual, 0.0, None)
-    if (band_residual > UNRELATED).all() and use.sum() >= 16:
+    # what a search over the PSF and two coefficients per band explains by chance, on this many pixels
+    chance = CHANCE_FACTOR * (2 + 3 / srf.shape[1]) / max(int(inliers.sum()), 1)
+    if (band_residual > min(UNRELATED, 1 - chance)).all():
         raise InvalidDataError(
             f"the MSI explains only {1 - band_residual.max():.0%}–{1 - band_residual.min():.0%} of the HSI's variance "
             "seen through the SRF: they do not show the same scene (or the grids do not overlap as given)"

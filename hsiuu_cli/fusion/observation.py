@@ -308,14 +308,16 @@ def fit_sensor(
     has_gaps = not msi_valid.all()
     profile = None if kernel is None else kernel_profile(kernel)
 
-    def regress(model: SpatialModel, pixels: np.ndarray, robust: bool = False):
+    def regress(model: SpatialModel, pixels: np.ndarray, robust: bool = False, strict: bool = False):
         gr, gc = model.matrices(rows_lr, cols_lr, rows_hr, cols_hr)
         projected = apply_spatial(filled, gr, gc)
         use = pixels
         if has_gaps:
             use = use & ~(apply_spatial(invalid, gr, gc)[:, :, 0] > 1e-6)
         if use.sum() < 3:
-            raise InvalidDataError("too few pixels where both inputs carry data to relate the MSI to the HSI")
+            if strict:
+                raise InvalidDataError("too few pixels where both inputs carry data to relate the MSI to the HSI")
+            return np.inf, None, None, None  # a candidate whose PSF reaches a gap from every pixel
         x = projected[use].astype(np.float64)
         y = lr_through_srf[use].astype(np.float64)
         keep = np.ones(x.shape[0], dtype=bool)
@@ -336,11 +338,16 @@ def fit_sensor(
     typical_sigma = sigma if sigma is not None else default_sigma(ratio)
     typical = SpatialModel(ratio, typical_sigma, centre, centre)
     # the PSF is fitted where it does not reach the image edge (whose handling is not known yet)
-    interior = lr_valid & ~edge_pixels(typical.replace(sigma=MAX_SIGMA_PER_RATIO * ratio / 2), rows_lr, cols_lr, rows_hr, cols_hr)
-    if interior.sum() < max(16, lr_valid.sum() // 4):
-        interior = lr_valid & ~edge_pixels(typical, rows_lr, cols_lr, rows_hr, cols_hr)
-    if interior.sum() < max(16, lr_valid.sum() // 4):
-        interior = lr_valid  # a tiny scene: every pixel is near an edge
+    usable = lr_valid
+    if has_gaps:
+        gr, gc = typical.matrices(rows_lr, cols_lr, rows_hr, cols_hr)
+        usable = lr_valid & ~(apply_spatial(invalid, gr, gc)[:, :, 0] > 1e-6)
+    enough = max(16, int(usable.sum()) // 4)
+    interior = usable & ~edge_pixels(typical.replace(sigma=MAX_SIGMA_PER_RATIO * ratio / 2), rows_lr, cols_lr, rows_hr, cols_hr)
+    if interior.sum() < enough:
+        interior = usable & ~edge_pixels(typical, rows_lr, cols_lr, rows_hr, cols_hr)
+    if interior.sum() < enough:
+        interior = usable if usable.sum() >= 3 else lr_valid  # a tiny scene: every pixel is near an edge or a gap
 
     # coarse search of the sampling phase (common to both axes) at a typical PSF
     phases = centre + np.arange(-ratio, ratio + 0.25, 0.5)
@@ -364,6 +371,8 @@ def fit_sensor(
         def objective(params: np.ndarray, base=base, free_sigma=free_sigma) -> float:
             if free_sigma and not MIN_SIGMA <= params[0] <= MAX_SIGMA_PER_RATIO * ratio:
                 return np.inf
+            if max(abs(params[-2] - centre), abs(params[-1] - centre)) > ratio + 0.5:
+                return np.inf  # beyond one LR pixel of misregistration the pair is not this model's
             changes = {"phase_rows": float(params[-2]), "phase_cols": float(params[-1])}
             if free_sigma:
                 changes["sigma"] = float(params[0])
@@ -395,13 +404,13 @@ def fit_sensor(
     # the border handling, judged on the pixels whose PSF reaches past the edge
     edge = lr_valid & ~interior
     border_residual, trusted = None, True
-    if edge.sum() >= 3:
-        scored = [(regress(best.replace(border=mode), edge)[0], mode) for mode in BORDERS]
+    if edge.sum() >= 3 and usable[edge].sum() >= 3:
+        scored = [(regress(best.replace(border=mode), edge & usable)[0], mode) for mode in BORDERS]
         border_residual, mode = min(scored)
         best = best.replace(border=mode)
         candidates.update({f"{m} borders (edge pixels)": round(r, 6) for r, m in scored})
         trusted = border_residual <= EDGE_FACTOR * max(best_residual, ERROR_FLOOR)
-    residual, gain, offset, error_power = regress(best, lr_valid if trusted else interior, robust=True)
+    residual, gain, offset, error_power = regress(best, lr_valid if trusted else interior, robust=True, strict=True)
     return SensorFit(best, gain, offset, residual, error_power, candidates, border_residual, trusted, best_residual)
 
 
