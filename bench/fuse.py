@@ -6,6 +6,7 @@ Run from the repository root (Markdown tables on stdout; ``--json FILE`` also sa
     python bench/fuse.py quality      # every case × every method: PSNR, SAM, ERGAS, SSIM, seconds
     python bench/fuse.py ablation     # SpectraMorph variants (coefficients, prior, consistency, K)
     python bench/fuse.py houston      # real CASI + RGB pair, both degraded ×4, compared with the CASI
+    python bench/fuse.py mismatch     # misregistered pairs (1–2 px) and a PSF width given ±20 % wrong
     python bench/fuse.py speed        # 512×512 MSI + 64×64×31 HSI, ratio 8: `hsiuu fuse` end to end
     python bench/fuse.py memory       # peak RSS of `hsiuu fuse` for a 4000×4000 MSI (ratio 8, 31 bands)
     python bench/fuse.py hyperbench   # HyperBench 0.1.0's own protocol and metrics (its own venv), with
@@ -194,6 +195,39 @@ def run_ablation(args) -> list[dict]:
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     print(table(rows, ["case", "variant", "psnr", "sam", "ergas", "ssim", "K", "seconds"], "SpectraMorph design choices"))
+    return rows
+
+
+MISMATCH_CASES = [CASES[0], CASES[6], CASES[9]]
+MISMATCHES = [
+    ("matched", None, None),
+    ("LR 1, 1 px off the MSI grid", (1.0, 1.0), None),
+    ("LR 2, −1.5 px off", (2.0, -1.5), None),
+    ("LR −2, 2 px off", (-2.0, 2.0), None),
+    ("PSF σ given 1.6 (−20 %)", None, 1.6),
+    ("PSF σ given 2.4 (+20 %)", None, 2.4),
+]
+
+
+def run_mismatch(args) -> list[dict]:
+    """Misregistration (`hsiuu simulate --shift`: the LR cube sampled ROWS, COLS HR pixels off the MSI's
+    grid) and a PSF width given 20 % wrong, against the matched pair."""
+    rows = []
+    for name, scene, ratio, srf_name, *noise in MISMATCH_CASES:
+        reference, lr, msi, matrix = simulated_case(scene, ratio, srf_name, *noise)
+        for label, shift, sigma in MISMATCHES:
+            case_lr = lr
+            if shift is not None:
+                moved = degrade.shift(reference, -shift[0], -shift[1])
+                case_lr = degrade.spatial_degrade(moved, ratio, sigma=degrade.default_sigma(ratio)).astype(np.float32)
+            result, seconds = timed_fuse(case_lr, msi, matrix, "spectramorph", psf_sigma=sigma)
+            row = {"case": name, "mismatch": label, **scores(result.fused, reference, ratio), "seconds": seconds,
+                   "estimated offset": ", ".join(f"{v:+.2f}" for v in result.info["misregistration"]),
+                   "PSF model": result.info["psf_model"]}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    print(table(rows, ["case", "mismatch", "psnr", "sam", "ergas", "ssim", "estimated offset", "PSF model", "seconds"],
+                "Model mismatch: misregistration and a wrong PSF width"))
     return rows
 
 
@@ -448,7 +482,7 @@ def run_hyperbench_case(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["quality", "ablation", "houston", "speed", "memory", "hyperbench", "all",
+    parser.add_argument("what", choices=["quality", "ablation", "houston", "mismatch", "speed", "memory", "hyperbench", "all",
                                          "hyperbench-case"])
     parser.add_argument("folder", nargs="?", help="hyperbench-case: the folder of arrays (used by hyperbench_driver.py)")
     parser.add_argument("--method", default="spectramorph", help="hyperbench-case: the hsiuu method")
@@ -473,10 +507,10 @@ def main() -> None:
     if args.what == "hyperbench-case":
         run_hyperbench_case(args)
         return
-    if args.what in ("quality", "ablation", "houston", "all"):
+    if args.what in ("quality", "ablation", "houston", "mismatch", "all"):
         warm_up()
     runners = {"quality": run_quality, "ablation": run_ablation, "houston": run_houston, "speed": run_speed,
-               "memory": run_memory, "hyperbench": run_hyperbench}
+               "memory": run_memory, "hyperbench": run_hyperbench, "mismatch": run_mismatch}
     chosen = [name for name in runners if name != "hyperbench"] if args.what == "all" else [args.what]
     figures = {name: runners[name](args) for name in chosen}
     if args.json:

@@ -269,7 +269,9 @@ def fit_sensor(
     gain/offset per band.
 
     Minimises the unexplained variance of the LR-HSI seen through the SRF (``lr_through_srf``,
-    h × w × b) when regressed, band by band, on the MSI blurred and sampled by a candidate model.
+    h × w × b) when regressed, band by band, on the MSI blurred and sampled by a candidate model;
+    each regression is refitted once without its gross outliers (:func:`gross_outliers`), so that a
+    few bad pixels steer neither the PSF nor the gains.
     Candidates: a Gaussian PSF (σ fitted, or ``sigma`` when given) with point or block-average
     (area) decimation, and, when ``kernel`` (a 1-D profile or 2-D PSF) is given, that kernel with
     point or area decimation — compared on the data, never taken on trust. The phase search spans
@@ -308,7 +310,7 @@ def fit_sensor(
     has_gaps = not msi_valid.all()
     profile = None if kernel is None else kernel_profile(kernel)
 
-    def regress(model: SpatialModel, pixels: np.ndarray, robust: bool = False, strict: bool = False):
+    def regress(model: SpatialModel, pixels: np.ndarray, robust: bool = True, strict: bool = False):
         gr, gc = model.matrices(rows_lr, cols_lr, rows_hr, cols_hr)
         projected = apply_spatial(filled, gr, gc)
         use = pixels
@@ -321,17 +323,31 @@ def fit_sensor(
         x = projected[use].astype(np.float64)
         y = lr_through_srf[use].astype(np.float64)
         keep = np.ones(x.shape[0], dtype=bool)
-        for _ in range(2 if robust else 1):
+        power = np.maximum((y**2).mean(0), 1e-30)
+        for _ in range(4 if robust else 1):
             xm, ym = x[keep].mean(0), y[keep].mean(0)
             xc, yc = x - xm, y - ym
             sxx = (xc[keep] ** 2).sum(0)
             gain = np.where(sxx > 0, (xc[keep] * yc[keep]).sum(0) / np.maximum(sxx, 1e-30), 0.0)
             offset = ym - gain * xm
             errors = (yc - gain * xc) ** 2
-            if robust:
-                keep = ~gross_outliers(errors / np.maximum((y**2).mean(0), 1e-30))
+            if not robust:
+                break
+            energy = (errors / power).mean(axis=1)
+            if _ == 0:
+                # a first fit on all pixels is pulled by the outliers themselves: refit without the worst 5 %
+                keep = energy <= np.quantile(energy, 1 - OUTLIER_SHARE)
+                continue
+            outliers = gross_outliers(errors / power)
+            if np.array_equal(~outliers, keep):
+                break
+            keep = ~outliers
         unexplained = errors[keep].sum(0) / np.maximum((yc[keep] ** 2).sum(0), 1e-30)
         error_power = errors[keep].sum(0) / np.maximum((y[keep] ** 2).sum(0), 1e-30)
+        if not keep.all():
+            # contaminated: the typical error (median of squares; 0.455 of the mean for Gaussian errors), which
+            # the bad pixels' neighbours, blurred into by the PSF, do not inflate
+            error_power = np.minimum(error_power, np.median(errors, axis=0) / 0.4549 / power)
         return float(unexplained.mean()), gain, offset, error_power
 
     centre = (ratio - 1) / 2.0
@@ -410,7 +426,7 @@ def fit_sensor(
         best = best.replace(border=mode)
         candidates.update({f"{m} borders (edge pixels)": round(r, 6) for r, m in scored})
         trusted = border_residual <= EDGE_FACTOR * max(best_residual, ERROR_FLOOR)
-    residual, gain, offset, error_power = regress(best, lr_valid if trusted else interior, robust=True, strict=True)
+    residual, gain, offset, error_power = regress(best, lr_valid if trusted else interior, strict=True)
     return SensorFit(best, gain, offset, residual, error_power, candidates, border_residual, trusted, best_residual)
 
 
