@@ -150,7 +150,7 @@ def run_quality(args) -> list[dict]:
         if args.case and not any(part.lower() in name.lower() for part in args.case):
             continue
         reference, lr, msi, matrix = simulated_case(scene, ratio, srf_name, *noise)
-        for method in METHODS:
+        for method in [m for m in METHODS if m in args.methods.split(",")]:
             result, seconds = timed_fuse(lr, msi, matrix, method)
             row = {"case": name, "method": method, **scores(result.fused, reference, ratio), "seconds": seconds}
             rows.append(row)

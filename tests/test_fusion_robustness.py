@@ -107,8 +107,9 @@ def test_a_scene_that_changed_is_reported_with_the_measured_mismatch(textured):
     warnings = {w["part"]: w["message"] for w in result.info["model_warnings"]}
     assert "content" in warnings and "% of the HSI's variance" in warnings["content"]
     checks = result.info["checks"]
-    assert checks["lr_consistency"]["returned"] <= checks["lr_consistency"]["bicubic"] * (1 + 1e-6) + 1e-7
-    assert checks["msi_consistency"]["returned"] <= checks["msi_consistency"]["bicubic"] * (1 + 1e-6) + 1e-7
+    for name, floor in (("lr_consistency", "lr"), ("msi_consistency", "msi")):
+        limit = max(checks[name]["bicubic"], checks["noise_floor"][floor])
+        assert checks[name]["returned"] <= limit * (1 + 1e-5) + 1e-7
 
 
 def test_safe_alpha_keeps_every_quadratic_at_most_its_bicubic_value():
@@ -119,6 +120,11 @@ def test_safe_alpha_keeps_every_quadratic_at_most_its_bicubic_value():
         assert a * alpha**2 + 2 * b * alpha + c <= c + 1e-12
     assert safe_alpha([(1.0, 0.5, 1.0)]) == 0.0  # worse from the first step: bicubic itself
     assert safe_alpha([(1.0, -2.0, 5.0)]) == 1.0
+    # with a limit above the value at α = 0 (a noise floor), the root of a α² + 2 b α + c = limit
+    alpha = safe_alpha([(1.0, 0.5, 1.0)], [3.0])
+    assert alpha == pytest.approx(1.0) or 1.0 * alpha**2 + 2 * 0.5 * alpha + 1.0 == pytest.approx(3.0)
+    alpha = safe_alpha([(4.0, 0.5, 1.0)], [2.0])
+    assert 4.0 * alpha**2 + 1.0 * alpha + 1.0 == pytest.approx(2.0)
 
 
 def test_guard_blends_a_result_worse_than_bicubic(textured):
@@ -137,6 +143,10 @@ def test_guard_blends_a_result_worse_than_bicubic(textured):
     summary = checks.summary()
     for name in ("lr_consistency", "msi_consistency"):
         assert summary[name]["returned"] <= summary[name]["bicubic"] * (1 + 1e-5)
+    # a denoised result is not failed for reproducing noisy data less closely than bicubic: the noise floor
+    floored = check_against_bicubic(noisy.copy(), lr, np.ones((16, 16), bool), msi_strip, sensor, srf, strip_rows=16,
+                                    lr_noise=1.0, msi_noise=np.full(4, 1e3))
+    assert not floored.failed and floored.alpha == 1.0
     assert not np.allclose(out, noisy)
     kept = noisy.copy()
     unguarded = check_against_bicubic(kept, lr, np.ones((16, 16), bool), msi_strip, sensor, srf, strip_rows=16, blend=False)

@@ -259,7 +259,9 @@ def fuse(
 
     if sensor is not None:
         msi_projection = None  # the checks compare with the MSI as recorded (calibrated)
-        checks = check_against_bicubic(out, lr_scaled, lr_use, msi_strip, sensor, srf, strip_rows=strip_rows, blend=guard)
+        checks = check_against_bicubic(out, lr_scaled, lr_use, msi_strip, sensor, srf, strip_rows=strip_rows, blend=guard,
+                                       lr_noise=trust.hsi_noise_variance / max(float((lr_scaled[lr_ok] ** 2).mean()), 1e-30),
+                                       msi_noise=trust.msi_noise_variance, lr_target=lr_values)
         info["checks"] = checks.summary()
         info["guard"] = checks.verdict()
         info["model_warnings"] = diagnosis.warnings(sensor, checks)

@@ -41,6 +41,8 @@ clouds, a wrong SRF or another scene."""
 UNRELATED = 0.9
 """When every MSI band leaves more than this share unexplained, the MSI does not show the HSI's scene
 and no fusion is meaningful."""
+NOISE_MARGIN = 1.2
+"""A check's noise floor is this many times the estimated noise power (its estimate is rough)."""
 CHANCE_FACTOR = 10.0
 """On few LR pixels an unrelated image explains some variance by chance (the fit picks the best of
 many PSFs and phases): it must explain this many times the share chance gives before it counts."""
@@ -161,6 +163,9 @@ class Checks:
 
     lr: tuple[float, float, float]
     msi: tuple[float, float, float]
+    floors: tuple[float, float] = (0.0, 0.0)
+    """The squared relative errors that the inputs' own noise gives any exact result (LR-HSI, MSI):
+    a denoised result cannot reproduce noisy data more closely, so below them a check passes."""
     alpha: float = 1.0
     """The fused share returned (1: the fused cube as it is)."""
     failed: tuple[str, ...] = ()
@@ -181,7 +186,8 @@ class Checks:
                                "returned": round(self.error("lr", self.alpha), 6)},
             "msi_consistency": {"fused": round(self.error("msi", 1.0), 6), "bicubic": round(self.error("msi", 0.0), 6),
                                 "returned": round(self.error("msi", self.alpha), 6)},
-            "fused_share": round(self.alpha, 4),
+            "noise_floor": {"lr": round(float(np.sqrt(self.floors[0])), 6), "msi": round(float(np.sqrt(self.floors[1])), 6)},
+            "fused_share": round(float(self.alpha), 4),
         }
 
     def verdict(self) -> str:
@@ -192,21 +198,35 @@ class Checks:
         return "failed: " + ", ".join(self.failed)
 
 
-def safe_alpha(quadratics: list[tuple[float, float, float]]) -> float:
-    """The largest α in [0, 1] at which every quadratic error is at most its value at α = 0."""
+def safe_alpha(quadratics: list[tuple[float, float, float]], limits: list[float] | None = None) -> float:
+    """The largest α in [0, 1] at which every quadratic error a α² + 2 b α + c is at most its limit
+    (by default, and at least, its value c at α = 0)."""
     alpha = 1.0
-    for a, b, _ in quadratics:
-        if a <= 0:
+    for index, (a, b, c) in enumerate(quadratics):
+        limit = c if limits is None else max(limits[index], c)
+        if a * alpha**2 + 2 * b * alpha + c <= limit:
             continue
-        alpha = min(alpha, max(0.0, -2.0 * b / a))
+        if a <= 0:
+            root = (limit - c) / (2 * b) if b > 0 else 1.0
+        else:
+            root = (-b + np.sqrt(max(b * b - a * (c - limit), 0.0))) / a
+        alpha = min(alpha, max(0.0, root))
     return alpha
 
 
 def check_against_bicubic(out, lr: np.ndarray, lr_valid: np.ndarray, msi_strip, sensor: SensorFit, srf: np.ndarray, *,
-                          strip_rows: int, blend: bool = True) -> Checks:
+                          strip_rows: int, blend: bool = True, lr_noise: float = 0.0,
+                          msi_noise: np.ndarray | None = None, lr_target: np.ndarray | None = None) -> Checks:
     """Score ``out`` (the fused cube, scaled units) and the bicubic enlargement of ``lr`` on the two
     reference-free checks; with ``blend``, move ``out`` towards bicubic where it is worse (see the
-    module docstring)."""
+    module docstring).
+
+    ``lr_noise`` (the LR-HSI's relative noise power) and ``msi_noise`` (per MSI band, its noise
+    variance in calibrated units) set each check's noise floor: bicubic keeps the LR-HSI's noise and
+    so reproduces it more closely than any denoised result can; a result within the noise is consistent.
+    ``lr_target`` (default ``lr``) is what the LR check compares with: the LR-HSI restricted to its
+    signal subspace when fusion denoised it (both results are judged against the HSI's signal).
+    """
     ratio = sensor.spatial.ratio
     rows_hr, cols_hr, bands = out.shape
     rows_lr, cols_lr = lr.shape[:2]
@@ -231,18 +251,23 @@ def check_against_bicubic(out, lr: np.ndarray, lr_valid: np.ndarray, msi_strip, 
         msi_power += (msi[valid].astype(np.float64) ** 2).sum(0)
         msi_count += int(valid.sum())
     use = lr_valid
+    target = lr if lr_target is None else lr_target
     difference = (lr_fused - lr_bicubic)[use]
-    error = (lr_bicubic - lr)[use]
-    lr_power = np.maximum((lr[use].astype(np.float64) ** 2).mean(0), 1e-30)
+    error = (lr_bicubic - target)[use]
+    lr_power = np.maximum((target[use].astype(np.float64) ** 2).mean(0), 1e-30)
     count = max(int(use.sum()), 1)
     lr_terms = np.stack([(difference**2).sum(0), (difference * error).sum(0), (error**2).sum(0)]) / count / lr_power
     msi_power = np.maximum(msi_power / max(msi_count, 1), 1e-30)
     msi_terms = msi_terms / max(msi_count, 1) / msi_power
-    checks = Checks(tuple(lr_terms.mean(axis=1)), tuple(msi_terms.mean(axis=1)))
+    msi_floor = 0.0 if msi_noise is None else float(np.mean(np.asarray(msi_noise) / msi_power))
+    checks = Checks(tuple(lr_terms.mean(axis=1)), tuple(msi_terms.mean(axis=1)),
+                    floors=(NOISE_MARGIN * lr_noise, NOISE_MARGIN * msi_floor))
     # a tie within rounding (an exact pair, where both reproduce the LR-HSI to its noise floor) is no failure
-    checks.failed = tuple(name for name, which in (("LR-HSI", "lr"), ("MSI", "msi"))
-                          if checks.error(which, 1.0) > checks.error(which, 0.0) * (1 + 1e-6) + ERROR_FLOOR * 1e-3)
-    alpha = safe_alpha([checks.lr, checks.msi])
+    checks.failed = tuple(
+        name for name, which, floor in (("LR-HSI", "lr", checks.floors[0]), ("MSI", "msi", checks.floors[1]))
+        if checks.error(which, 1.0) > max(checks.error(which, 0.0), np.sqrt(floor)) * (1 + 1e-6) + ERROR_FLOOR * 1e-3
+    )
+    alpha = safe_alpha([checks.lr, checks.msi], list(checks.floors))
     if blend and checks.failed and alpha < 1.0:
         checks.alpha = alpha
         for start, stop in strips:
