@@ -6,8 +6,11 @@ Run from the repository root (Markdown tables on stdout; ``--json FILE`` also sa
     python bench/fuse.py quality      # every case × every method: PSNR, SAM, ERGAS, SSIM, seconds
     python bench/fuse.py ablation     # SpectraMorph variants (coefficients, prior, consistency, K)
     python bench/fuse.py houston      # real CASI + RGB pair, both degraded ×4, compared with the CASI
+    python bench/fuse.py mismatch     # misregistered pairs (1–2 px) and a PSF width given ±20 % wrong
     python bench/fuse.py speed        # 512×512 MSI + 64×64×31 HSI, ratio 8: `hsiuu fuse` end to end
     python bench/fuse.py memory       # peak RSS of `hsiuu fuse` for a 4000×4000 MSI (ratio 8, 31 bands)
+    python bench/fuse.py hyperbench   # HyperBench 0.1.0's own protocol and metrics (its own venv), with
+                                      # the SpectraMorph authors' TensorFlow code beside ours when installed
 
 Simulated cases are built as `hsiuu simulate` builds them, with hsiuu_cli.degrade: the reference
 cube (good bands) divided by its maximum, a Gaussian PSF (σ = ratio/2 HR pixels, sampled at the
@@ -147,7 +150,7 @@ def run_quality(args) -> list[dict]:
         if args.case and not any(part.lower() in name.lower() for part in args.case):
             continue
         reference, lr, msi, matrix = simulated_case(scene, ratio, srf_name, *noise)
-        for method in METHODS:
+        for method in [m for m in METHODS if m in args.methods.split(",")]:
             result, seconds = timed_fuse(lr, msi, matrix, method)
             row = {"case": name, "method": method, **scores(result.fused, reference, ratio), "seconds": seconds}
             rows.append(row)
@@ -192,6 +195,39 @@ def run_ablation(args) -> list[dict]:
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     print(table(rows, ["case", "variant", "psnr", "sam", "ergas", "ssim", "K", "seconds"], "SpectraMorph design choices"))
+    return rows
+
+
+MISMATCH_CASES = [CASES[0], CASES[6], CASES[9]]
+MISMATCHES = [
+    ("matched", None, None),
+    ("LR 1, 1 px off the MSI grid", (1.0, 1.0), None),
+    ("LR 2, −1.5 px off", (2.0, -1.5), None),
+    ("LR −2, 2 px off", (-2.0, 2.0), None),
+    ("PSF σ given 1.6 (−20 %)", None, 1.6),
+    ("PSF σ given 2.4 (+20 %)", None, 2.4),
+]
+
+
+def run_mismatch(args) -> list[dict]:
+    """Misregistration (`hsiuu simulate --shift`: the LR cube sampled ROWS, COLS HR pixels off the MSI's
+    grid) and a PSF width given 20 % wrong, against the matched pair."""
+    rows = []
+    for name, scene, ratio, srf_name, *noise in MISMATCH_CASES:
+        reference, lr, msi, matrix = simulated_case(scene, ratio, srf_name, *noise)
+        for label, shift, sigma in MISMATCHES:
+            case_lr = lr
+            if shift is not None:
+                moved = degrade.shift(reference, -shift[0], -shift[1])
+                case_lr = degrade.spatial_degrade(moved, ratio, sigma=degrade.default_sigma(ratio)).astype(np.float32)
+            result, seconds = timed_fuse(case_lr, msi, matrix, "spectramorph", psf_sigma=sigma)
+            row = {"case": name, "mismatch": label, **scores(result.fused, reference, ratio), "seconds": seconds,
+                   "estimated offset": ", ".join(f"{v:+.2f}" for v in result.info["misregistration"]),
+                   "PSF model": result.info["psf_model"]}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    print(table(rows, ["case", "mismatch", "psnr", "sam", "ergas", "ssim", "estimated offset", "PSF model", "seconds"],
+                "Model mismatch: misregistration and a wrong PSF width"))
     return rows
 
 
@@ -327,22 +363,155 @@ def run_memory(args) -> list[dict]:
     return [row]
 
 
+HYPERBENCH_SCENES = {"jasper": SCENES["jasper"], "houston": "scenes/houston2018/houston_hsi.hdr",
+                     "salton": SCENES["salton"], "samson": SCENES["samson"], "muufl": SCENES["muufl"]}
+HYPERBENCH_METHODS = ("spectramorph", "cnmf", "gsa", "bicubic", "spectramorph-tf")
+HYPERBENCH_METRICS = ("psnr", "sam", "ergas", "ssim", "uiqi", "rmse")
+PEERS = Path(os.environ.get("HSIUU_PEERS", "/work/peers"))
+
+
+def hyperbench_scene(name: str, multiple: int) -> np.ndarray:
+    """A scene as HyperBench takes it: the good, finite bands in physical units (HyperBench normalises
+    them itself), cut to whole ``multiple`` × ``multiple`` blocks so that every ratio's LR grid nests."""
+    cube = read_cube(DATA / HYPERBENCH_SCENES[name])
+    values = cube.physical()[:, :, cube.good_band_indices()]
+    values = values[:, :, np.isfinite(values).all(axis=(0, 1))]
+    rows, cols = (cube.rows // multiple) * multiple, (cube.cols // multiple) * multiple
+    return np.ascontiguousarray(values[:rows, :cols], dtype=np.float32)
+
+
+def run_hyperbench(args) -> list[dict]:
+    """HyperBench's default protocol (Gaussian PSF σ 3.4, radius 7, zero-padded blur, area decimation,
+    its Gaussian SRFs, SNR 35/40 dB, seed 42, percentile normalisation, predictions clipped to [0, 1])
+    run by HyperBench itself; each method is a `run_pipeline` adapter in its own interpreter."""
+    import csv
+    import shlex
+
+    python = Path(args.hyperbench_python)
+    if not python.exists():
+        sys.exit(f"HyperBench's interpreter {python} is missing: python3 -m venv {python.parents[1]} && "
+                 f"{python.parent}/pip install hyperbench==0.1.0")
+    ratios = [int(r) for r in args.ratios.split(",")]
+    bands = [int(b) for b in args.bands.split(",")]
+    methods = [m for m in args.methods.split(",")]
+    tf_python, tf_code = Path(args.spectramorph_tf_python), Path(args.spectramorph_tf_code)
+    if "spectramorph-tf" in methods and not (tf_python.exists() and tf_code.exists()):
+        print(f"SpectraMorph TF left out: {tf_python} or {tf_code} is missing", file=sys.stderr)
+        methods.remove("spectramorph-tf")
+    commands = {m: [sys.executable, str(Path(__file__).resolve()), "hyperbench-case", "--method", m,
+                    "--threads", str(args.threads)] for m in methods if m != "spectramorph-tf"}
+    commands["spectramorph-tf"] = [str(tf_python), str(ROOT / "bench" / "spectramorph_tf_case.py"), "--code", str(tf_code)]
+    cases = [[r, b, args.hsi_snr, args.msi_snr] for r in ratios for b in bands]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hsiuu-hyperbench-") as folder:
+        folder = Path(folder)
+        for scene in args.scenes.split(","):
+            np.save(folder / f"{scene}.npy", hyperbench_scene(scene, max(ratios)))
+            for method in methods:
+                chosen = cases
+                if method == "spectramorph-tf" and args.tf_cases:
+                    wanted = {tuple(int(v) for v in item.split(":")[1:]) for item in args.tf_cases.split(",")
+                              if item.split(":")[0] == scene}
+                    chosen = [case for case in cases if (case[0], case[1]) in wanted]
+                if not chosen:
+                    continue
+                csv_path = folder / f"{scene}-{method}.csv"
+                job = {"scene": str(folder / f"{scene}.npy"), "name": scene, "cases": chosen, "method": method,
+                       "command": commands[method], "csv": str(csv_path)}
+                (folder / "job.json").write_text(json.dumps(job))
+                env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+                done = subprocess_run([str(python), str(ROOT / "bench" / "hyperbench_driver.py"), str(folder / "job.json")], env)
+                if not csv_path.exists():
+                    print(f"{scene}/{method}: HyperBench wrote no results\n{done}", file=sys.stderr)
+                    continue
+                with open(csv_path, newline="") as handle:
+                    for result in csv.DictReader(handle):
+                        row = {"scene": scene, "ratio": int(result["downsampling_ratio"]),
+                               "MSI bands": int(result["msi_band_count"]), "method": method, "status": result["status"]}
+                        if result["status"] == "success":
+                            row.update({m: float(result[m.upper()]) for m in HYPERBENCH_METRICS})
+                            row["fusion s"] = float(result.get("fusion_seconds") or "nan")
+                            row["HyperBench s"] = float(result["runtime_seconds"])
+                            row["inputs"] = f"{result.get('lr_sha', '')[:8]}/{result.get('msi_sha', '')[:8]}"
+                            for key in ("psf_model", "msi_trust_mean", "guard"):
+                                if result.get(key):
+                                    row[key] = result[key]
+                        else:
+                            row["error"] = result.get("error", "")[:200]
+                        rows.append(row)
+                        print(json.dumps(row), file=sys.stderr, flush=True)
+    rows.sort(key=lambda r: (r["scene"], r["ratio"], r["MSI bands"], HYPERBENCH_METHODS.index(r["method"])))
+    columns = ["scene", "ratio", "MSI bands", "method", *HYPERBENCH_METRICS, "fusion s", "HyperBench s", "inputs"]
+    print(table(rows, columns, "HyperBench 0.1.0, default protocol (its metrics: PSNR on 8-bit, SAM in degrees)"))
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}; "
+          f"command lines: {shlex.join(commands.get('spectramorph', []))}", file=sys.stderr)
+    return rows
+
+
+def subprocess_run(argv: list[str], env: dict) -> str:
+    import subprocess
+
+    done = subprocess.run(argv, capture_output=True, text=True, env=env)
+    return f"exit {done.returncode}: {done.stderr.strip()[-3000:]}"
+
+
+def run_hyperbench_case(args) -> None:
+    """One HyperBench case for an hsiuu method: the arrays from hyperbench_driver.py through
+    hsiuu_cli.fusion.run_pipeline (the adapter users call), prediction and summary written back."""
+    from hsiuu_cli.fusion import run_pipeline
+
+    folder = Path(args.folder)
+    psf = np.load(folder / "psf.npy") if (folder / "psf.npy").exists() else None
+    metadata = json.loads((folder / "metadata.json").read_text())
+    metadata.update(method=args.method, seed=0, return_info=True)
+    warm_up()  # imports and first calls out of the timing, as the TF runner imports before its clock starts
+    started = time.perf_counter()
+    fused, summary = run_pipeline(np.load(folder / "hr_msi.npy"), np.load(folder / "lr_hsi.npy"), np.load(folder / "srf.npy"),
+                                  psf=psf, metadata=metadata)
+    seconds = time.perf_counter() - started
+    np.save(folder / "prediction.npy", fused)
+    stats = {"fusion_seconds": round(seconds, 3)}
+    if "psf_model" in summary:
+        stats["psf_model"] = summary["psf_model"]
+    if "msi_trust" in summary:
+        stats["msi_trust_mean"] = round(float(np.mean(summary["msi_trust"])), 4)
+    if "guard" in summary:
+        stats["guard"] = summary["guard"]
+    (folder / "stats.json").write_text(json.dumps(stats))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["quality", "ablation", "houston", "speed", "memory", "all"])
+    parser.add_argument("what", choices=["quality", "ablation", "houston", "mismatch", "speed", "memory", "hyperbench", "all",
+                                         "hyperbench-case"])
+    parser.add_argument("folder", nargs="?", help="hyperbench-case: the folder of arrays (used by hyperbench_driver.py)")
+    parser.add_argument("--method", default="spectramorph", help="hyperbench-case: the hsiuu method")
+    parser.add_argument("--scenes", default="jasper,houston", help="hyperbench: scenes (jasper, houston, salton, samson, muufl)")
+    parser.add_argument("--ratios", default="4,8", help="hyperbench: ratios")
+    parser.add_argument("--bands", default="3,4,8", help="hyperbench: MSI band counts (HyperBench's built-in SRFs)")
+    parser.add_argument("--methods", default=",".join(HYPERBENCH_METHODS), help="hyperbench: methods")
+    parser.add_argument("--tf-cases", help="hyperbench: only these scene:ratio:bands for SpectraMorph TF (it is slow)")
+    parser.add_argument("--hsi-snr", type=float, default=35.0, help="hyperbench: LR-HSI SNR dB (HyperBench default at ×4)")
+    parser.add_argument("--msi-snr", type=float, default=40.0, help="hyperbench: MSI SNR dB (HyperBench default)")
+    parser.add_argument("--hyperbench-python", default=str(PEERS / "hyperbench-venv/bin/python"))
+    parser.add_argument("--spectramorph-tf-python", default=str(PEERS / "spectramorph-tf-venv/bin/python"))
+    parser.add_argument("--spectramorph-tf-code", default=str(PEERS / "SpectraMorph/SpectraMorph_python"))
     parser.add_argument("--threads", type=int, default=2, help="torch/BLAS threads (default 2)")
     parser.add_argument("--case", action="append", help="only cases whose name contains this (quality)")
     parser.add_argument("--size", type=int, default=4000, help="HR grid size for memory (default 4000)")
     parser.add_argument("--scratch", default=None, help="folder for the memory case's files (about 4 GB)")
     parser.add_argument("--output-format", default="ENVI", choices=["ENVI", "GTiff"], help="output format for memory")
     parser.add_argument("--json", type=Path, help="also save the figures here")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     set_threads(args.threads)
-    if args.what in ("quality", "ablation", "houston", "all"):
+    if args.what == "hyperbench-case":
+        run_hyperbench_case(args)
+        return
+    if args.what in ("quality", "ablation", "houston", "mismatch", "all"):
         warm_up()
     runners = {"quality": run_quality, "ablation": run_ablation, "houston": run_houston, "speed": run_speed,
-               "memory": run_memory}
-    chosen = list(runners) if args.what == "all" else [args.what]
+               "memory": run_memory, "hyperbench": run_hyperbench, "mismatch": run_mismatch}
+    chosen = [name for name in runners if name != "hyperbench"] if args.what == "all" else [args.what]
     figures = {name: runners[name](args) for name in chosen}
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

@@ -1,7 +1,7 @@
 """The one implementation of the degradations used to make test cases and to model sensors.
 
 Spatial: Gaussian point-spread function (PSF) blur with 'reflect' borders followed by decimation
-by an integer ratio, or antialiased bicubic down-sampling. Spectral: a spectral-response matrix
+by an integer ratio, or antialiased bicubic down-sampling; a sub-pixel shift (misregistration). Spectral: a spectral-response matrix
 (see :func:`hsiuu_cli.srf.srf_matrix`). Noise: additive Gaussian at a signal-to-noise ratio in dB.
 Also the bicubic resize used as the up-sampling baseline.
 
@@ -160,6 +160,26 @@ def spatial_degrade(
             raise ParameterError(f"a {data.shape[0]}×{data.shape[1]} image is smaller than the ratio {ratio}")
         return resize_bicubic(data[: rows * ratio, : cols * ratio], rows, cols)
     raise ParameterError(f"unknown PSF method '{method}' (use gaussian or bicubic)")
+
+
+def shift(array: np.ndarray, rows: float, cols: float) -> np.ndarray:
+    """The image moved by (``rows``, ``cols``) pixels (down/right for positive values), sub-pixel by
+    cubic-spline interpolation (scipy.ndimage.shift, mirrored borders): ``out[i, j] = in[i − rows, j − cols]``.
+
+    Non-finite values are left out of the interpolation and pixels that mostly come from them are NaN.
+    """
+    if not (np.isfinite(rows) and np.isfinite(cols)):
+        raise ParameterError(f"a shift must be finite, got {rows}, {cols}")
+    data = _as_cube(array)
+    dtype = _float_dtype(data)
+    finite = np.isfinite(data)
+    complete = bool(finite.all())
+    values = np.where(finite, data, 0.0).astype(np.float64) if not complete else data.astype(np.float64)
+    moved = ndimage.shift(values, (rows, cols, 0), order=3, mode="reflect")
+    if not complete:
+        weight = ndimage.shift(finite.astype(np.float64), (rows, cols, 0), order=1, mode="reflect")
+        moved[weight < 0.5] = np.nan
+    return _like_input(moved.astype(dtype), array)
 
 
 def spectral_degrade(array: np.ndarray, matrix: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 from affine import Affine
 
 from .cube import Cube
@@ -100,3 +101,81 @@ def check_grids(lr: Cube, hr: Cube, lr_path: str | Path | None = None, hr_path: 
 
 def _short(crs: str) -> str:
     return crs if len(crs) <= 40 else crs[:37] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Grids that do not nest: the high-resolution image resampled onto one that does
+# ---------------------------------------------------------------------------------------------
+
+PLACEHOLDER_CRS = "EPSG:3857"
+"""GDAL's warper needs a CRS; images without one are resampled in this one on both sides, which
+makes the warp the plain affine resampling between their pixel grids."""
+
+
+def nesting_ratio(ratios: tuple[float, float]) -> int:
+    """The integer nearest the geometric mean of the LR/HR pixel-size ratios along the two axes."""
+    return max(1, round(math.sqrt(ratios[0] * ratios[1])))
+
+
+AVERAGE_ABOVE = 1.1
+"""Pixels growing by more than this factor are resampled by averaging (which does not alias)."""
+
+
+def resampling_method(ratio: int, ratios: tuple[float, float]) -> str:
+    """Cubic convolution unless the image's pixels grow by more than :data:`AVERAGE_ABOVE` along an
+    axis (then averaging)."""
+    return "average" if max(ratios) / ratio > AVERAGE_ABOVE else "cubic"
+
+
+def resample(
+    values: np.ndarray,
+    src_transform: Affine,
+    src_crs: str | None,
+    dst_transform: Affine,
+    dst_crs: str | None,
+    shape: tuple[int, int],
+    method: str,
+) -> np.ndarray:
+    """``values`` (rows × cols × bands, NaN for no-data) warped onto ``shape`` pixels of
+    ``dst_transform`` with rasterio (GDAL's warper); NaN where the source has no data."""
+    from rasterio.warp import Resampling, reproject
+
+    source = np.ascontiguousarray(np.moveaxis(np.asarray(values, dtype=np.float32), 2, 0))
+    target = np.full((source.shape[0], *shape), np.nan, dtype=np.float32)
+    reproject(
+        source, target,
+        src_transform=src_transform, src_crs=src_crs or PLACEHOLDER_CRS,
+        dst_transform=dst_transform, dst_crs=dst_crs or src_crs or PLACEHOLDER_CRS,
+        src_nodata=np.nan, dst_nodata=np.nan, resampling=getattr(Resampling, method),
+    )
+    return np.moveaxis(target, 0, 2)
+
+
+def footprint_window(lr: Cube, hr: Cube) -> tuple[slice, slice] | None:
+    """The LR pixels (rows, cols; whole pixels) that the high-res image's footprint touches, in the
+    LR grid's CRS; None when they do not overlap."""
+    from rasterio.warp import transform as transform_points
+
+    corners = [(0, 0), (hr.cols, 0), (0, hr.rows), (hr.cols, hr.rows)]
+    xs, ys = zip(*(hr.transform @ corner for corner in corners))
+    if hr.crs is not None and lr.crs is not None and not same_crs(hr.crs, lr.crs):
+        xs, ys = transform_points(hr.crs, lr.crs, list(xs), list(ys))
+    cols, rows = zip(*(~lr.transform @ (x, y) for x, y in zip(xs, ys)))
+    row0, row1 = max(0, math.floor(min(rows))), min(lr.rows, math.ceil(max(rows)))
+    col0, col1 = max(0, math.floor(min(cols))), min(lr.cols, math.ceil(max(cols)))
+    if row1 <= row0 or col1 <= col0:
+        return None
+    return slice(row0, row1), slice(col0, col1)
+
+
+def hr_pixel_size_in(lr: Cube, hr: Cube) -> tuple[float, float]:
+    """The high-res image's pixel size (column step, row step) in the LR grid's map units."""
+    if hr.crs is None or lr.crs is None or same_crs(hr.crs, lr.crs):
+        return pixel_size(hr.transform)
+    from rasterio.warp import transform as transform_points
+
+    centre = hr.transform @ (hr.cols / 2, hr.rows / 2)
+    step_col = hr.transform @ (hr.cols / 2 + 1, hr.rows / 2)
+    step_row = hr.transform @ (hr.cols / 2, hr.rows / 2 + 1)
+    xs, ys = transform_points(hr.crs, lr.crs, [centre[0], step_col[0], step_row[0]], [centre[1], step_col[1], step_row[1]])
+    return math.hypot(xs[1] - xs[0], ys[1] - ys[0]), math.hypot(xs[2] - xs[0], ys[2] - ys[0])

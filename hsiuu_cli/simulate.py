@@ -58,6 +58,7 @@ def simulate_pair(
     sigma: float | None = None,
     kernel_size: int | None = None,
     offset: int | None = None,
+    shift: tuple[float, float] | None = None,
     srf: str | Path | SpectralResponse | None = None,
     snr: float | None = None,
     msi_snr: float | None = None,
@@ -67,7 +68,10 @@ def simulate_pair(
     """The low-resolution cube (``ratio``) and/or the multispectral image (``srf``) of a cube.
 
     ``psf``, ``sigma``, ``kernel_size`` and ``offset`` are those of
-    :func:`hsiuu_cli.degrade.spatial_degrade`; ``srf`` is a loaded response or a name for
+    :func:`hsiuu_cli.degrade.spatial_degrade`; ``shift`` (rows, columns of HR pixels) misregisters
+    the pair: the LR cube's pixels are centred that far down/right of where its grid puts them on
+    the MSI's (and the reference's) grid, so the MSI and the reference stay aligned and a fusion
+    result is scored against the reference as usual; ``srf`` is a loaded response or a name for
     :func:`hsiuu_cli.srf.load_srf`, applied to the bands not flagged bad. Noise at ``snr`` dB goes
     on the LR cube and at ``msi_snr`` dB on the MSI, from ``numpy.random.default_rng(seed)``, LR
     first. Errors carry no path unless an SRF file is at fault.
@@ -78,8 +82,8 @@ def simulate_pair(
     """
     if ratio is None and srf is None:
         raise ParameterError("give a ratio (low-resolution cube) and/or an SRF (multispectral image)")
-    if ratio is None and (sigma is not None or kernel_size is not None or offset is not None):
-        raise ParameterError("sigma, kernel size and offset need a ratio")
+    if ratio is None and (sigma is not None or kernel_size is not None or offset is not None or shift is not None):
+        raise ParameterError("sigma, kernel size, offset and shift need a ratio")
     tell = notice or _warn_coverage
     rows, cols = whole_blocks(cube.rows, cube.cols, ratio)
     cropped = (rows, cols) != (cube.rows, cube.cols)
@@ -111,7 +115,8 @@ def simulate_pair(
     nodata = float("nan") if has_nodata else None
     lr_cube = msi_cube = None
     if ratio is not None:
-        lr = degrade.spatial_degrade(hr, ratio, method=psf, sigma=sigma, kernel_size=kernel_size, offset=offset)
+        source = hr if shift is None or tuple(shift) == (0, 0) else degrade.shift(hr, -shift[0], -shift[1])
+        lr = degrade.spatial_degrade(source, ratio, method=psf, sigma=sigma, kernel_size=kernel_size, offset=offset)
         if snr is not None:
             lr = degrade.add_noise(lr, snr, rng)
         lr_cube = cube.regridded(

@@ -164,3 +164,59 @@ def test_errors_carry_no_path(change, options, error, message):
     with pytest.raises(error, match=message) as caught:
         simulate_pair(scene(**change), **options)
     assert caught.value.path is None
+
+
+def test_shift_misregisters_the_lr_cube_only(mixture):
+    """--shift samples the LR cube ROWS, COLS HR pixels off: the same as degrading the shifted reference,
+    and an integer shift equals a moved decimation; the MSI stays on the reference's grid."""
+    from hsiuu_cli import degrade
+    from hsiuu_cli.simulate import simulate_pair
+
+    cube, _, _, wavelengths = mixture
+    source = Cube(cube, wavelengths=wavelengths)
+    plain = simulate_pair(source, ratio=4, srf="nikon_d700")
+    moved = simulate_pair(source, ratio=4, srf="nikon_d700", shift=(1.0, 2.0))
+    np.testing.assert_array_equal(moved.msi.data, plain.msi.data)
+    expected = degrade.spatial_degrade(degrade.shift(cube, -1.0, -2.0), 4)
+    np.testing.assert_allclose(moved.lr.data, expected, rtol=1e-6)
+    # away from the edges an integer shift is sampling 1 row and 2 columns further
+    blurred = degrade.blur(cube, degrade.gaussian_psf(2.0))
+    np.testing.assert_allclose(moved.lr.data[2:-2, 2:-2], blurred[2::4, 3::4][:8, :8][2:-2, 2:-2], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ParameterError, match="need a ratio"):
+        simulate_pair(source, srf="nikon_d700", shift=(1.0, 0.0))
+
+
+def test_degrade_shift_moves_content_and_keeps_no_data():
+    from hsiuu_cli import degrade
+
+    image = np.zeros((20, 20), np.float32)
+    image[8:12, 8:12] = 1.0
+    moved = degrade.shift(image, 2.0, -3.0)
+    np.testing.assert_allclose(moved[10:14, 5:9], 1.0, atol=1e-5)
+    assert abs(moved.sum() - image.sum()) < 1e-3
+    half = degrade.shift(image, 0.5, 0.0)
+    assert 0.3 < half[8, 10] < 0.7 and half[12, 10] > 0.3
+    holed = np.ones((10, 10, 2), np.float32)
+    holed[4:6, 4:6] = np.nan
+    out = degrade.shift(holed, 1.0, 0.0)
+    assert np.isnan(out[5:7, 4:6]).all() and np.isfinite(out[:4]).all()
+    with pytest.raises(ParameterError):
+        degrade.shift(image, np.nan, 0.0)
+
+
+def test_cli_shift_option(runner, tmp_path, mixture):
+    from hsiuu_cli.cli.app import app
+    from hsiuu_cli.io import read_cube, write_cube
+
+    cube, _, _, wavelengths = mixture
+    path = write_cube(Cube(cube, wavelengths=wavelengths), tmp_path / "scene.hdr")
+    plain = runner.invoke(app, ["simulate", str(path), "--ratio", "4", "-o", str(tmp_path / "a")])
+    moved = runner.invoke(app, ["simulate", str(path), "--ratio", "4", "--shift", "1.5,-1", "-o", str(tmp_path / "b")])
+    assert plain.exit_code == 0 and moved.exit_code == 0, moved.output
+    assert "shifted 1.5, -1 px" in moved.stderr
+    assert not np.allclose(read_cube(tmp_path / "a_lr.hdr").data, read_cube(tmp_path / "b_lr.hdr").data)
+    for bad in ("1,2,3", "x", "1;2"):
+        result = runner.invoke(app, ["simulate", str(path), "--ratio", "4", "--shift", bad, "-o", str(tmp_path / "c")])
+        assert result.exit_code == 2
+    assert runner.invoke(app, ["simulate", str(path), "--srf", "nikon_d700", "--shift", "1,1", "-o", str(tmp_path / "d")]).exit_code == 2
+    assert not list(tmp_path.glob("c_*")) and not list(tmp_path.glob("d_*"))

@@ -55,7 +55,13 @@ def fuse_command(
     ] = None,
     psf_sigma: Annotated[
         Optional[float],
-        typer.Option("--psf-sigma", min=0.0, help="Gaussian PSF sigma in MSI pixels.", show_default="estimated from the data"),
+        typer.Option(
+            "--psf-sigma",
+            min=0.0,
+            help="Gaussian PSF sigma in MSI pixels: compared with the PSF estimated from the data, and used "
+            "unless the data fit the estimate clearly better.",
+            show_default="estimated from the data",
+        ),
     ] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="SpectraMorph training iterations (full batch, L-BFGS).", show_default="150")] = None,
     seed: Seed = 0,
@@ -66,6 +72,13 @@ def fuse_command(
     save_endmembers: Annotated[
         bool,
         typer.Option("--save-endmembers", help="Also write the endmember spectra as <output>_endmembers.sli (+.hdr) and .csv."),
+    ] = False,
+    no_resample: Annotated[
+        bool,
+        typer.Option(
+            "--no-resample",
+            help="Refuse pairs whose grids do not nest (instead of resampling the MSI onto the nearest grid that does).",
+        ),
     ] = False,
     quicklook: Quicklook = False,
     json_output: Json = False,
@@ -91,7 +104,7 @@ def fuse_command(
 
         return run_command_on_cluster(scheduler, fuse_command)
     from ..fusion import cubes
-    from ..fusion.quicklook import write_quicklook
+    from ..fusion.quicklook import panel_labels, write_quicklook
     from ..io import (
         check_creation_options, check_not_input, check_output, input_files, output_files, output_format, output_set,
         read_cube, write_cube, write_library,
@@ -139,10 +152,14 @@ def fuse_command(
 
     lr_cube, msi_cube = read_cube(lr_hsi), read_cube(hr_msi)
     check_creation_options(output, kind, creation, bands=lr_cube.bands)
-    pair = cubes.align_pair(lr_cube, msi_cube, lr_hsi, hr_msi)
+    cubes.check_order(lr_cube, msi_cube, hr_msi)
+    matrix, srf_name = cubes.resolve_srf(lr_cube, msi_cube, srf=srf, matrix_path=srf_matrix, lr_path=lr_hsi, msi_path=hr_msi,
+                                         notice=lambda message: warn(f"{hr_msi}: {message}"))
+    pair = cubes.align_pair(lr_cube, msi_cube, lr_hsi, hr_msi, resample=not no_resample, srf=matrix)
+    if pair.resampled:
+        info(f"the grids do not nest: {pair.resampled}")
     if pair.cropped:
         detail(f"using the overlap of the two grids: HSI {pair.lr.rows}×{pair.lr.cols}, MSI {pair.hr.rows}×{pair.hr.cols}")
-    matrix, srf_name = cubes.resolve_srf(pair.lr, pair.hr, srf=srf, matrix_path=srf_matrix, lr_path=lr_hsi, msi_path=hr_msi)
     detail(
         f"fusing {lr_hsi.name} ({pair.lr.rows}×{pair.lr.cols}×{pair.lr.bands}) with {hr_msi.name} "
         f"({pair.hr.rows}×{pair.hr.cols}×{pair.hr.bands}, {srf_name}), ratio {pair.ratio}, method {method.value}"
@@ -186,13 +203,19 @@ def fuse_command(
                     files.extend(write_library(library, path, overwrite=overwrite))
                     written.append(path)
             if quicklook:
-                written.append(write_quicklook(quicklook_path, pair.lr, pair.hr, fused_cube, result.valid, overwrite=overwrite))
+                labels = panel_labels(pair.lr, pair.hr, method.value, lr_hsi.name, hr_msi.name)
+                written.append(write_quicklook(quicklook_path, pair.lr, pair.hr, fused_cube, result.valid, overwrite=overwrite,
+                                               labels=labels))
                 files.append(quicklook_path)
         if isinstance(result.fused, cubes.RowFile):
             result.fused.close()  # before its scratch folder goes
         fused_cube = result.fused = None
     summary = dict(result.info)
     summary.update(output=str(output), inputs=[str(lr_hsi), str(hr_msi)], srf=srf_name, outputs=[str(p) for p in written])
+    if pair.resampled:
+        summary["resampled"] = pair.resampled
+    for warning in summary.get("model_warnings", []):
+        warn(f"{warning['part']}: {warning['message']}")
     if json_output:
         emit_json(summary)
     else:
@@ -200,5 +223,10 @@ def fuse_command(
         extra = f", K={summary['endmembers']}" if "endmembers" in summary else ""
         extra += f", training loss {loss:.3g}" if isinstance(loss, float) else ""
         info(f"done in {summary['seconds']:.1f} s{extra}; PSF σ={summary.get('psf_sigma', '-')} px")
+        if "psf_model" in summary:
+            shift = summary["misregistration"]
+            info(f"sampling model: {summary['psf_model']}; LR pixels {shift[0]:+.2f}, {shift[1]:+.2f} MSI pixels from their "
+                 f"blocks' centres; MSI trust {min(summary['msi_trust']):.2f}–{max(summary['msi_trust']):.2f}; "
+                 f"check against bicubic: {summary['guard']}")
         for path in written:
             emit(str(path))

@@ -45,6 +45,15 @@ def simulate_command(
             "--offset", min=0, help="Pixel kept in each ratio×ratio block.", show_default="(ratio - 1) // 2, the centre"
         ),
     ] = None,
+    shift: Annotated[
+        Optional[str],
+        typer.Option(
+            "--shift",
+            metavar="ROWS,COLS",
+            help="Misregister the pair: the low-res cube's pixels are centred this many high-res pixels down, right "
+            "of their nominal place (fractions allowed; the MSI stays on the reference's grid).",
+        ),
+    ] = None,
     srf: Annotated[
         Optional[str],
         typer.Option(
@@ -103,6 +112,11 @@ def simulate_command(
         raise typer.BadParameter(f"the kernel size must be odd, got {kernel_size}", param_hint="--kernel-size")
     if ratio is not None and offset is not None and offset >= ratio:
         raise typer.BadParameter(f"the offset must be below the ratio ({ratio})", param_hint="--offset")
+    shift_value = None
+    if shift is not None:
+        if ratio is None:
+            raise typer.BadParameter("--shift needs --ratio")
+        shift_value = _parse_shift(shift)
     options = parse_creation_options(co)
     sources = expand_inputs(inputs)
     prefix = None if output is None else Path(output)
@@ -115,6 +129,7 @@ def simulate_command(
         sigma=sigma,
         kernel_size=kernel_size,
         offset=offset,
+        shift=shift_value,
         srf=srf,
         snr=snr,
         msi_snr=msi_snr if msi_snr is not None else snr,
@@ -156,6 +171,7 @@ def simulate_file(
     sigma: float | None = None,
     kernel_size: int | None = None,
     offset: int | None = None,
+    shift: tuple[float, float] | None = None,
     srf: str | None = None,
     snr: float | None = None,
     msi_snr: float | None = None,
@@ -197,6 +213,7 @@ def simulate_file(
             sigma=sigma,
             kernel_size=kernel_size,
             offset=offset,
+            shift=shift,
             srf=srf,
             snr=snr,
             msi_snr=msi_snr,
@@ -217,6 +234,8 @@ def simulate_file(
     summary = []
     if result.lr is not None:
         spatial = "bicubic" if psf == "bicubic" else _psf_text(ratio, sigma, kernel_size, offset)
+        if shift is not None:
+            spatial += f", shifted {shift[0]:g}, {shift[1]:g} px"
         summary.append(f"LR {result.lr.rows}×{result.lr.cols}×{result.lr.bands} ({spatial})")
     if result.msi is not None:
         summary.append(f"MSI {result.msi.rows}×{result.msi.cols}×{result.msi.bands} ({result.response.name})")
@@ -224,6 +243,19 @@ def simulate_file(
         summary.append(f"noise SNR {snr if snr is not None else '-'} / {msi_snr if msi_snr is not None else '-'} dB, seed {seed}")
     info(f"{source}: " + "; ".join(summary))
     return written
+
+
+def _parse_shift(text: str) -> tuple[float, float]:
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or not all(abs(v) < 1e6 for v in values):
+        raise typer.BadParameter(f"'{text}' is not ROWS,COLS (two numbers of high-res pixels, e.g. 1.5,-1)", param_hint="--shift")
+    return values[0], values[1]
 
 
 def _psf_text(ratio: int, sigma: float | None, kernel_size: int | None, offset: int | None) -> str:

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InvalidDataError, ParameterError, ShapeMismatchError
+from .guard import check_against_bicubic, diagnose
 from .observation import SensorFit, fit_sensor, msi_noise_power, msi_trust, signal_subspace
 
 METHODS = ("spectramorph", "cnmf", "gsa", "bicubic")
@@ -97,9 +98,11 @@ def fuse(
     method: str = "spectramorph",
     endmembers: int | str | None = None,
     psf_sigma: float | None = None,
+    psf_kernel: np.ndarray | None = None,
     epochs: int | None = None,
     seed: int = 0,
     device: str = "auto",
+    guard: bool = True,
     lr_valid: np.ndarray | None = None,
     msi_valid: np.ndarray | None = None,
     return_abundances: bool = False,
@@ -114,6 +117,13 @@ def fuse(
     always treated as no-data). ``advance`` receives progress in HR rows (two passes for
     spectramorph with the consistency step). Extra keyword arguments tune the method
     (see :class:`hsiuu_cli.fusion.spectramorph.SpectraMorphSettings`).
+
+    ``psf_kernel`` (a 2-D PSF, or its 1-D profile) is compared with the PSF estimated from the data,
+    with and without block-average decimation, and used when it explains the data as well
+    (:func:`hsiuu_cli.fusion.observation.fit_sensor`). ``guard``: the result is checked against the
+    bicubic enlargement on the two reference-free checks (the LR-HSI reproduced through the fitted
+    PSF, the MSI through the SRF) and, where it is worse on either, blended towards it
+    (:mod:`hsiuu_cli.fusion.guard`); the summary says what was checked and what failed.
     """
     started = time.perf_counter()
     if method not in METHODS:
@@ -157,14 +167,35 @@ def fuse(
 
     info: dict = {"method": method, "ratio": ratio}
     sensor: SensorFit | None = None
+    lr_scaled = lr_values  # the scaled, gap-filled LR-HSI before denoising: what the checks compare with
+    msi_use = msi_ok  # MSI pixels the fit agrees with (gross outliers become gaps for the fusion, not the output)
+    lr_use = lr_ok  # LR pixels the sampling model describes
+    diagnosis = None
     if method != "bicubic":
-        sensor = fit_sensor(msi, msi_ok, (lr_values @ srf).astype(np.float32), lr_ok, ratio, sigma=psf_sigma)
+        kernel = None if psf_kernel is None else np.asarray(psf_kernel, dtype=np.float64)
+        if kernel is not None and (kernel.ndim not in (1, 2) or not np.isfinite(kernel).all() or kernel.sum() <= 0):
+            raise ParameterError(f"the PSF kernel must be a finite 1-D or 2-D array with a positive sum, got shape {kernel.shape}")
+        sensor = fit_sensor(msi, msi_ok, (lr_values @ srf).astype(np.float32), lr_ok, ratio, sigma=psf_sigma, kernel=kernel)
+        diagnosis = diagnose(sensor, msi, msi_ok, lr_values, lr_ok, srf)
+        if diagnosis.outliers.any():
+            msi_use = msi_ok & ~np.repeat(np.repeat(diagnosis.outliers, ratio, axis=0), ratio, axis=1)
+        lr_use = lr_ok & diagnosis.lr_reliable
+        if lr_use.sum() < max(2 * k, 16):
+            lr_use = lr_ok  # too few pixels without the edges: keep them, whatever their border
         info.update(
-            psf_sigma=round(sensor.spatial.sigma, 4),
+            psf_model=sensor.spatial.describe(),
+            psf_sigma=round(sensor.spatial.equivalent_sigma, 4),
             psf_phase=[round(sensor.spatial.phase_rows, 4), round(sensor.spatial.phase_cols, 4)],
+            misregistration=[round(sensor.spatial.phase_rows - sensor.spatial.nominal_phase, 3),
+                             round(sensor.spatial.phase_cols - sensor.spatial.nominal_phase, 3)],
+            psf_candidates=sensor.candidates,
             msi_gain=(sensor.gain * scale).tolist(),
             msi_offset=(sensor.offset * scale).tolist(),
             msi_fit_residual=round(sensor.residual, 6),
+            msi_band_residual=[round(float(v), 6) for v in diagnosis.band_residual],
+            msi_outlier_pixels=round(float(diagnosis.outliers.sum() / max(lr_ok.sum(), 1)), 6),
+            border=sensor.spatial.border,
+            edge_pixels_left_out=diagnosis.edge_left_out,
         )
         msi_noise = msi_noise_power(msi, msi_ok, sensor)
         trust = msi_trust(sensor, lr_values[lr_ok], srf, msi_noise=msi_noise)
@@ -175,7 +206,7 @@ def fuse(
 
     def msi_strip(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         values = np.asarray(msi[start:stop], dtype=np.float32)
-        ok = msi_ok[start:stop]
+        ok = msi_use[start:stop]
         calibrated = values * sensor.gain.astype(np.float32) + sensor.offset.astype(np.float32)
         if msi_projection is not None:
             calibrated = calibrated @ msi_projection
@@ -201,7 +232,7 @@ def fuse(
             settings.epochs = epochs
         abundances_out = np.empty((rows_hr, cols_hr, k), dtype=np.float32) if return_abundances else None
         output = fuse_spectramorph(
-            lr_values, lr_ok, msi_strip, (rows_hr, cols_hr), srf, sensor, out, settings, trust,
+            lr_values, lr_use, msi_strip, (rows_hr, cols_hr), srf, sensor, out, settings, trust,
             strip_rows=strip_rows, abundances_out=abundances_out, advance=advance,
         )
         endmember_spectra, abundances = output.endmembers * scale, output.abundances
@@ -226,6 +257,14 @@ def fuse(
         fuse_bicubic(lr_values, out, strip_rows=strip_rows)
         advance(rows_hr)
 
+    if sensor is not None:
+        msi_projection = None  # the checks compare with the MSI as recorded (calibrated)
+        checks = check_against_bicubic(out, lr_scaled, lr_use, msi_strip, sensor, srf, strip_rows=strip_rows, blend=guard,
+                                       lr_noise=trust.hsi_noise_variance / max(float((lr_scaled[lr_ok] ** 2).mean()), 1e-30),
+                                       msi_noise=trust.msi_noise_variance, lr_target=lr_values)
+        info["checks"] = checks.summary()
+        info["guard"] = checks.verdict()
+        info["model_warnings"] = diagnosis.warnings(sensor, checks)
     for start in range(0, rows_hr, strip_rows):
         stop = min(start + strip_rows, rows_hr)
         block = np.asarray(out[start:stop], dtype=np.float32) * np.float32(scale)
@@ -263,36 +302,44 @@ def _resolve_endmembers(endmembers: int | str | None, pixels: np.ndarray, bands:
     return k
 
 
-def run_pipeline(HR_MSI, LR_HSI, srf, psf=None, metadata=None) -> np.ndarray:  # noqa: N803 - the benchmark's names
+def run_pipeline(HR_MSI, LR_HSI, srf, psf=None, metadata=None):  # noqa: N803 - the benchmark's names
     """The HyperBench fusion adapter: the fused H × W × B array from an HR-MSI (H × W × b) and an
     LR-HSI (h × w × B).
 
-    ``srf``: the B × b spectral-response matrix (b × B is accepted and transposed). ``psf``: None
-    (estimated from the data), a Gaussian σ in HR pixels, or a 2-D kernel (its σ is taken from its
-    second moment). ``metadata``: optional dict; keys ``method``, ``seed``, ``endmembers``,
-    ``epochs`` and ``device`` are passed on to :func:`fuse`. NaN marks pixels without data.
+    A leading batch axis of one (HyperBench's default, 1 × H × W × b) is accepted and kept on the
+    result. ``srf``: the B × b spectral-response matrix (b × B is accepted and transposed). ``psf``:
+    None (estimated from the data), a Gaussian σ in HR pixels, or a 2-D kernel (a candidate the PSF
+    fit compares with its own estimates, not a model taken on trust). ``metadata``: optional dict;
+    keys ``method``, ``seed``, ``endmembers``, ``epochs`` and ``device`` are passed on to
+    :func:`fuse`; with ``return_info`` true the result is ``(fused, summary)``, which HyperBench
+    records as per-case statistics. NaN marks pixels without data.
     """
-    hsi = _as_cube(np.asarray(LR_HSI, dtype=np.float32), "LR_HSI")
-    msi = _as_cube(np.asarray(HR_MSI, dtype=np.float32), "HR_MSI")
+    batched = np.ndim(HR_MSI) == 4
+    if batched != (np.ndim(LR_HSI) == 4) or (batched and (np.shape(HR_MSI)[0] != 1 or np.shape(LR_HSI)[0] != 1)):
+        raise ShapeMismatchError(f"HR_MSI {np.shape(HR_MSI)} and LR_HSI {np.shape(LR_HSI)}: give both with a batch of one, or neither")
+    hsi = _as_cube(np.asarray(LR_HSI, dtype=np.float32)[0] if batched else np.asarray(LR_HSI, dtype=np.float32), "LR_HSI")
+    msi = _as_cube(np.asarray(HR_MSI, dtype=np.float32)[0] if batched else np.asarray(HR_MSI, dtype=np.float32), "HR_MSI")
     matrix = np.asarray(srf, dtype=np.float64)
     if matrix.ndim == 2 and matrix.shape == (msi.shape[2], hsi.shape[2]) and matrix.shape[0] != matrix.shape[1]:
         matrix = matrix.T
     options = dict(metadata or {})
     known = {"method", "seed", "endmembers", "epochs", "device"}
     kwargs = {key: options[key] for key in known if key in options}
-    return fuse(hsi, msi, matrix, psf_sigma=_psf_sigma(psf), **kwargs).fused
+    sigma, kernel = _psf(psf)
+    result = fuse(hsi, msi, matrix, psf_sigma=sigma, psf_kernel=kernel, **kwargs)
+    fused = result.fused[np.newaxis] if batched else result.fused
+    return (fused, result.info) if options.get("return_info") else fused
 
 
-def _psf_sigma(psf) -> float | None:
+def _psf(psf) -> tuple[float | None, np.ndarray | None]:
+    """(σ, kernel) from run_pipeline's ``psf``: None, a Gaussian σ, or a 2-D kernel."""
     if psf is None:
-        return None
+        return None, None
     kernel = np.asarray(psf, dtype=np.float64)
+    if kernel.ndim == 3 and kernel.shape[0] == 1:
+        kernel = kernel[0]  # a batch of one, as HyperBench's adapter may pass it
     if kernel.ndim == 0:
-        return float(kernel)
+        return float(kernel), None
     if kernel.ndim != 2 or kernel.sum() <= 0:
         raise ParameterError(f"psf must be a Gaussian sigma or a 2-D kernel, got shape {kernel.shape}")
-    kernel = kernel / kernel.sum()
-    rows, cols = np.indices(kernel.shape, dtype=np.float64)
-    mean_r, mean_c = (kernel * rows).sum(), (kernel * cols).sum()
-    variance = 0.5 * ((kernel * (rows - mean_r) ** 2).sum() + (kernel * (cols - mean_c) ** 2).sum())
-    return float(np.sqrt(variance))
+    return None, kernel / kernel.sum()

@@ -15,13 +15,24 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from affine import Affine
 
 from ..cube import Cube
 from ..errors import GridError, HsiuuError, ShapeMismatchError, SpectralResponseError
-from ..grid import ORIGIN_TOLERANCE, check_grids, pixel_size, scaled_transform
+from ..grid import (
+    ORIGIN_TOLERANCE,
+    check_grids,
+    footprint_window,
+    hr_pixel_size_in,
+    nesting_ratio,
+    pixel_size,
+    resample,
+    resampling_method,
+    scaled_transform,
+)
 from ..io.envi import same_crs
 from . import FusionResult, fuse
 from .bicubic import BicubicStrips
@@ -35,6 +46,8 @@ class AlignedPair:
     hr: Cube
     ratio: int
     cropped: bool
+    resampled: str | None = None
+    """How the MSI was resampled onto a grid nesting with the HSI's (None: it already nested)."""
 
 
 def _crop(cube: Cube, rows: slice, cols: slice) -> Cube:
@@ -42,27 +55,58 @@ def _crop(cube: Cube, rows: slice, cols: slice) -> Cube:
     return cube.replace(data=cube.data[rows, cols], transform=transform)
 
 
-def align_pair(lr: Cube, hr: Cube, lr_path: Path, hr_path: Path) -> AlignedPair:
-    """Cut both cubes to their common extent on nested grids; GridError/ShapeMismatchError when impossible."""
+NO_RESAMPLE_HINT = "; without --no-resample the MSI is resampled onto a grid that nests with the HSI's"
+
+
+def align_pair(lr: Cube, hr: Cube, lr_path: Path, hr_path: Path, *, resample: bool = True,
+               srf: np.ndarray | None = None) -> AlignedPair:
+    """Cut both cubes to their common extent on nested grids.
+
+    Grids that do not nest (a non-integer pixel-size ratio, misaligned corners, another rotation or
+    CRS, or — without georeference — sizes that are not an integer multiple) get the MSI resampled
+    onto the HSI's grid refined by the nearest integer ratio (:func:`resample_msi`, ``srf`` for the
+    registration of images without georeference); with ``resample=False`` they are a GridError. GridError/ShapeMismatchError when impossible.
+    """
+    check_order(lr, hr, hr_path)
+    try:
+        return _nested_pair(lr, hr, lr_path, hr_path)
+    except GridError as exc:
+        if not resample:
+            raise GridError(exc.message + NO_RESAMPLE_HINT, hr_path) from None
+        if "do not overlap" in exc.message:
+            raise
+        return resample_msi(lr, hr, lr_path, hr_path, srf)
+
+
+def check_order(lr: Cube, hr: Cube, hr_path: Path) -> None:
+    """ShapeMismatchError when the 'high-resolution' image has fewer pixels than the HSI (swapped arguments)."""
     if hr.rows < lr.rows or hr.cols < lr.cols:
         raise ShapeMismatchError(
             f"the MSI ({hr.rows}×{hr.cols}) is smaller than the HSI ({lr.rows}×{lr.cols}); "
             "give the low-resolution hyperspectral cube first and the high-resolution image second",
             hr_path,
         )
+
+
+def _nested_pair(lr: Cube, hr: Cube, lr_path: Path, hr_path: Path) -> AlignedPair:
     if lr.transform is None or hr.transform is None:
+        if hr.rows % lr.rows or hr.cols % lr.cols or hr.rows // lr.rows != hr.cols // lr.cols:
+            raise GridError(
+                f"the MSI ({hr.rows}×{hr.cols}) is not an integer multiple of the HSI ({lr.rows}×{lr.cols}): "
+                f"ratios {hr.rows / lr.rows:g} (rows) and {hr.cols / lr.cols:g} (columns)",
+                hr_path,
+            )
         return AlignedPair(lr, hr, check_grids(lr, hr, lr_path, hr_path), False)
 
     if lr.crs is not None and hr.crs is not None and not same_crs(lr.crs, hr.crs):
-        raise GridError(f"{lr_path} and {hr_path} are in different coordinate reference systems; reproject one first", hr_path)
+        raise GridError(f"the MSI and the HSI ({Path(lr_path).name}) are in different coordinate reference systems", hr_path)
     lr_size, hr_size = pixel_size(lr.transform), pixel_size(hr.transform)
     estimate = lr_size[0] / hr_size[0]
     ratio = max(1, round(estimate))
     for axis in (0, 1):
         if not math.isclose(lr_size[axis] / hr_size[axis], ratio, rel_tol=RATIO_TOLERANCE):
             raise GridError(
-                f"the pixel sizes ({lr_size[axis]:g} in {lr_path}, {hr_size[axis]:g} in {hr_path}) are not in an "
-                "integer ratio; resample one image first",
+                f"the pixel sizes ({lr_size[axis]:g} in the HSI, {hr_size[axis]:g} in the MSI) are not in an integer ratio",
                 hr_path,
             )
     col0, row0 = ~hr.transform @ (lr.transform.c, lr.transform.f)
@@ -70,7 +114,7 @@ def align_pair(lr: Cube, hr: Cube, lr_path: Path, hr_path: Path) -> AlignedPair:
     if abs(row0 - offsets[0]) > ORIGIN_TOLERANCE or abs(col0 - offsets[1]) > ORIGIN_TOLERANCE:
         raise GridError(
             f"the grids are misaligned: the HSI's pixel corners fall {row0 - math.floor(row0):.2f}, "
-            f"{col0 - math.floor(col0):.2f} HR pixels off the MSI's; resample one image onto the other's grid",
+            f"{col0 - math.floor(col0):.2f} HR pixels off the MSI's",
             hr_path,
         )
     windows = []
@@ -78,7 +122,7 @@ def align_pair(lr: Cube, hr: Cube, lr_path: Path, hr_path: Path) -> AlignedPair:
         first = max(0, math.ceil(-offset / ratio))
         last = min(lr_count, math.floor((hr_count - offset) / ratio))
         if last <= first:
-            raise GridError(f"{lr_path} and {hr_path} do not overlap", hr_path)
+            raise GridError(f"the MSI and the HSI ({Path(lr_path).name}) do not overlap", hr_path)
         windows.append((slice(first, last), slice(offset + ratio * first, offset + ratio * last)))
     (lr_rows, hr_rows), (lr_cols, hr_cols) = windows
     cropped = (lr_rows, lr_cols) != (slice(0, lr.rows), slice(0, lr.cols)) or (hr_rows, hr_cols) != (
@@ -87,6 +131,77 @@ def align_pair(lr: Cube, hr: Cube, lr_path: Path, hr_path: Path) -> AlignedPair:
     )
     lr_c, hr_c = _crop(lr, lr_rows, lr_cols), _crop(hr, hr_rows, hr_cols)
     return AlignedPair(lr_c, hr_c, check_grids(lr_c, hr_c, lr_path, hr_path), cropped)
+
+
+def resample_msi(lr: Cube, hr: Cube, lr_path: Path, hr_path: Path, srf: np.ndarray | None = None) -> AlignedPair:
+    """The MSI resampled (rasterio.warp, GDAL) onto the HSI's grid refined by the integer ratio nearest
+    to the pixel sizes' (the HSI's CRS and rotation; without georeference both images are taken to
+    cover the same ground), both cut to whole LR pixels where the MSI has data.
+
+    Without georeference the mapping comes from :func:`hsiuu_cli.fusion.registration.register`, on
+    the HSI seen through ``srf`` (good bands × MSI bands; None: all bands alike).
+    """
+    values = np.where(valid_rows(hr)[:, :, None], np.asarray(hr.data, dtype=np.float32), np.nan).astype(np.float32)
+    if lr.transform is None or hr.transform is None:
+        # no georeference: where the MSI lies on the HSI's grid is found from the images themselves
+        from .registration import REGISTRATION_LIMIT, register
+
+        good = lr.good_band_indices()
+        matrix = np.full((good.size, hr.bands), 1.0 / good.size) if srf is None else srf
+        found = register(lr.physical()[:, :, good] @ matrix, lr.valid_mask(), values, np.isfinite(values).all(axis=2))
+        if found.unexplained > REGISTRATION_LIMIT:
+            raise GridError(
+                f"the grids do not nest ({hr.rows}×{hr.cols} against {lr.rows}×{lr.cols}) and without georeference the MSI "
+                f"could not be registered on the HSI (the best match leaves {found.unexplained:.0%} of the HSI unexplained); "
+                "georeference both or resample one onto the other's grid",
+                hr_path,
+            )
+        ratios = (found.scale, found.scale)
+        src_transform, src_crs = ~found.transform, None
+        lr_transform, dst_crs = Affine.identity(), None
+        lr_window = footprint_window(lr.replace(transform=Affine.identity()), hr.replace(transform=src_transform))
+        if lr_window is None:
+            raise GridError(f"the MSI and the HSI ({Path(lr_path).name}) do not overlap", hr_path)
+        ground = (f"registered on the images: {found.scale:.3g} MSI pixels per HSI pixel, rotated {found.angle:+.1f}°, "
+                  f"{1 - found.unexplained:.0%} of the HSI's brightness explained")
+    else:
+        hr_size, lr_size = hr_pixel_size_in(lr, hr), pixel_size(lr.transform)
+        ratios = (lr_size[1] / hr_size[1], lr_size[0] / hr_size[0])
+        lr_window = footprint_window(lr, hr)
+        if lr_window is None:
+            raise GridError(f"the MSI and the HSI ({Path(lr_path).name}) do not overlap", hr_path)
+        src_transform, src_crs = hr.transform, hr.crs
+        lr_transform, dst_crs = lr.transform, lr.crs or hr.crs
+        ground = "placed by georeference"
+    ratio = nesting_ratio(ratios)
+    if ratio < 2:  # noqa: PLR2004
+        raise GridError(f"the MSI's pixels ({ratios[0]:.2f}, {ratios[1]:.2f} per HSI pixel) are not finer than the HSI's", hr_path)
+    method = resampling_method(ratio, ratios)
+    rows_lr, cols_lr = lr_window
+    window_transform = lr_transform @ Affine.translation(cols_lr.start, rows_lr.start)
+    shape = ((rows_lr.stop - rows_lr.start) * ratio, (cols_lr.stop - cols_lr.start) * ratio)
+    warped = resample(values, src_transform, src_crs, scaled_transform(window_transform, ratio), dst_crs, shape, method)
+    # whole LR pixels where the resampled MSI has any data
+    covered = np.isfinite(warped).all(axis=2).reshape(shape[0] // ratio, ratio, shape[1] // ratio, ratio).any(axis=(1, 3))
+    if not covered.any():
+        raise GridError(f"the MSI and the HSI ({Path(lr_path).name}) do not overlap", hr_path)
+    used_rows, used_cols = np.flatnonzero(covered.any(axis=1)), np.flatnonzero(covered.any(axis=0))
+    keep_rows = slice(int(used_rows[0]), int(used_rows[-1]) + 1)
+    keep_cols = slice(int(used_cols[0]), int(used_cols[-1]) + 1)
+    lr_rows = slice(rows_lr.start + keep_rows.start, rows_lr.start + keep_rows.stop)
+    lr_cols = slice(cols_lr.start + keep_cols.start, cols_lr.start + keep_cols.stop)
+    warped = warped[keep_rows.start * ratio : keep_rows.stop * ratio, keep_cols.start * ratio : keep_cols.stop * ratio]
+    lr_c = _crop(lr, lr_rows, lr_cols)
+    hr_transform = None if lr_c.transform is None else scaled_transform(lr_c.transform, ratio)
+    hr_c = hr.replace(data=warped, transform=hr_transform, crs=lr.crs if lr.transform is not None else hr.crs,
+                      nodata=float("nan"), scale_factor=hr.scale_factor)
+    if lr.transform is None or hr.transform is None:
+        hr_c = hr_c.replace(transform=None)
+    cropped = (lr_rows, lr_cols) != (slice(0, lr.rows), slice(0, lr.cols))
+    description = (f"{hr_path.name} resampled from {hr.rows}×{hr.cols} onto {warped.shape[0]}×{warped.shape[1]} "
+                   f"({ratio}× the HSI's grid; {ground}; pixel-size ratios {ratios[0]:.3g}, {ratios[1]:.3g}) "
+                   f"with GDAL {method} resampling")
+    return AlignedPair(lr_c, hr_c, ratio, cropped, description)
 
 
 def valid_rows(cube: Cube, rows_per_block: int = 256) -> np.ndarray:
@@ -139,14 +254,22 @@ def resolve_srf(
     matrix_path: Path | None,
     lr_path: Path,
     msi_path: Path,
+    notice: Callable[[str], None] = lambda message: None,
 ) -> tuple[np.ndarray, str]:
-    """The B_good × b spectral-response matrix and a name for it."""
+    """The B_good × b spectral-response matrix and a name for it.
+
+    ``notice`` hears about partial spectral overlap: MSI bands partly outside the HSI's range (the
+    MSI sees light the HSI does not), and HSI bands outside every MSI band (their detail comes from
+    the spectral unmixing alone).
+    """
     from ..srf import load_srf, srf_matrix
 
     good = lr.good_band_indices()
     if matrix_path is not None:
         matrix, full = read_matrix_csv(matrix_path, lr.bands, good.size, msi.bands)
-        return (matrix[good] if full else matrix), str(matrix_path)
+        matrix = matrix[good] if full else matrix
+        _notice_uncovered(matrix, None if lr.wavelengths is None else lr.wavelengths[good], notice)
+        return matrix, str(matrix_path)
     if lr.wavelengths is None:
         raise SpectralResponseError(
             "the HSI has no wavelengths, so the SRF cannot be resampled to its bands; "
@@ -172,10 +295,29 @@ def resolve_srf(
             response = response.select(names)
     fwhm = None if lr.fwhm is None else lr.fwhm[good]
     try:
-        matrix = srf_matrix(response, lr.wavelengths[good], fwhm)
+        # a band partly outside the HSI's range still helps fusion (its gain and trust are fitted on the
+        # data); srf_matrix says how much of each band the HSI covers through ``notice``
+        matrix = srf_matrix(response, lr.wavelengths[good], fwhm, warn=notice)
     except SpectralResponseError as exc:
         raise SpectralResponseError(exc.message, lr_path) from None
+    _notice_uncovered(matrix, lr.wavelengths[good], notice)
     return matrix, response.name
+
+
+UNCOVERED_WEIGHT = 1e-3
+"""An HSI band whose largest SRF weight is below this share of the largest overall counts as unseen by the MSI."""
+
+
+def _notice_uncovered(matrix: np.ndarray, wavelengths: np.ndarray | None, notice: Callable[[str], None]) -> None:
+    weights = matrix / np.maximum(matrix.max(), 1e-30)
+    unseen = weights.max(axis=1) < UNCOVERED_WEIGHT
+    if not unseen.any():
+        return
+    where = ""
+    if wavelengths is not None:
+        where = f", {wavelengths[unseen].min():.0f}–{wavelengths[unseen].max():.0f} nm"
+    notice(f"{int(unseen.sum())} of the HSI's {unseen.size} bands{where} lie outside every MSI band: their spatial detail "
+           "comes from the spectral unmixing alone")
 
 
 class _GoodBandView:

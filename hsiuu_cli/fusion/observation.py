@@ -16,7 +16,7 @@ LR-HSI seen through the SRF.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize, sparse
@@ -38,46 +38,129 @@ FIT_WINDOW = 96
 """The PSF and radiometry are fitted on at most this many LR rows and columns (from the middle)."""
 
 
+BORDERS = ("reflect", "zero")
+"""How a sensor's PSF treats the image edge: mirrored (scipy's 'reflect', as hsiuu_cli.degrade), or
+zero padding (the blur of scipy.signal.convolve2d(boundary='fill'), as HyperBench does), which
+darkens the outer LR pixels."""
+
+
 @dataclass
 class SpatialModel:
-    """Gaussian PSF (σ in HR pixels) and the HR coordinate of LR pixel 0's centre along rows/columns."""
+    """The LR sampling: a PSF (a Gaussian of σ HR pixels, or a given 1-D ``kernel`` profile applied
+    along rows and columns), optionally averaged over each ratio × ratio block (``box``: area
+    decimation, as OpenCV's INTER_AREA), the HR coordinate of LR pixel 0's centre along rows and
+    columns, and the ``border`` handling."""
 
     ratio: int
     sigma: float
     phase_rows: float
     phase_cols: float
+    kernel: np.ndarray | None = None
+    box: bool = False
+    border: str = "reflect"
 
     def matrices(self, rows_lr: int, cols_lr: int, rows_hr: int, cols_hr: int) -> tuple[sparse.csr_array, sparse.csr_array]:
         return (
-            sampling_matrix(rows_lr, rows_hr, self.ratio, self.sigma, self.phase_rows),
-            sampling_matrix(cols_lr, cols_hr, self.ratio, self.sigma, self.phase_cols),
+            sampling_matrix(rows_lr, rows_hr, self.ratio, self.sigma, self.phase_rows, kernel=self.kernel, box=self.box, border=self.border),
+            sampling_matrix(cols_lr, cols_hr, self.ratio, self.sigma, self.phase_cols, kernel=self.kernel, box=self.box, border=self.border),
         )
 
+    def replace(self, **changes) -> "SpatialModel":
+        values = {name: getattr(self, name) for name in ("ratio", "sigma", "phase_rows", "phase_cols", "kernel", "box", "border")}
+        values.update(changes)
+        return SpatialModel(**values)
 
-def sampling_matrix(n_lr: int, n_hr: int, ratio: int, sigma: float, phase: float) -> sparse.csr_array:
-    """(n_lr × n_hr): row i holds the Gaussian weights of LR sample i, centred at HR ``ratio·i + phase``.
+    @property
+    def nominal_phase(self) -> float:
+        """Where an LR pixel's centre falls when the grids are registered: the middle of its block."""
+        return (self.ratio - 1) / 2.0
 
-    Borders reflect as scipy's 'reflect' mode (…2 1 0 | 0 1 2…); each row sums to 1.
+    @property
+    def equivalent_sigma(self) -> float:
+        """The standard deviation (HR pixels) of the whole 1-D sampling profile, kernel and block average."""
+        offsets = np.arange(-6 * self.ratio - 20, 6 * self.ratio + 21, dtype=np.float64)
+        weights = _profile(offsets, self.sigma, self.kernel, self.box, self.ratio)
+        weights = weights / weights.sum()
+        mean = (weights * offsets).sum()
+        return float(np.sqrt((weights * (offsets - mean) ** 2).sum()))
+
+    def describe(self) -> str:
+        kernel = f"Gaussian PSF σ={self.sigma:.2f} px" if self.kernel is None else f"the given {self.kernel.size}-pixel PSF"
+        decimation = f" averaged over {self.ratio}×{self.ratio} blocks" if self.box else ""
+        return f"{kernel}{decimation}, {self.border} borders"
+
+
+def kernel_profile(kernel: np.ndarray) -> np.ndarray:
+    """The 1-D profile of a 2-D PSF kernel (its column sums, normalised): exact for a separable kernel
+    such as a Gaussian, the marginal of any other."""
+    values = np.asarray(kernel, dtype=np.float64)
+    if values.ndim == 1:
+        profile = values
+    else:
+        profile = 0.5 * (values.sum(axis=0) + values.sum(axis=1))
+    return profile / profile.sum()
+
+
+def _base_profile(distance: np.ndarray, sigma: float, kernel: np.ndarray | None) -> np.ndarray:
+    if kernel is None:
+        sigma = max(float(sigma), MIN_SIGMA)
+        radius = int(np.ceil(TRUNCATE * sigma))
+        weights = np.exp(-0.5 * (distance / sigma) ** 2)
+        # ±radius for integer centres, as degrade's kernel, and a support symmetric about half-integer centres
+        weights[np.abs(distance) > radius + 0.5 + 1e-9] = 0.0
+        return weights
+    taps = np.arange(kernel.size, dtype=np.float64) - (kernel.size - 1) / 2.0
+    return np.interp(distance, taps, kernel, left=0.0, right=0.0)
+
+
+def _profile(distance: np.ndarray, sigma: float, kernel: np.ndarray | None, box: bool, ratio: int) -> np.ndarray:
+    if not box:
+        return _base_profile(distance, sigma, kernel)
+    shifts = np.arange(ratio, dtype=np.float64) - (ratio - 1) / 2.0
+    return sum(_base_profile(distance - shift, sigma, kernel) for shift in shifts) / ratio
+
+
+def _support(sigma: float, kernel: np.ndarray | None, box: bool, ratio: int) -> int:
+    radius = int(np.ceil(TRUNCATE * max(float(sigma), MIN_SIGMA))) if kernel is None else (kernel.size + 1) // 2
+    return radius + (ratio // 2 + 1 if box else 0)
+
+
+def sampling_matrix(
+    n_lr: int,
+    n_hr: int,
+    ratio: int,
+    sigma: float,
+    phase: float,
+    *,
+    kernel: np.ndarray | None = None,
+    box: bool = False,
+    border: str = "reflect",
+) -> sparse.csr_array:
+    """(n_lr × n_hr): row i holds the PSF weights of LR sample i, centred at HR ``ratio·i + phase``.
+
+    ``reflect`` borders fold the PSF back as scipy's 'reflect' mode (…2 1 0 | 0 1 2…) and each row
+    sums to 1; ``zero`` borders drop what falls outside, so rows at the edge sum to less than 1.
     """
-    sigma = max(float(sigma), MIN_SIGMA)
-    radius = int(np.ceil(TRUNCATE * sigma))
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
+    radius = _support(sigma, kernel, box, ratio)
     centres = ratio * np.arange(n_lr, dtype=np.float64) + phase
-    # HR pixels within radius + ½ of the centre: ±radius for integer centres, as degrade's kernel,
-    # and a support symmetric about half-integer centres
     nearest = np.floor(centres + 0.5).astype(np.int64)
     offsets = np.arange(-radius - 1, radius + 2)
     positions = nearest[:, None] + offsets[None, :]
-    distance = positions - centres[:, None]
-    weights = np.exp(-0.5 * (distance / sigma) ** 2)
-    weights[np.abs(distance) > radius + 0.5 + 1e-9] = 0.0
-    reflected = _reflect(positions, n_hr)
+    weights = _profile(positions - centres[:, None], sigma, kernel, box, ratio)
+    totals = weights.sum(axis=1)
+    if border == "reflect":
+        columns = _reflect(positions, n_hr)
+    else:
+        weights = np.where((positions >= 0) & (positions < n_hr), weights, 0.0)
+        columns = np.clip(positions, 0, n_hr - 1)
     rows = np.repeat(np.arange(n_lr), offsets.size)
-    matrix = sparse.coo_array(
-        (weights.ravel(), (rows, reflected.ravel())), shape=(n_lr, n_hr)
-    ).tocsr()
+    matrix = sparse.coo_array((weights.ravel(), (rows, columns.ravel())), shape=(n_lr, n_hr)).tocsr()
     matrix.sum_duplicates()
-    totals = np.asarray(matrix.sum(axis=1)).ravel()
-    return sparse.csr_array(sparse.diags_array(1.0 / totals) @ matrix)
+    if border == "reflect":
+        totals = np.asarray(matrix.sum(axis=1)).ravel()
+    return sparse.csr_array(sparse.diags_array(1.0 / np.maximum(totals, 1e-30)) @ matrix)
 
 
 def _reflect(positions: np.ndarray, n: int) -> np.ndarray:
@@ -133,12 +216,43 @@ def msi_on_lr_grid(msi_strip, gr: sparse.csr_array, gc: sparse.csr_array, ratio:
 class SensorFit:
     spatial: SpatialModel
     gain: np.ndarray
-    """Per MSI band: MSI ≈ gain · (X R) + offset."""
+    """Per MSI band: the MSI in the HSI's units is gain · MSI + offset."""
     offset: np.ndarray
     residual: float
     """Share of the LR MSI variance the model leaves unexplained (0 = perfect), mean over bands."""
     error_power: np.ndarray
-    """Per MSI band: the model's mean squared error relative to the band's mean square."""
+    """Per MSI band: the model's mean squared error relative to the band's mean square (pixels the
+    MSI disagrees with grossly left out: see :func:`mismatched_pixels`)."""
+    candidates: dict = field(default_factory=dict)
+    """The sampling models compared (description → unexplained share on the fit pixels; edge pixels
+    for the border handling)."""
+    border_residual: float | None = None
+    """Unexplained share on the LR pixels whose PSF reaches past the image edge (None: none in the fit)."""
+    borders_trusted: bool = True
+    """False when even the best border model leaves the edge pixels far worse explained than the
+    interior: their PSF is not what the model says, so they are left out of training and consistency."""
+    interior_residual: float = 0.0
+
+
+FAMILY_TOLERANCE = 1.02
+"""A given PSF is kept when it explains the data within 2 % of the best estimated model: a kernel the
+user measured is not replaced by a fit that is only better by noise."""
+EDGE_FACTOR = 4.0
+"""Edge pixels count as misrepresented when their unexplained share is this many times the interior's."""
+
+
+def edge_pixels(model: SpatialModel, rows_lr: int, cols_lr: int, rows_hr: int, cols_hr: int) -> np.ndarray:
+    """LR pixels whose PSF (as modelled) reaches past the HR image's edge."""
+    radius = _support(model.sigma, model.kernel, model.box, model.ratio)
+    edge = np.zeros((rows_lr, cols_lr), dtype=bool)
+    for axis, (count, size, phase) in enumerate(((rows_lr, rows_hr, model.phase_rows), (cols_lr, cols_hr, model.phase_cols))):
+        centres = model.ratio * np.arange(count) + phase
+        outside = (centres - radius < 0) | (centres + radius > size - 1)
+        if axis == 0:
+            edge[outside, :] = True
+        else:
+            edge[:, outside] = True
+    return edge
 
 
 def fit_sensor(
@@ -149,13 +263,21 @@ def fit_sensor(
     ratio: int,
     *,
     sigma: float | None = None,
+    kernel: np.ndarray | None = None,
 ) -> SensorFit:
-    """Estimate the PSF (σ unless given, sampling phase per axis) and the MSI gain/offset per band.
+    """Estimate the LR sampling (PSF shape, sampling phase per axis, border handling) and the MSI
+    gain/offset per band.
 
     Minimises the unexplained variance of the LR-HSI seen through the SRF (``lr_through_srf``,
-    h × w × b) when regressed, band by band, on the MSI blurred and sampled by the candidate PSF.
-    A coarse search (a phase common to both axes, then σ) is refined by Nelder–Mead over
-    (σ, row phase, column phase).
+    h × w × b) when regressed, band by band, on the MSI blurred and sampled by a candidate model;
+    each regression is refitted once without its gross outliers (:func:`gross_outliers`), so that a
+    few bad pixels steer neither the PSF nor the gains.
+    Candidates: a Gaussian PSF (σ fitted, or ``sigma`` when given) with point or block-average
+    (area) decimation, and, when ``kernel`` (a 1-D profile or 2-D PSF) is given, that kernel with
+    point or area decimation — compared on the data, never taken on trust. The phase search spans
+    ±ratio HR pixels around the block centre, so a misregistration of up to one LR pixel is found.
+    The PSF is fitted on interior LR pixels; the border handling (reflect or zero padding) on the
+    edge pixels afterwards.
     """
     # a window of at most FIT_WINDOW² LR pixels in the middle keeps the fit's cost bounded
     rows_lr_all, cols_lr_all, _ = lr_through_srf.shape
@@ -173,71 +295,159 @@ def fit_sensor(
     rows_hr, cols_hr, _ = msi.shape
     # LR pixels whose PSF reaches past a cut (not an image border) see the wrong border handling
     margin = int(np.ceil((TRUNCATE * MAX_SIGMA_PER_RATIO * ratio + ratio) / ratio))
-    interior = np.ones((rows_lr, cols_lr), dtype=bool)
+    interior_of_cut = np.ones((rows_lr, cols_lr), dtype=bool)
     if lr_rows.start > 0:
-        interior[:margin] = False
+        interior_of_cut[:margin] = False
     if lr_rows.stop < rows_lr_all:
-        interior[rows_lr - margin :] = False
+        interior_of_cut[rows_lr - margin :] = False
     if lr_cols.start > 0:
-        interior[:, :margin] = False
+        interior_of_cut[:, :margin] = False
     if lr_cols.stop < cols_lr_all:
-        interior[:, cols_lr - margin :] = False
-    lr_valid = lr_valid & interior
+        interior_of_cut[:, cols_lr - margin :] = False
+    lr_valid = lr_valid & interior_of_cut
     filled = np.where(msi_valid[:, :, None], msi, 0.0).astype(np.float32)
     invalid = (~msi_valid).astype(np.float32)[:, :, None]
     has_gaps = not msi_valid.all()
+    profile = None if kernel is None else kernel_profile(kernel)
 
-    def regress(model: SpatialModel) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    def regress(model: SpatialModel, pixels: np.ndarray, robust: bool = True, strict: bool = False):
         gr, gc = model.matrices(rows_lr, cols_lr, rows_hr, cols_hr)
         projected = apply_spatial(filled, gr, gc)
-        use = lr_valid
+        use = pixels
         if has_gaps:
             use = use & ~(apply_spatial(invalid, gr, gc)[:, :, 0] > 1e-6)
         if use.sum() < 3:
-            raise InvalidDataError("too few pixels where both inputs carry data to relate the MSI to the HSI")
+            if strict:
+                raise InvalidDataError("too few pixels where both inputs carry data to relate the MSI to the HSI")
+            return np.inf, None, None, None  # a candidate whose PSF reaches a gap from every pixel
         x = projected[use].astype(np.float64)
         y = lr_through_srf[use].astype(np.float64)
-        xc, yc = x - x.mean(0), y - y.mean(0)
-        sxx = (xc**2).sum(0)
-        gain = np.where(sxx > 0, (xc * yc).sum(0) / np.maximum(sxx, 1e-30), 0.0)
-        offset = y.mean(0) - gain * x.mean(0)
-        errors = ((yc - gain * xc) ** 2).sum(0)
-        unexplained = errors / np.maximum((yc**2).sum(0), 1e-30)
-        error_power = errors / np.maximum((y**2).sum(0), 1e-30)
+        keep = np.ones(x.shape[0], dtype=bool)
+        power = np.maximum((y**2).mean(0), 1e-30)
+        for _ in range(4 if robust else 1):
+            xm, ym = x[keep].mean(0), y[keep].mean(0)
+            xc, yc = x - xm, y - ym
+            sxx = (xc[keep] ** 2).sum(0)
+            gain = np.where(sxx > 0, (xc[keep] * yc[keep]).sum(0) / np.maximum(sxx, 1e-30), 0.0)
+            offset = ym - gain * xm
+            errors = (yc - gain * xc) ** 2
+            if not robust:
+                break
+            energy = (errors / power).mean(axis=1)
+            if _ == 0:
+                # a first fit on all pixels is pulled by the outliers themselves: refit without the worst 5 %
+                keep = energy <= np.quantile(energy, 1 - OUTLIER_SHARE)
+                continue
+            outliers = gross_outliers(errors / power)
+            if np.array_equal(~outliers, keep):
+                break
+            keep = ~outliers
+        unexplained = errors[keep].sum(0) / np.maximum((yc[keep] ** 2).sum(0), 1e-30)
+        error_power = errors[keep].sum(0) / np.maximum((y[keep] ** 2).sum(0), 1e-30)
+        if not keep.all():
+            # contaminated: the typical error (median of squares; 0.455 of the mean for Gaussian errors), which
+            # the bad pixels' neighbours, blurred into by the PSF, do not inflate
+            error_power = np.minimum(error_power, np.median(errors, axis=0) / 0.4549 / power)
         return float(unexplained.mean()), gain, offset, error_power
 
-    def model_for(s: float, phase_rows: float, phase_cols: float) -> SpatialModel:
-        return SpatialModel(ratio, float(s), float(phase_rows), float(phase_cols))
-
-    # coarse search: the sampling phase at a typical σ, then σ at that phase; Nelder–Mead refines both
     centre = (ratio - 1) / 2.0
-    typical = sigma if sigma is not None else default_sigma(ratio)
-    phases = np.arange(-0.5, ratio, 0.5)
-    _, p0 = min((regress(model_for(typical, p, p))[0], p) for p in sorted(phases, key=lambda p: abs(p - centre)))
-    candidates = [sigma] if sigma is not None else list(ratio * np.array([0.1, 0.25, 0.4, 0.55, 0.7, 0.9, 1.15]))
-    best = min(((regress(model_for(s, p0, p0))[0], s, p0) for s in candidates), key=lambda item: item[0])
-    _, s0, p0 = best
+    typical_sigma = sigma if sigma is not None else default_sigma(ratio)
+    typical = SpatialModel(ratio, typical_sigma, centre, centre)
+    # the PSF is fitted where it does not reach the image edge (whose handling is not known yet)
+    usable = lr_valid
+    if has_gaps:
+        gr, gc = typical.matrices(rows_lr, cols_lr, rows_hr, cols_hr)
+        usable = lr_valid & ~(apply_spatial(invalid, gr, gc)[:, :, 0] > 1e-6)
+    enough = max(16, int(usable.sum()) // 4)
+    interior = usable & ~edge_pixels(typical.replace(sigma=MAX_SIGMA_PER_RATIO * ratio / 2), rows_lr, cols_lr, rows_hr, cols_hr)
+    if interior.sum() < enough:
+        interior = usable & ~edge_pixels(typical, rows_lr, cols_lr, rows_hr, cols_hr)
+    if interior.sum() < enough:
+        interior = usable if usable.sum() >= 3 else lr_valid  # a tiny scene: every pixel is near an edge or a gap
 
-    def objective(params: np.ndarray) -> float:
-        s = sigma if sigma is not None else params[0]
-        if s < MIN_SIGMA or s > MAX_SIGMA_PER_RATIO * ratio:
-            return np.inf
-        return regress(model_for(s, params[-2], params[-1]))[0]
+    # coarse search of the sampling phase (common to both axes) at a typical PSF
+    phases = centre + np.arange(-ratio, ratio + 0.25, 0.5)
+    _, p0 = min((regress(typical.replace(phase_rows=p, phase_cols=p), interior)[0], p) for p in sorted(phases, key=lambda p: abs(p - centre)))
 
-    start = np.array([p0, p0] if sigma is not None else [s0, p0, p0])
-    steps = np.full(start.size, 0.5)
-    if sigma is None:
-        steps[0] = 0.1 * ratio
-    refined = optimize.minimize(
-        objective,
-        start,
-        method="Nelder-Mead",
-        options={"xatol": 0.02, "fatol": 1e-7, "maxfev": 60, "initial_simplex": np.vstack([start, start + np.diag(steps)])},
-    )
-    params = refined.x if refined.fun <= best[0] else start
-    model = model_for(sigma if sigma is not None else params[0], params[-2], params[-1])
-    residual, gain, offset, error_power = regress(model)
-    return SensorFit(model, gain, offset, residual, error_power)
+    # (kernel, box, fixed σ, given by the user)
+    families = [(None, False, None, False), (None, True, None, False)]
+    if sigma is not None:
+        families += [(None, False, sigma, True), (None, True, sigma, True)]
+    if profile is not None:
+        families += [(profile, False, None, True), (profile, True, None, True)]
+    fitted = []
+    for family_kernel, box, fixed_sigma, given in families:
+        free_sigma = family_kernel is None and fixed_sigma is None
+        base = SpatialModel(ratio, fixed_sigma or typical_sigma, p0, p0, kernel=family_kernel, box=box)
+        if free_sigma:
+            grid = ratio * np.array([0.1, 0.25, 0.4, 0.55, 0.7, 0.9, 1.15])
+            _, s0 = min((regress(base.replace(sigma=float(s)), interior)[0], float(s)) for s in grid)
+            base = base.replace(sigma=s0)
+
+        def objective(params: np.ndarray, base=base, free_sigma=free_sigma) -> float:
+            if free_sigma and not MIN_SIGMA <= params[0] <= MAX_SIGMA_PER_RATIO * ratio:
+                return np.inf
+            if max(abs(params[-2] - centre), abs(params[-1] - centre)) > ratio + 0.5:
+                return np.inf  # beyond one LR pixel of misregistration the pair is not this model's
+            changes = {"phase_rows": float(params[-2]), "phase_cols": float(params[-1])}
+            if free_sigma:
+                changes["sigma"] = float(params[0])
+            return regress(base.replace(**changes), interior)[0]
+
+        start = np.array([base.sigma, p0, p0] if free_sigma else [p0, p0])
+        steps = np.full(start.size, 0.5)
+        if free_sigma:
+            steps[0] = 0.1 * ratio
+        refined = optimize.minimize(
+            objective, start, method="Nelder-Mead",
+            options={"xatol": 0.02, "fatol": 1e-7, "maxfev": 60 if free_sigma else 40,
+                     "initial_simplex": np.vstack([start, start + np.diag(steps)])},
+        )
+        params = refined.x if refined.fun <= objective(start) else start
+        model = base.replace(phase_rows=float(params[-2]), phase_cols=float(params[-1]))
+        if free_sigma:
+            model = model.replace(sigma=float(params[0]))
+        fitted.append((regress(model, interior)[0], model, given))
+    best_residual, best, _ = min(fitted, key=lambda item: item[0])
+    given = [item for item in fitted if item[2]]
+    if given:
+        given_residual, given_model, _ = min(given, key=lambda item: item[0])
+        if given_residual <= FAMILY_TOLERANCE * best_residual:
+            best_residual, best = given_residual, given_model
+    candidates = {("given: " if given_flag else "fitted: ") + model.describe().rsplit(",", 1)[0]: round(residual, 6)
+                  for residual, model, given_flag in fitted}
+
+    # the border handling, judged on the pixels whose PSF reaches past the edge
+    edge = lr_valid & ~interior
+    border_residual, trusted = None, True
+    if edge.sum() >= 3 and usable[edge].sum() >= 3:
+        scored = [(regress(best.replace(border=mode), edge & usable)[0], mode) for mode in BORDERS]
+        border_residual, mode = min(scored)
+        best = best.replace(border=mode)
+        candidates.update({f"{m} borders (edge pixels)": round(r, 6) for r, m in scored})
+        trusted = border_residual <= EDGE_FACTOR * max(best_residual, ERROR_FLOOR)
+    residual, gain, offset, error_power = regress(best, lr_valid if trusted else interior, strict=True)
+    return SensorFit(best, gain, offset, residual, error_power, candidates, border_residual, trusted, best_residual)
+
+
+OUTLIER_FACTOR = 25.0
+"""A pixel whose squared model error is this many times the median's (5 standard deviations for
+Gaussian errors) is a gross outlier: a cloud, a moving car, a saturated or dead MSI pixel."""
+OUTLIER_SHARE = 0.05
+"""Gross outliers are set aside only while they are this share of the pixels or fewer ("a few bad
+pixels"); beyond it the mismatch is the scene's, and the trust says so."""
+
+
+def gross_outliers(relative_errors: np.ndarray) -> np.ndarray:
+    """Pixels (rows of N × b relative squared errors) that disagree grossly with the model, when they
+    are few (see :data:`OUTLIER_FACTOR`, :data:`OUTLIER_SHARE`); all False otherwise."""
+    energy = relative_errors.mean(axis=1)
+    # an error under 40 dB of the signal is never gross, however exact the rest of the scene is
+    typical = max(float(np.median(energy)), ERROR_FLOOR)
+    outliers = energy > OUTLIER_FACTOR * typical
+    if outliers.mean() > OUTLIER_SHARE:
+        return np.zeros_like(outliers)
+    return outliers
 
 
 ERROR_FLOOR = 1e-4

@@ -11,6 +11,8 @@ from ..cube import Cube
 TRUE_COLOUR_NM = (640.0, 550.0, 460.0)
 PANEL_ROWS = 512
 GAP = 8
+LABEL_ROWS = 36
+"""Height of the white strip above the panels that holds their labels (two lines each)."""
 
 
 def colour_bands(wavelengths: np.ndarray | None, usable: np.ndarray, bands: int) -> list[int]:
@@ -55,8 +57,39 @@ def _strided(data: np.ndarray, step: int, bands: list[int]) -> np.ndarray:
     return np.asarray(data[::step, ::step], dtype=np.float32)[:, :, bands]
 
 
-def write_quicklook(path: Path, lr: Cube, msi: Cube, fused: Cube, valid: np.ndarray, *, overwrite: bool) -> Path:
-    """True-colour LR-HSI (enlarged), MSI and fused cube side by side, at most PANEL_ROWS tall.
+def panel_labels(lr: Cube, msi: Cube, method: str, lr_name: str = "", msi_name: str = "") -> list[str]:
+    """Titles of the three panels: what each shows and which bands."""
+    ratio = msi.rows // lr.rows
+    lr_text = f"HSI {lr.rows}x{lr.cols}, shown x{ratio}"
+    msi_text = f"MSI {msi.rows}x{msi.cols}, {msi.bands} band{'s' if msi.bands > 1 else ''}"
+    return [f"{lr_text}\n{lr_name}", f"{msi_text}\n{msi_name}", f"fused {fused_text(msi)}\n{method}"]
+
+
+def fused_text(msi: Cube) -> str:
+    return f"{msi.rows}x{msi.cols}"
+
+
+def _draw_labels(image, labels: list[str], cols: int) -> None:
+    from PIL import ImageDraw, ImageFont
+
+    draw = ImageDraw.Draw(image)
+    try:
+        font = ImageFont.load_default(size=13)
+    except TypeError:  # Pillow < 10.1 has one fixed bitmap font
+        font = ImageFont.load_default()
+    for i, label in enumerate(labels):
+        left = i * (cols + GAP)
+        for line, text in enumerate(label.split("\n")[:2]):
+            # shortened to the panel's width
+            while draw.textlength(text, font=font) > cols - 4 and len(text) > 4:
+                text = text[:-2] + "…"
+            draw.text((left + 2, 2 + 16 * line), text, fill=(0, 0, 0), font=font)
+
+
+def write_quicklook(path: Path, lr: Cube, msi: Cube, fused: Cube, valid: np.ndarray, *, overwrite: bool,
+                    labels: list[str] | None = None) -> Path:
+    """True-colour LR-HSI (enlarged), MSI and fused cube side by side, at most PANEL_ROWS tall, each
+    labelled above (``labels``; by default what :func:`panel_labels` says).
 
     LR and fused share one 2–98 % stretch so that their colours compare; pixels without data are black.
     """
@@ -77,9 +110,11 @@ def write_quicklook(path: Path, lr: Cube, msi: Cube, fused: Cube, valid: np.ndar
     low, high = _limits(fused_small)
     panels = [_stretch(lr_big, low, high), _stretch(msi_small, *_limits(msi_small)), _stretch(fused_small, low, high)]
     rows, cols = fused_small.shape[:2]
-    canvas = np.ones((rows, 3 * cols + 2 * GAP, 3), dtype=np.float32)
+    canvas = np.ones((LABEL_ROWS + rows, 3 * cols + 2 * GAP, 3), dtype=np.float32)
     for i, panel in enumerate(panels):
-        canvas[:, i * (cols + GAP) : i * (cols + GAP) + cols] = _rgb(panel)[:rows, :cols]
+        canvas[LABEL_ROWS:, i * (cols + GAP) : i * (cols + GAP) + cols] = _rgb(panel)[:rows, :cols]
+    image = Image.fromarray((canvas * 255 + 0.5).astype(np.uint8))
+    _draw_labels(image, labels or panel_labels(lr, msi, "fusion"), cols)
     with atomic_write(path, overwrite) as temporary:
-        Image.fromarray((canvas * 255 + 0.5).astype(np.uint8)).save(temporary, format="PNG")
+        image.save(temporary, format="PNG")
     return path

@@ -158,7 +158,8 @@ def coarser_prior(channels: np.ndarray, ratio: int, sensor: SensorFit) -> np.nda
     coarse_rows, coarse_cols = rows // ratio, cols // ratio
     if coarse_rows < 2 or coarse_cols < 2:
         return None
-    gr, gc = sensor.spatial.matrices(coarse_rows, coarse_cols, coarse_rows * ratio, coarse_cols * ratio)
+    # the LR-HSI it starts from has its edges restored already (see fuse_spectramorph)
+    gr, gc = sensor.spatial.replace(border="reflect").matrices(coarse_rows, coarse_cols, coarse_rows * ratio, coarse_cols * ratio)
     coarse = apply_spatial(channels[: coarse_rows * ratio, : coarse_cols * ratio], gr, gc)
     enlarged = resize_bicubic(coarse, coarse_rows * ratio, coarse_cols * ratio)
     return np.pad(enlarged, ((0, rows - coarse_rows * ratio), (0, cols - coarse_cols * ratio), (0, 0)), mode="edge")
@@ -195,13 +196,22 @@ def fuse_spectramorph(
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
 
+    gr, gc = sensor.spatial.matrices(rows_lr, cols_lr, rows_hr, cols_hr)
+    lr_measured = lr
+    attenuation = None
+    if sensor.spatial.border == "zero":
+        # zero-padded PSF: edge pixels are darkened by the share of their PSF outside the image; the prior,
+        # the endmembers and the training see them restored (the consistency step keeps the exact model)
+        attenuation = (np.asarray(gr.sum(axis=1)).ravel()[:, None] * np.asarray(gc.sum(axis=1)).ravel()[None, :]).astype(np.float32)
+        lr = lr / np.maximum(attenuation, 0.05)[:, :, None]
     pixels = lr[lr_valid]
     endmembers = endmembers_nmf(pixels, settings.endmembers, settings.seed)
-    gr, gc = sensor.spatial.matrices(rows_lr, cols_lr, rows_hr, cols_hr)
     train_valid = lr_valid
     if settings.train_input == "msi":
         # the real MSI taken to the LR grid: its actual relation to the HSI (SRF mismatch, misregistration)
         lr_msi, complete = msi_on_lr_grid(msi_strip, gr, gc, ratio)
+        if attenuation is not None:
+            lr_msi = lr_msi / np.maximum(attenuation, 0.05)[:, :, None]
         train_valid = lr_valid & complete
         if train_valid.sum() < max(2 * settings.endmembers, 8):
             lr_msi, train_valid = lr @ srf, lr_valid
@@ -290,7 +300,9 @@ def fuse_spectramorph(
     with torch.no_grad():
         loss_value = float(torch.mean((coefficients(inputs) @ e - targets) ** 2))
 
-    enlarged = BicubicStrips(lr, ratio)
+    # the prior on the HR grid where the fit found the LR pixels (their blocks' centres on a registered pair)
+    spatial = sensor.spatial
+    enlarged = BicubicStrips(lr, ratio, (spatial.phase_rows - spatial.nominal_phase, spatial.phase_cols - spatial.nominal_phase))
     detail_gain = np.float32(np.mean(trust.relative)) if settings.shrink_detail else np.float32(1.0)
     solver = None
     if settings.consistency:
@@ -299,7 +311,7 @@ def fuse_spectramorph(
         # the prior's weight grows with the LR-HSI's noise (a fixed prior variance against noisier data),
         # so that the LR consistency does not turn into noise-amplifying deconvolution
         prior_weight = settings.prior_weight * trust.hsi_error / ERROR_FLOOR if settings.noise_adaptive else settings.prior_weight
-        solver = ConsistencySolver(gr, gc, lr, lr_valid, srf, basis, weights, prior_weight)
+        solver = ConsistencySolver(gr, gc, lr_measured, lr_valid, srf, basis, weights, prior_weight)
 
     def predict(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         msi, valid = msi_strip(start, stop)

@@ -1,0 +1,166 @@
+"""Fusion when the data do not follow the default sensor model: a PSF given as a kernel with
+block-average decimation and zero-padded borders (HyperBench's protocol), a wrong PSF width, a few
+bad MSI pixels, misregistration, a scene that changed between the acquisitions, and the guard
+against returning something worse than bicubic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import gaussian_srf, make_mixture
+from scipy import ndimage, signal
+
+from hsiuu_cli import degrade, metrics
+from hsiuu_cli.cube import Cube
+from hsiuu_cli.fusion import fuse, run_pipeline
+from hsiuu_cli.fusion.guard import Checks, check_against_bicubic, safe_alpha
+from hsiuu_cli.fusion.observation import SensorFit, SpatialModel
+from hsiuu_cli.simulate import simulate_pair
+
+FAST = {"epochs": 40, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def textured():
+    """A 64 × 64 × 40 mixture with fine texture, and a 4-band SRF."""
+    cube, _, _, wavelengths = make_mixture(64, 64, 40, 4, seed=7)
+    texture = ndimage.gaussian_filter(np.random.default_rng(3).random((64, 64)), 1.5)[:, :, None]
+    cube = (cube * (0.7 + 0.6 * texture / texture.max())).astype(np.float32)
+    return cube, wavelengths, gaussian_srf(wavelengths, (450, 550, 650, 850), 50.0)
+
+
+def hyperbench_style_lr(cube: np.ndarray, kernel: np.ndarray, ratio: int) -> np.ndarray:
+    """Zero-padded 'same' convolution, then the mean of each ratio × ratio block (OpenCV INTER_AREA)."""
+    blurred = np.stack([signal.convolve2d(cube[:, :, b], kernel, mode="same", boundary="fill") for b in range(cube.shape[2])], axis=2)
+    rows, cols = cube.shape[0] // ratio, cube.shape[1] // ratio
+    return blurred.reshape(rows, ratio, cols, ratio, -1).mean(axis=(1, 3)).astype(np.float32)
+
+
+def test_kernel_with_block_averaging_and_zero_borders_is_recognised(textured):
+    cube, _, srf = textured
+    kernel = degrade.gaussian_psf(1.5, 9)
+    lr = hyperbench_style_lr(cube, kernel, 4)
+    msi = degrade.spectral_degrade(cube, srf).astype(np.float32)
+    given = fuse(lr, msi, srf, psf_kernel=kernel, **FAST)
+    assert "given 9-pixel PSF averaged over 4×4 blocks" in given.info["psf_model"]
+    assert given.info["border"] == "zero"
+    assert given.info["misregistration"] == pytest.approx([0.0, 0.0], abs=0.05)
+    assert min(given.info["msi_trust"]) > 0.5  # the edges no longer read as MSI error
+    bicubic = degrade.resize_bicubic(lr, 64, 64)
+    assert metrics.psnr(given.fused, cube) > metrics.psnr(bicubic, cube) + 10
+    # without the kernel the estimate still finds block averaging and the zero borders
+    estimated = fuse(lr, msi, srf, **FAST)
+    assert "averaged over 4×4 blocks" in estimated.info["psf_model"] and estimated.info["border"] == "zero"
+
+
+def test_a_wrong_psf_width_is_not_taken_on_trust(textured):
+    cube, _, srf = textured
+    lr = degrade.spatial_degrade(cube, 4, sigma=2.0)
+    msi = degrade.spectral_degrade(cube, srf).astype(np.float32)
+    matched = fuse(lr, msi, srf, **FAST)
+    wrong = fuse(lr, msi, srf, psf_sigma=2.4, **FAST)
+    assert "σ=2.00" in wrong.info["psf_model"] and "fitted: Gaussian PSF σ=2.0" in " ".join(wrong.info["psf_candidates"])
+    assert metrics.psnr(wrong.fused, cube) > metrics.psnr(matched.fused, cube) - 0.2
+
+
+def test_a_few_bad_msi_pixels_do_not_collapse_the_trust():
+    """A saturated MSI blob (one LR pixel's worth, blurred over ~25 of 1024 LR pixels by the PSF) is
+    set aside: the PSF, gains and trust stay those of the clean pair."""
+    cube, _, _, wavelengths = make_mixture(128, 128, 40, 4, seed=7)
+    texture = ndimage.gaussian_filter(np.random.default_rng(3).random((128, 128)), 1.5)[:, :, None]
+    cube = (cube * (0.7 + 0.6 * texture / texture.max())).astype(np.float32)
+    srf = gaussian_srf(wavelengths, (450, 550, 650, 850), 50.0)
+    lr = degrade.spatial_degrade(cube, 4, sigma=2.0)
+    msi = degrade.spectral_degrade(cube, srf).astype(np.float32)
+    clean = fuse(lr, msi, srf, **FAST)
+    spoiled = msi.copy()
+    spoiled[62:66, 62:66] = 3.0 * msi.max()
+    result = fuse(lr, spoiled, srf, **FAST)
+    assert result.info["msi_outlier_pixels"] > 0
+    assert min(result.info["msi_trust"]) > 0.5 * min(clean.info["msi_trust"])
+    assert result.info["msi_fit_residual"] < 0.01
+    assert "outliers" in {w["part"] for w in result.info["model_warnings"]}
+    away = np.ones((128, 128), bool)
+    away[52:76, 52:76] = False
+    assert metrics.psnr(result.fused[away], cube[away]) > metrics.psnr(clean.fused[away], cube[away]) - 1.5
+
+
+def test_misregistration_is_estimated_and_reported(textured):
+    cube, wavelengths, srf = textured
+    source = Cube(cube, wavelengths=wavelengths)
+    case = simulate_pair(source, ratio=4, shift=(1.5, -1.0))
+    msi = degrade.spectral_degrade(cube, srf).astype(np.float32)
+    result = fuse(case.lr.data, msi, srf, **FAST)
+    # simulate samples pixel 1 of each 4-pixel block (0.5 before its centre), then the shift
+    assert result.info["misregistration"] == pytest.approx([-0.5 + 1.5, -0.5 - 1.0], abs=0.15)
+    aligned = fuse(simulate_pair(source, ratio=4).lr.data, msi, srf, **FAST)
+    assert metrics.psnr(result.fused, cube) > metrics.psnr(aligned.fused, cube) - 2.0
+
+
+def test_a_scene_that_changed_is_reported_with_the_measured_mismatch(textured):
+    cube, _, srf = textured
+    lr = degrade.spatial_degrade(cube, 4, sigma=2.0)
+    later = cube.copy()
+    later[24:, 24:] = cube[24:, 24:][::-1, ::-1]  # the lower right differs at the MSI's date
+    msi = degrade.spectral_degrade(later, srf).astype(np.float32)
+    result = fuse(lr, msi, srf, **FAST)
+    warnings = {w["part"]: w["message"] for w in result.info["model_warnings"]}
+    assert "content" in warnings and "% of the HSI's variance" in warnings["content"]
+    checks = result.info["checks"]
+    for name, floor in (("lr_consistency", "lr"), ("msi_consistency", "msi")):
+        limit = max(checks[name]["bicubic"], checks["noise_floor"][floor])
+        assert checks[name]["returned"] <= limit * (1 + 1e-5) + 1e-7
+
+
+def test_safe_alpha_keeps_every_quadratic_at_most_its_bicubic_value():
+    quadratics = [(4.0, -1.0, 1.0), (1.0, -0.2, 2.0)]  # a α² + 2 b α + c
+    alpha = safe_alpha(quadratics)
+    assert alpha == pytest.approx(0.4)  # the second: α (α − 0.4) ≤ 0
+    for a, b, c in quadratics:
+        assert a * alpha**2 + 2 * b * alpha + c <= c + 1e-12
+    assert safe_alpha([(1.0, 0.5, 1.0)]) == 0.0  # worse from the first step: bicubic itself
+    assert safe_alpha([(1.0, -2.0, 5.0)]) == 1.0
+    # with a limit above the value at α = 0 (a noise floor), the root of a α² + 2 b α + c = limit
+    alpha = safe_alpha([(1.0, 0.5, 1.0)], [3.0])
+    assert alpha == pytest.approx(1.0) or 1.0 * alpha**2 + 2 * 0.5 * alpha + 1.0 == pytest.approx(3.0)
+    alpha = safe_alpha([(4.0, 0.5, 1.0)], [2.0])
+    assert 4.0 * alpha**2 + 1.0 * alpha + 1.0 == pytest.approx(2.0)
+
+
+def test_guard_blends_a_result_worse_than_bicubic(textured):
+    cube, _, srf = textured
+    lr = degrade.spatial_degrade(cube, 4, sigma=2.0)
+    msi = degrade.spectral_degrade(cube, srf).astype(np.float32)
+    sensor = SensorFit(SpatialModel(4, 2.0, 1.0, 1.0), np.ones(4), np.zeros(4), 0.0, np.zeros(4))
+    noisy = degrade.resize_bicubic(lr, 64, 64) + np.random.default_rng(0).normal(0, 0.2, (64, 64, 40)).astype(np.float32)
+
+    def msi_strip(start, stop):
+        return msi[start:stop], np.ones((stop - start, 64), bool)
+
+    out = noisy.copy()
+    checks = check_against_bicubic(out, lr, np.ones((16, 16), bool), msi_strip, sensor, srf, strip_rows=16)
+    assert checks.failed and 0.0 <= checks.alpha < 1.0
+    summary = checks.summary()
+    for name in ("lr_consistency", "msi_consistency"):
+        assert summary[name]["returned"] <= summary[name]["bicubic"] * (1 + 1e-5)
+    # a denoised result is not failed for reproducing noisy data less closely than bicubic: the noise floor
+    floored = check_against_bicubic(noisy.copy(), lr, np.ones((16, 16), bool), msi_strip, sensor, srf, strip_rows=16,
+                                    lr_noise=1.0, msi_noise=np.full(4, 1e3))
+    assert not floored.failed and floored.alpha == 1.0
+    assert not np.allclose(out, noisy)
+    kept = noisy.copy()
+    unguarded = check_against_bicubic(kept, lr, np.ones((16, 16), bool), msi_strip, sensor, srf, strip_rows=16, blend=False)
+    assert unguarded.verdict().startswith("failed") and np.array_equal(kept, noisy)
+    assert isinstance(checks, Checks) and checks.verdict().startswith("blended")
+
+
+def test_run_pipeline_takes_a_batch_of_one_and_returns_the_summary(textured):
+    cube, _, srf = textured
+    kernel = degrade.gaussian_psf(1.5, 9)
+    lr = hyperbench_style_lr(cube, kernel, 4)
+    msi = degrade.spectral_degrade(cube, srf).astype(np.float32)
+    fused, info = run_pipeline(msi[None], lr[None], srf.T, psf=kernel, metadata={"epochs": 30, "return_info": True})
+    assert fused.shape == (1, 64, 64, 40)
+    assert "given 9-pixel PSF" in info["psf_model"] and info["guard"] == "passed"
+    plain = run_pipeline(msi, lr, srf, psf=kernel, metadata={"epochs": 30})
+    assert plain.shape == (64, 64, 40)
