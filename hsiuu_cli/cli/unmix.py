@@ -13,11 +13,11 @@ from .options import Device, Inputs, Jobs, Json, NameTemplate, OutDir, Overwrite
 
 DEFAULT_TEMPLATE = "{stem}_unmix"
 OutputDirectory = Annotated[
-    Optional[Path], typer.Option("-o", "--output", help="Output directory (one input only); created if missing.")
+    Optional[Path], typer.Option("-o", "--output", metavar="DIR", help="Output directory (one input only); created if missing.")
 ]
 # -o is a directory here, so the format cannot come from an extension
 CubesFormat = Annotated[
-    Optional[str], typer.Option("-f", "--format", help="Format of the output cubes: ENVI or GTiff.", show_default="ENVI")
+    Optional[str], typer.Option("-f", "--format", metavar="NAME", help="Format of the output cubes: ENVI or GTiff.", show_default="ENVI")
 ]
 
 
@@ -32,18 +32,22 @@ def unmix_command(
     ] = None,
     method: Annotated[
         Optional[str],
-        typer.Option("--method", help="smile (SR-guided network), vca-fcls, nfindr-fcls or nmf.", show_default="smile"),
+        typer.Option(
+            "--method", metavar="NAME", help="smile (SR-guided network), vca-fcls, nfindr-fcls or nmf.", show_default="smile"
+        ),
     ] = None,
     library: Annotated[
         Optional[Path],
-        typer.Option("--library", help="Known endmember spectra (.sli or .csv): supervised unmixing with FCLS."),
+        typer.Option(
+            "--library", metavar="FILE", help="Known endmember spectra (.sli or .csv): supervised unmixing with FCLS."
+        ),
     ] = None,
     sparse: Annotated[
         bool, typer.Option("--sparse", help="With --library: sparse unmixing (SUnSAL, ℓ1) for large libraries.")
     ] = False,
     scale: Annotated[
         Optional[int],
-        typer.Option("--scale", help="SMILE: also write abundances on an s× finer grid (abundances_x<s>)."),
+        typer.Option("--scale", metavar="N", help="SMILE: also write abundances on an N× finer grid (abundances_xN)."),
     ] = None,
     output: OutputDirectory = None,
     out_dir: OutDir = None,
