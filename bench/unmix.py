@@ -206,7 +206,7 @@ def default_command(scenes: list[str], repeats: int):
                     load_before = os.getloadavg()[0]
                     started = time.perf_counter()
                     done = subprocess.run(
-                        [sys.executable, "-m", "hsiuu_cli", "unmix", str(path), *extra, "-o", str(out), "--json", "-q"],
+                        [sys.executable, "-m", "hsiuu_cli", "-q", "unmix", str(path), *extra, "-o", str(out), "--json"],
                         capture_output=True, text=True, check=True,
                     )
                     wall = time.perf_counter() - started
