@@ -91,13 +91,13 @@ class SyntheticScene:
     name: str
     cube: np.ndarray  # rows × cols × 224, float32 reflectance
     wavelengths: np.ndarray
-    bad_bands: np.ndarray  # 1 good, 0 bad (ENVI bbl)
+    bad_bands: np.ndarray  # True where the band is bad (hsiuu's Cube convention; ENVI bbl = 0)
     abundances: np.ndarray  # rows × cols × 3, in CLASSES order
     endmembers: np.ndarray  # 3 × 224, abundance-weighted mean of the placed spectra
 
     @property
     def good(self) -> np.ndarray:
-        return np.flatnonzero(self.bad_bands > 0)
+        return np.flatnonzero(~self.bad_bands)
 
 
 def water_reflectance(wavelengths: np.ndarray, chlorophyll: float, cdom_440: float, particles_550: float) -> np.ndarray:
@@ -116,8 +116,7 @@ def water_reflectance(wavelengths: np.ndarray, chlorophyll: float, cdom_440: flo
 
 def aviris_bad_bands(wavelengths: np.ndarray) -> np.ndarray:
     wl = np.asarray(wavelengths)
-    bad = (wl < 400) | ((wl > 1340) & (wl < 1450)) | ((wl > 1790) & (wl < 1960)) | (wl > 2450)
-    return (~bad).astype(np.float64)
+    return (wl < 400) | ((wl > 1340) & (wl < 1450)) | ((wl > 1790) & (wl < 1960)) | (wl > 2450)
 
 
 def _field(rng: np.random.Generator, rows: int, cols: int, blobs: int, width: tuple[float, float]) -> np.ndarray:
