@@ -25,10 +25,7 @@ def unmix_command(
     inputs: Inputs,
     endmembers: Annotated[
         Optional[str],
-        typer.Option(
-            "--endmembers", "-k", metavar="N",
-            help="Number of endmembers, or auto (estimated from the scene's signal variance).", show_default="auto",
-        ),
+        typer.Option("--endmembers", "-k", metavar="N|auto", help="Number of endmembers, or 'auto' (estimated from the scene).", show_default="auto"),
     ] = None,
     method: Annotated[
         Optional[str],
