@@ -204,7 +204,8 @@ def vca_elbow_count(pixels: np.ndarray, max_count: int = 10, seed: int = 0) -> i
 
 def default_command(scenes: list[str], repeats: int):
     """`hsiuu unmix SCENE -o DIR` with the defaults (SMILE, -k auto) through the installed command,
-    interleaved with the same command at `-k <labelled count>` (the baseline), load noted per run."""
+    interleaved with the same command at `-k <labelled count>` (the baseline; the two swap places on
+    every other run), load noted per run."""
     import json
     import subprocess
     import tempfile
@@ -224,7 +225,8 @@ def default_command(scenes: list[str], repeats: int):
             else:
                 path = DATA / scene / f"{scene}.hdr"
             for run in range(repeats):
-                for label, extra in (("default", []), (f"-k {TRUE_COUNTS[scene]}", ["-k", str(TRUE_COUNTS[scene])])):
+                pair = [("default", []), (f"-k {TRUE_COUNTS[scene]}", ["-k", str(TRUE_COUNTS[scene])])]
+                for label, extra in pair if run % 2 == 0 else pair[::-1]:  # alternate which goes first
                     out = Path(folder) / f"{scene}_{run}_{label.replace(' ', '')}"
                     load_before = os.getloadavg()[0]
                     started = time.perf_counter()
