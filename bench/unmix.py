@@ -11,7 +11,8 @@ Mean SAD (degrees, Hungarian-matched with hsiuu_cli.metrics.match_endmembers) an
 seeds, wall time per run, printed beside the best peer figures of issue 4. Data:
 ../shared/data/unmixing (Zhu, arXiv:1708.05125; Cuprite via LinaZhuang/NMF-QMV_demo); the synthetic
 scenes (aviris_*) are built by bench/unmix_scenes.py from the USGS library in ../shared/data/library
-and were never used to tune anything before they were measured.
+and were built before any method ran on them (the signal-subspace start of SMILE was then chosen with
+them in view, docs/benchmarks.md).
 """
 
 from __future__ import annotations
