@@ -231,3 +231,79 @@ def test_auto_endmembers_and_bad_bands(runner, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["endmembers"] == 3 and summary["bands_used"] == 38
     assert read_library(out / "endmembers.sli").spectra.shape == (3, 38)
+
+
+def test_smile_progress_bar_has_a_real_total(runner, scene, tmp_path, monkeypatch):
+    """The bar's total is the endmember stage plus SMILE's step budget, and it ends full (an early
+    stop jumps to the end) — not 147/1 with a frozen clock."""
+    from contextlib import contextmanager
+
+    from hsiuu_cli.cli import unmix as unmix_cli
+    from hsiuu_cli.unmixing import progress_total
+
+    bars = []
+
+    @contextmanager
+    def recording_progress(description, total):
+        bar = {"total": total, "done": 0, "calls": 0}
+        bars.append(bar)
+
+        def advance(n=1):
+            bar["done"] += n
+            bar["calls"] += 1
+
+        yield advance
+
+    monkeypatch.setattr(unmix_cli, "progress", recording_progress)
+    path, _, _, _ = scene
+    result = invoke(runner, "unmix", path, "-k", 3, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    (bar,) = bars
+    assert bar["total"] == progress_total("smile") == 251
+    assert bar["done"] == bar["total"]
+    assert bar["calls"] > 10  # it moves during training
+
+
+def test_quicklook_lines_break_at_removed_bands():
+    from hsiuu_cli.unmixing.quicklook import broken_at_gaps
+
+    wavelengths = np.r_[np.arange(400, 1340, 10), np.arange(1450, 1800, 10), np.arange(1960, 2450, 10)]
+    values = np.linspace(0, 1, wavelengths.size)
+    x, y = broken_at_gaps(wavelengths[::-1], values[::-1])
+    assert np.isnan(x).sum() == 2 and np.isnan(y).sum() == 2
+    breaks = np.flatnonzero(np.isnan(x))
+    assert x[breaks[0] - 1] == 1330 and x[breaks[0] + 1] == 1450
+    assert x[breaks[1] - 1] == 1790 and x[breaks[1] + 1] == 1960
+    finite = np.isfinite(x)
+    np.testing.assert_array_equal(x[finite], np.sort(wavelengths))
+    np.testing.assert_array_equal(y[finite], values)  # each value stays with its wavelength
+    x, _ = broken_at_gaps(np.arange(1.0, 31.0), np.zeros(30))
+    assert np.isfinite(x).all()  # no gap, no break
+
+
+def test_quicklook_draws_no_line_across_bad_bands(runner, tmp_path, monkeypatch):
+    """Through the command: the plotted spectra carry NaN breaks where bands were flagged bad."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    cube, _, _, wavelengths = make_mixture(rows=16, cols=16, bands=40, endmembers=3, seed=2)
+    bad = np.zeros(40, dtype=bool)
+    bad[18:24] = True
+    path = tmp_path / "gaps.hdr"
+    write_cube(Cube(cube, wavelengths=wavelengths, bad_bands=bad), path)
+    plotted = []
+    original = Axes.plot
+
+    def recording_plot(self, *args, **kwargs):
+        if len(args) >= 2:
+            plotted.append(np.asarray(args[0], dtype=float))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", recording_plot)
+    result = invoke(runner, "unmix", path, "-k", 3, "--method", "vca-fcls", "--quicklook", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert len(plotted) == 3
+    for x in plotted:
+        assert np.isnan(x).sum() == 1
+        gap = int(np.flatnonzero(np.isnan(x))[0])
+        assert x[gap - 1] == pytest.approx(wavelengths[17]) and x[gap + 1] == pytest.approx(wavelengths[24])

@@ -62,7 +62,7 @@ def test_auto_estimates_the_number_of_endmembers():
     noisy = cube + np.random.default_rng(0).normal(0, sigma, cube.shape).astype(np.float32)
     result = unmix(noisy, "auto", method="vca-fcls")
     assert len(result.names) == 3
-    assert result.info["endmembers_estimated_by"] == "HySime"
+    assert result.info["endmembers_estimated_by"] == "noise-whitened signal variance (99 %)"
 
 
 @pytest.mark.parametrize(
@@ -133,3 +133,20 @@ def test_usable_bands_drop_bad_and_empty_bands(scene):
     bad[[0, 1]] = True
     bands = usable_bands(Cube(data, bad_bands=bad))
     assert bands.tolist() == [b for b in range(30) if b not in (0, 1, 4)]
+
+
+@pytest.mark.parametrize("method", ["smile", "vca-fcls"])
+def test_progress_counts_up_to_a_known_total(scene, method):
+    from hsiuu_cli.unmixing import SmileConfig, progress_total
+
+    cube, _, _ = scene
+    config = SmileConfig(max_steps=40, features=8)
+    calls = []
+    unmix(cube, 3, method=method, smile_config=config, progress=lambda done, total: calls.append((done, total)))
+    total = progress_total(method, config)
+    assert total == (41 if method == "smile" else 2)
+    assert {t for _, t in calls} == {total}
+    done = [d for d, _ in calls]
+    assert done[0] == 1 and done[-1] == total and done == sorted(done)
+    if method == "smile":
+        assert len(done) > 3  # one call per training step, not one at the end

@@ -17,7 +17,7 @@ OutputDirectory = Annotated[
 ]
 # -o is a directory here, so the format cannot come from an extension
 CubesFormat = Annotated[
-    Optional[str], typer.Option("-f", "--format", help="Format of the output cubes: ENVI or GTiff.", show_default="ENVI")
+    Optional[str], typer.Option("-f", "--format", metavar="NAME", help="Format of the output cubes: ENVI or GTiff.", show_default="ENVI")
 ]
 
 
@@ -25,22 +25,26 @@ def unmix_command(
     inputs: Inputs,
     endmembers: Annotated[
         Optional[str],
-        typer.Option("--endmembers", "-k", metavar="N|auto", help="Number of endmembers, or 'auto' (HySime estimate).", show_default="auto"),
+        typer.Option("--endmembers", "-k", metavar="N|auto", help="Number of endmembers, or 'auto' (estimated from the scene).", show_default="auto"),
     ] = None,
     method: Annotated[
         Optional[str],
-        typer.Option("--method", help="smile (SR-guided network), vca-fcls, nfindr-fcls or nmf.", show_default="smile"),
+        typer.Option(
+            "--method", metavar="NAME", help="smile (SR-guided network), vca-fcls, nfindr-fcls or nmf.", show_default="smile"
+        ),
     ] = None,
     library: Annotated[
         Optional[Path],
-        typer.Option("--library", help="Known endmember spectra (.sli or .csv): supervised unmixing with FCLS."),
+        typer.Option(
+            "--library", metavar="FILE", help="Known endmember spectra (.sli or .csv): supervised unmixing with FCLS."
+        ),
     ] = None,
     sparse: Annotated[
         bool, typer.Option("--sparse", help="With --library: sparse unmixing (SUnSAL, ℓ1) for large libraries.")
     ] = False,
     scale: Annotated[
         Optional[int],
-        typer.Option("--scale", help="SMILE: also write abundances on an s× finer grid (abundances_x<s>)."),
+        typer.Option("--scale", metavar="N", help="SMILE: also write abundances on an N× finer grid (abundances_xN)."),
     ] = None,
     output: OutputDirectory = None,
     out_dir: OutDir = None,
@@ -158,7 +162,7 @@ def _unmix_one(
         read_library, write_cube, write_library,
     )
     from ..io.atomic import check_outputs
-    from ..unmixing import fit_library, unmix, unmix_with_library, usable_bands
+    from ..unmixing import fit_library, progress_total, unmix, unmix_with_library, usable_bands
     from ..unmixing.quicklook import render_quicklook
 
     cubes = {"abundances": directory / f"abundances{extension}", "residual": directory / f"residual{extension}"}
@@ -185,13 +189,14 @@ def _unmix_one(
         mask = cube.valid_mask()
         wavelengths = None if cube.wavelengths is None else cube.wavelengths[bands]
         torch_device = resolve_device(device) if (library is None and method == "smile") else "cpu"
-        with progress(f"{source.name}: unmixing", None if library is not None else 1) as advance:
+        with progress(f"{source.name}: unmixing", 1 if library is not None else progress_total(method)) as advance:
             if library is not None:
                 reference = read_library(library)
                 spectra, inside = fit_library(reference.spectra, reference.wavelengths, wavelengths, bands.size, path=library)
                 bands, data = bands[inside], data[:, :, inside]
                 wavelengths = None if wavelengths is None else wavelengths[inside]
                 result = unmix_with_library(data, spectra, reference.names, sparse=sparse, mask=mask)
+                advance(1)
             else:
                 done = [0]
 
@@ -227,7 +232,7 @@ def _unmix_one(
         "details": {k: v for k, v in result.info.items() if k != "mean_residual_rmse"},
     }
     if count == "auto" and library is None:
-        info(f"{source.name}: HySime estimates {len(result.names)} endmembers")
+        info(f"{source.name}: {len(result.names)} endmembers estimated from the scene (-k N sets the number)")
 
     def as_cube(values: np.ndarray, names: list[str] | None, factor: int = 1, what: str = "") -> Cube:
         transform = cube.transform if (cube.transform is None or factor == 1) else scaled_transform(cube.transform, factor)
@@ -261,7 +266,7 @@ def _unmix_one(
                 with atomic_write(directory / "quicklook.png", overwrite) as temporary:
                     render_quicklook(
                         result.abundances, result.endmembers, result.names, wavelengths, temporary,
-                        title=f"{source.name}: {result.method}, {len(result.names)} endmembers",
+                        title=f"{source.name}: {result.method}, {len(result.names)} endmembers", band_numbers=bands + 1,
                     )
                 written.append(directory / "quicklook.png")
             summary["outputs"] = [str(p) for p in written] + [str(directory / "summary.json")]

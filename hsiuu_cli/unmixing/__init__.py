@@ -12,7 +12,8 @@ Methods (:data:`METHODS`):
 * ``nmf`` — NMF with sum-to-one abundances started from N-FINDR (:mod:`.nmf`).
 
 Supervised unmixing with known spectra: :func:`unmix_with_library` (FCLS, or SUnSAL with
-``sparse=True`` for large libraries). ``n_endmembers="auto"`` estimates the number with HySime.
+``sparse=True`` for large libraries). ``n_endmembers="auto"`` estimates the number from the
+noise-whitened signal variance (:mod:`.count`).
 Pixels that are non-finite in any band, or outside ``mask``, are skipped and come back as NaN.
 """
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from ..cube import Cube
 from ..errors import InvalidDataError, ParameterError
+from .count import count_endmembers
 from .fcls import fcls, nnls
 from .hysime import estimate_endmember_count, hysime
 from .library import fit_library
@@ -46,6 +48,7 @@ __all__ = [
     "SmileConfig",
     "UnmixingResult",
     "atgp",
+    "count_endmembers",
     "estimate_endmember_count",
     "fcls",
     "fit_library",
@@ -53,6 +56,7 @@ __all__ = [
     "nfindr",
     "nmf_sum_to_one",
     "nnls",
+    "progress_total",
     "refine_pure_centroids",
     "smile",
     "sunsal",
@@ -133,20 +137,26 @@ def unmix(
     valid = valid_pixels(cube, mask)
     pixels = np.asarray(cube[valid], dtype=np.float64)
     info: dict = {}
+    total = progress_total(method, smile_config)
     if isinstance(n_endmembers, str):
         if n_endmembers != "auto":
             raise ParameterError(f"the number of endmembers must be an integer or 'auto', got '{n_endmembers}'")
-        k = estimate_endmember_count(pixels)
-        info["endmembers_estimated_by"] = "HySime"
+        k = count_endmembers(pixels).n_endmembers
+        info["endmembers_estimated_by"] = "noise-whitened signal variance (99 %)"
     else:
         k = int(n_endmembers)
     _check_endmember_count(k, pixels.shape[1], pixels.shape[0])
 
     abundances_hr = None
     if method == "smile":
+        def training_step(step: int, _steps: int) -> None:
+            if progress is not None:
+                progress(1 + step, total)
+
         result = smile(
             np.asarray(cube, dtype=np.float32), valid, k,
-            scale=scale, seed=seed, device=device, config=smile_config, progress=progress,
+            scale=scale, seed=seed, device=device, config=smile_config, progress=training_step,
+            on_endmembers=None if progress is None else lambda: progress(1, total),
         )
         endmembers, abundance_pixels, abundances_hr = result.endmembers, result.abundances[valid], result.abundances_hr
         info.update(result.info)
@@ -156,17 +166,26 @@ def unmix(
         else:  # N-FINDR also starts NMF: deterministic, and 9° instead of 18° on Jasper Ridge for VCA
             endmembers, indices = nfindr(pixels, k)
         info["endmember_pixels"] = _pixel_positions(valid, indices)
+        if progress is not None:
+            progress(1, total)
         abundance_pixels, report = fcls(pixels, endmembers, return_report=True)
         info["fcls_max_kkt_violation"] = report.max_kkt_violation
         if method == "nmf":
             refined = nmf_sum_to_one(pixels, endmembers)
             endmembers, abundance_pixels = refined.endmembers, refined.abundances
             info["nmf_iterations"] = refined.iterations
-        if progress is not None:
-            progress(1, 1)
+    if progress is not None:  # SMILE may stop early: its last steps are not needed
+        progress(total, total)
     names = [f"endmember_{i + 1}" for i in range(k)]
     info["seconds"] = time.perf_counter() - started
     return _result(cube.shape, valid, pixels, endmembers, abundance_pixels, names, method, abundances_hr, scale, info)
+
+
+def progress_total(method: str, smile_config: SmileConfig | None = None) -> int:
+    """The units of work :func:`unmix` reports to its ``progress(done, total)``: one for the endmembers,
+    then one per SMILE training step (at most ``max_steps``; an early stop jumps to the end), or one
+    for the abundances of the other methods."""
+    return 1 + ((smile_config or SmileConfig()).max_steps if method == "smile" else 1)
 
 
 def unmix_with_library(

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .vca import top_eigenvectors
+
 
 @dataclass
 class HySimeResult:
@@ -50,6 +52,20 @@ def hysime(pixels: np.ndarray) -> HySimeResult:
     noise_power = np.einsum("bi,bc,ci->i", vectors, noise_correlation, vectors)
     cost = -data_power + 2 * noise_power
     return HySimeResult(n_endmembers=int(np.sum(cost < 0)), cost=cost)
+
+
+def signal_subspace_projection(pixels: np.ndarray, min_dimension: int) -> np.ndarray:
+    """Pixels (N, B) projected onto their signal subspace: the top eigenvectors of the correlation
+    matrix, as many as HySime finds (at least ``min_dimension``, at most the bands).
+
+    Per-pixel noise is spread over all B bands, the signal over a few directions, so the projection
+    keeps the signal and removes most of the noise; it is what lets a dark endmember (water) be found
+    by extreme-pixel methods, whose pure pixels are otherwise lost in noise.
+    """
+    y = np.asarray(pixels, dtype=np.float64)
+    dimension = min(max(hysime(y).n_endmembers, min_dimension), y.shape[1])
+    basis = top_eigenvectors(y.T @ y / y.shape[0], dimension)
+    return (y @ basis) @ basis.T
 
 
 def estimate_endmember_count(pixels: np.ndarray, max_count: int | None = None) -> int:

@@ -18,8 +18,13 @@ def render_quicklook(
     path: str | Path,
     *,
     title: str = "",
+    band_numbers: np.ndarray | None = None,
 ) -> None:
-    """Write ``path`` (PNG): one map per endmember (0–1 colour scale) above a plot of the spectra."""
+    """Write ``path`` (PNG): one map per endmember (0–1 colour scale) above a plot of the spectra.
+
+    The spectra are drawn against ``wavelengths`` or, without them, ``band_numbers`` (1-based numbers
+    of the bands used; default 1, 2, …); lines break where bands were left out (bad or water bands).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,10 +49,15 @@ def render_quicklook(
     if image is not None:
         figure.colorbar(image, ax=figure.axes, shrink=0.8, label="abundance")
     spectra_axis = figure.add_subplot(grid[map_rows, :])
-    x = np.arange(1, endmembers.shape[1] + 1) if wavelengths is None else np.asarray(wavelengths)
-    order = np.argsort(x)
+    if wavelengths is not None:
+        x = np.asarray(wavelengths, dtype=np.float64)
+    elif band_numbers is not None:
+        x = np.asarray(band_numbers, dtype=np.float64)
+    else:
+        x = np.arange(1.0, endmembers.shape[1] + 1)
     for position, index in enumerate(shown):
-        spectra_axis.plot(x[order], endmembers[index][order], color=colours(position % colours.N), label=names[index], lw=1.2)
+        gapped_x, gapped_y = broken_at_gaps(x, endmembers[index])
+        spectra_axis.plot(gapped_x, gapped_y, color=colours(position % colours.N), label=names[index], lw=1.2)
     spectra_axis.set_xlabel("band" if wavelengths is None else "wavelength (nm)")
     spectra_axis.set_ylabel("value")
     spectra_axis.legend(fontsize=7, ncol=min(len(shown), 4), loc="best")
@@ -55,3 +65,16 @@ def render_quicklook(
         figure.suptitle(title, fontsize=10)
     figure.savefig(path, format="png")
     plt.close(figure)
+
+
+def broken_at_gaps(x: np.ndarray, y: np.ndarray, *, factor: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` sorted, with a NaN point wherever a step exceeds ``factor`` × the median step, so that a
+    plotted line stops at removed bands (water-vapour bands, bad bands) instead of bridging them."""
+    order = np.argsort(x)
+    x, y = np.asarray(x, dtype=np.float64)[order], np.asarray(y, dtype=np.float64)[order]
+    if x.size < 3:
+        return x, y
+    steps = np.diff(x)
+    typical = np.median(steps[steps > 0]) if (steps > 0).any() else 0.0
+    gaps = np.flatnonzero(steps > factor * typical) + 1 if typical > 0 else np.array([], dtype=int)
+    return np.insert(x, gaps, np.nan), np.insert(y, gaps, np.nan)
