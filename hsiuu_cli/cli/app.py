@@ -6,13 +6,14 @@ inside its function, so ``hsiuu --help`` stays fast.
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from .. import __version__
 from . import convert, evaluate, fuse, info, simulate, superres, train, unmix
-from .common import Command, ErrorReportingGroup, set_common_options, stop_on_termination_signals
+from .common import Command, ErrorReportingGroup, report_stop, set_common_options, stop_on_signals
 from .options import Debug, Quiet, Verbose
 
 app = typer.Typer(
@@ -65,5 +66,8 @@ app.add_typer(train.train_app, name="train")
 
 
 def main() -> None:
-    stop_on_termination_signals()
-    app()
+    stop_on_signals()
+    try:
+        app()
+    except KeyboardInterrupt as exc:  # a stop outside a command (while Click parses, or before a handler)
+        sys.exit(report_stop(exc))

@@ -297,12 +297,7 @@ class ErrorReportingGroup(PlainHelp, typer.core.TyperGroup):
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
             # every temporary is gone by now (atomic.py cleans up on any exception)
-            signum = getattr(exc, "signum", signal.SIGINT)
-            try:
-                report_error("interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}")
-            except OSError:  # SIGHUP: the terminal may be gone
-                pass
-            raise typer.Exit(128 + signum) from None
+            raise typer.Exit(report_stop(exc)) from None
         except BrokenPipeError:
             # The reader of stdout went away (`hsiuu evaluate --help | head`): stop quietly with
             # Click's own code for this, and keep the final flush from failing on the closed pipe.
@@ -314,6 +309,8 @@ class ErrorReportingGroup(PlainHelp, typer.core.TyperGroup):
             report_error("out of memory; try a smaller --tile or fewer --jobs")
             raise typer.Exit(1) from None
         except Exception as exc:  # noqa: BLE001 - last line of defence, re-raised with --debug
+            if received_stop is not None:
+                raise typer.Exit(report_stop(exc)) from None
             if settings.debug:
                 raise
             report_error(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
@@ -321,27 +318,43 @@ class ErrorReportingGroup(PlainHelp, typer.core.TyperGroup):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (job schedulers, ``timeout``, ``kill``, a closed terminal): the run stops as
-    on Ctrl-C, through the same clean-up, and exits with 128 + the signal's number, as shells expect."""
+    """Ctrl-C, SIGTERM or SIGHUP (job schedulers, ``timeout``, ``kill``, a closed terminal): the run stops
+    through one clean-up and exits with 128 + the signal's number, as shells expect."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
 
 
-TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+STOPPING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+# The signal that stopped this run, once one has: an interrupt that lands inside a C extension's
+# initialisation surfaces as some other exception (ImportError), which is still a stop, not a failure.
+received_stop: int | None = None
 
 
-def stop_on_termination_signals() -> None:
-    """Turn SIGTERM and SIGHUP into :class:`Terminated` in the main thread (the CLI's entry point)."""
+def stop_on_signals() -> None:
+    """Turn Ctrl-C, SIGTERM and SIGHUP into :class:`Terminated` in the main thread (the CLI's entry point)."""
 
     def stop(signum: int, _frame) -> None:
-        for number in TERMINATING_SIGNALS:  # the clean-up runs once, undisturbed by a repeated signal
+        global received_stop
+        for number in STOPPING_SIGNALS:  # the clean-up runs once, undisturbed by a repeated signal
             signal.signal(number, signal.SIG_IGN)
+        received_stop = signum
         raise Terminated(signum)
 
-    for number in TERMINATING_SIGNALS:
+    for number in STOPPING_SIGNALS:
         signal.signal(number, stop)
+
+
+def report_stop(exc: BaseException) -> int:
+    """Say why the run stopped; return the exit code, 128 + the signal's number."""
+    signum = getattr(exc, "signum", received_stop or signal.SIGINT)
+    try:
+        report_error("interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}")
+    except OSError:  # SIGHUP: the terminal may be gone
+        pass
+    return 128 + signum
 
 
 # ---------------------------------------------------------------------------------------------
