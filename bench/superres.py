@@ -34,6 +34,7 @@ from hsiuu_cli.degrade import spatial_degrade  # noqa: E402
 from hsiuu_cli.io import read_cube, write_cube  # noqa: E402
 from hsiuu_cli.metrics import ergas, psnr, sam, ssim  # noqa: E402
 from hsiuu_cli.superres import choose_model, load_model  # noqa: E402
+from hsiuu_cli.superres.adapt import SHARPNESS_FRACTIONS, estimate_psf, sharpness  # noqa: E402
 from hsiuu_cli.superres.inference import super_resolve_cube  # noqa: E402
 from hsiuu_cli.superres.training import physical_good_bands  # noqa: E402
 from peak_rss import run_measured  # noqa: E402  (bench/, beside this script)
@@ -50,6 +51,15 @@ OTHER = [
     "scenes/houston2018/houston_hsi.hdr",
     "scenes/houston2018/houston_rgb.hdr",
 ]
+
+
+TRAINING = [
+    "sr_pool/abu-airport-1.hdr", "sr_pool/abu-airport-2.hdr", "sr_pool/abu-airport-3.hdr", "sr_pool/abu-beach-1.hdr",
+    "sr_pool/abu-beach-2.hdr", "sr_pool/abu-urban-1.hdr", "sr_pool/abu-urban-2.hdr", "sr_pool/hydice.hdr",
+    "sr_pool/sandiego.hdr", "scenes/salton_sea/salton_sea.hdr", "unmixing/jasper_ridge/jasper_ridge.hdr",
+    "unmixing/urban_subimage/urban_subimage.hdr", "unmixing/samson/samson.hdr",
+]
+"""The shipped models' training scenes (their cards): the PSF table is measured on these only."""
 
 
 def load_reference(path: Path) -> Cube:
@@ -228,9 +238,153 @@ def memory(args) -> list[dict]:
     return rows
 
 
+def psf_degrade(values: np.ndarray, scale: int, fraction: float | None) -> np.ndarray:
+    """LR made with a Gaussian PSF of σ = fraction · scale, or antialiased bicubic (None)."""
+    if fraction is None:
+        return spatial_degrade(values, scale, method="bicubic")
+    return spatial_degrade(values, scale, method="gaussian", sigma=fraction * scale)
+
+
+def psf_table(args) -> list[dict]:
+    """adapt.SHARPNESS_TABLE: mean log sharpness of the training scenes' LR for each PSF width."""
+    scenes = [load_reference(args.data / relative).data for relative in TRAINING]
+    rows = []
+    print("SHARPNESS_TABLE = {")
+    for scale in (2, 3, 4, 8):
+        means = [float(np.mean([sharpness(psf_degrade(v, scale, f)) for v in scenes])) for f in SHARPNESS_FRACTIONS]
+        rows.append({"scale": scale, "log_sharpness": means})
+        print(f"    {scale}: ({', '.join(f'{m:.3f}' for m in means)}),")
+    print("}")
+    return rows
+
+
+def psf_accuracy(args) -> list[dict]:
+    """The PSF estimate on the held-out scenes, LR made with known PSFs (σ as a fraction of the scale)."""
+    rows = []
+    truths = [None, 0.35, 0.5, 0.7]
+    for relative in FAMILY + OTHER:
+        reference = load_reference(args.data / relative).data
+        for scale in args.scales:
+            for truth in truths:
+                estimate = estimate_psf(psf_degrade(reference, scale, truth), scale)
+                rows.append({"scene": Path(relative).stem, "scale": scale, "truth": truth, "estimate": estimate.fraction})
+    print("\n### PSF estimate (σ / scale) on held-out scenes\n")
+    print("| scene | scale | " + " | ".join("bicubic LR" if t is None else f"σ = {t} s" for t in truths) + " |")
+    print("|---|---|" + "---|" * len(truths))
+    for relative in FAMILY + OTHER:
+        for scale in args.scales:
+            found = [r for r in rows if r["scene"] == Path(relative).stem and r["scale"] == scale]
+            print(f"| {Path(relative).stem} | ×{scale} | " + " | ".join(f"{r['estimate']:.2f}" for r in found) + " |")
+    return rows
+
+
+MOSAIC = ["sr_pool/abu-airport-4.hdr", "sr_pool/abu-beach-3.hdr", "sr_pool/abu-urban-3.hdr", "sr_pool/sandiego-plane.hdr"]
+"""Unseen AVIRIS scenes (no model trained on them) for the 400 × 400 mosaic."""
+REAL_SIZE = [
+    ("houston_rgb", "scenes/houston2018/houston_rgb.hdr"),
+    ("pavia_hr_rgb", "scenes/pavia_university/pavia_hr_rgb.hdr"),
+    ("houston_hsi", "scenes/houston2018/houston_hsi.hdr"),
+    ("abu-beach-1", "sr_pool/abu-beach-1.hdr"),
+]
+"""The largest real cubes in ../shared/data (abu-beach-1, 150 × 150, is a training scene of the AVIRIS models)."""
+
+
+def aviris_mosaic(data: Path) -> np.ndarray:
+    """400 × 400 × 188: the four unseen 100 × 100 AVIRIS scenes, each four times in a different
+    orientation (rotations and flips), no copy beside another; the first 188 bands of each."""
+    tiles = [load_reference(data / relative).data[:100, :100, :188] for relative in MOSAIC]
+    layout = [[0, 1, 2, 3], [2, 3, 0, 1], [1, 0, 3, 2], [3, 2, 1, 0]]
+    rows = []
+    for r, line in enumerate(layout):
+        rows.append(np.concatenate([np.rot90(tiles[k], k=r + c) if (r + c) % 2 else np.rot90(tiles[k], k=r)[:, ::-1]
+                                    for c, k in enumerate(line)], axis=1))
+    return np.ascontiguousarray(np.concatenate(rows, axis=0), dtype=np.float32)
+
+
+def adapt_cases(args):
+    cases = [("AVIRIS mosaic (unseen)", aviris_mosaic(args.data))]
+    for label, relative in REAL_SIZE:
+        cases.append((label, load_reference(args.data / relative).data))
+    for relative in FAMILY:
+        cases.append((Path(relative).stem, load_reference(args.data / relative).data))
+    return [(label, values) for label, values in cases if args.only is None or any(o in label for o in args.only)]
+
+
+def adapt(args) -> list[dict]:
+    """Scene adaptation against the model as shipped (its default calibration), bicubic and an oracle
+    (the same fine-tuning on the scene's true HR/LR pairs instead of its self-supervised ones)."""
+    from hsiuu_cli.superres.adapt import AdaptSettings, adapt_to_scene, fine_tune, too_small, SelfPairs, PsfEstimate
+
+    rows = []
+    for label, reference_full in adapt_cases(args):
+        for scale in args.scales:
+            for degradation in args.degradations:
+                h, w = reference_full.shape[0] // scale * scale, reference_full.shape[1] // scale * scale
+                reference = reference_full[:h, :w]
+                lr = Cube(data=spatial_degrade(reference, scale, method=degradation).astype(np.float32))
+                base = {"scene": label, "bands": reference.shape[2], "hr": f"{h}×{w}", "scale": scale, "degradation": degradation}
+                bicubic, _ = run_method(lr, scale, None, False)
+                rows.append({**base, "method": "bicubic", **scores(bicubic, reference, scale)})
+                model = choose_model(lr, scale)
+                shipped, plan = run_method(lr, scale, model, True)
+                rows.append({**base, "method": f"{model.name} (no adaptation)", "gain": round(plan.gain, 3), **scores(shipped, reference, scale)})
+                reason = too_small(lr.rows, lr.cols, scale)
+                if reason:
+                    rows.append({**base, "method": "adapt: " + reason})
+                    print(f"  {label} ×{scale} {degradation}: {reason}", file=sys.stderr, flush=True)
+                    continue
+                settings = AdaptSettings(seed=0, time_limit_s=args.time_limit)
+                started = time.perf_counter()
+                chosen = adapt_to_scene(lr, scale, model, settings)
+                seconds = time.perf_counter() - started
+                result, _ = super_resolve_cube(lr, scale, chosen.model, method="bicubic" if chosen.model is None else "model",
+                                               dtype=np.float32, gain=chosen.gain)
+                forced, _ = super_resolve_cube(lr, scale, chosen.adapted_model, dtype=np.float32, calibrate=False)
+                summary = chosen.summary()
+                rows.append({**base, "method": "adapted network (gain 1)", **scores(np.asarray(forced.data), reference, scale)})
+                rows.append({**base, "method": f"--adapt (writes: {chosen.result})", "gain": round(chosen.gain, 3),
+                             "seconds": round(seconds, 1), "fine_tune_s": summary["seconds"], "steps": summary["steps"],
+                             "best_step": summary["best_step"], "stopped_by": summary["stopped_by"],
+                             "psf": summary["psf"]["sigma_over_scale"], "held_back": summary["held_back"],
+                             "lr_mpx": lr.rows * lr.cols / 1e6, **scores(np.asarray(result.data), reference, scale)})
+                if args.oracle:
+                    # The same fine-tuning, but on the scene's true pairs (HR target, its real LR), held back alike.
+                    held = max(2, round(lr.rows * settings.hold_back)) * scale
+                    truth = SelfPairs(reference[: h - held], np.asarray(lr.data)[: (h - held) // scale], reference[h - held :],
+                                      np.asarray(lr.data)[(h - held) // scale :], PsfEstimate(0.5, scale, 0.0))
+                    tuned = fine_tune(model.weights(), model.info.config, truth, AdaptSettings(seed=0, time_limit_s=1e9), 1e9)
+                    from hsiuu_cli.superres.export import onnx_bytes
+                    from hsiuu_cli.superres.registry import LoadedModel
+                    oracle = LoadedModel("oracle", model.path, model.info, onnx_bytes(tuned.network, model.info), None, None)
+                    out, _ = super_resolve_cube(lr, scale, oracle, dtype=np.float32, calibrate=False)
+                    rows.append({**base, "method": "oracle (same fine-tuning on the true HR)", "steps": tuned.steps,
+                                 **scores(np.asarray(out.data), reference, scale)})
+                print(f"  {label} ×{scale} {degradation}: done ({seconds:.0f} s, {chosen.result})", file=sys.stderr, flush=True)
+    print_adapt(rows)
+    return rows
+
+
+def print_adapt(rows: list[dict]) -> None:
+    print("\n### Scene adaptation\n")
+    print("| scene | bands | HR | scale | LR made by | method | PSNR dB | SAM ° | ERGAS | SSIM | notes |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "psnr" not in r:
+            print(f"| {r['scene']} | {r['bands']} | {r['hr']} | ×{r['scale']} | {r['degradation']} | {r['method']} | | | | | |")
+            continue
+        notes = []
+        if "gain" in r:
+            notes.append(f"gain {r['gain']}")
+        if "seconds" in r:
+            notes.append(f"PSF σ = {r['psf']} s; {r['steps']} steps (best {r['best_step']}, {r['stopped_by']}); "
+                         f"fine-tuning {r['fine_tune_s']} s, all {r['seconds']} s for {r['lr_mpx']:.3f} LR Mpx")
+        print(f"| {r['scene']} | {r['bands']} | {r['hr']} | ×{r['scale']} | {r['degradation']} | {r['method']} | "
+              f"{r['psnr']:.2f} | {r['sam']:.3f} | {r['ergas']:.3f} | {r['ssim']:.4f} | {'; '.join(notes)} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["quality", "ablation", "throughput", "memory"])
+    parser.add_argument("part", choices=["quality", "ablation", "throughput", "memory", "psf-table", "psf", "adapt"])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--degradations", nargs="+", default=["bicubic", "gaussian"])
@@ -248,8 +402,13 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", default=[".hdr", ".tif"])
     parser.add_argument("--tmp", default=None)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", nargs="*", help="adapt: scenes whose label contains one of these")
+    parser.add_argument("--oracle", action="store_true", help="adapt: also the oracle (fine-tuning on the true HR)")
+    parser.add_argument("--time-limit", type=float, default=None, help="adapt: seconds of fine-tuning (default: the CLI's)")
     args = parser.parse_args()
-    rows = {"quality": quality, "ablation": ablation, "throughput": throughput, "memory": memory}[args.part](args)
+    parts = {"quality": quality, "ablation": ablation, "throughput": throughput, "memory": memory,
+             "psf-table": psf_table, "psf": psf_accuracy, "adapt": adapt}
+    rows = parts[args.part](args)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
