@@ -22,7 +22,7 @@ from hsiuu_cli.superres.adapt import (
     too_small,
 )
 from hsiuu_cli.superres.export import ModelInfo, export_model
-from hsiuu_cli.superres.guard import guarded_gain
+from hsiuu_cli.superres.guard import guarded_gain, shape_detail
 from hsiuu_cli.superres.inference import SuperResolver
 from hsiuu_cli.superres.network import NetworkConfig, build_network
 from hsiuu_cli.superres.registry import load_model
@@ -89,6 +89,17 @@ def test_guard_falls_back_to_bicubic_when_detail_only_harms():
     base = resize_bicubic(spatial_degrade(target, 2, method="bicubic"), 24, 24)
     check = guarded_gain(base, base - target, target, np.ones(4))
     assert check.gain == 0.0 and check.psnr == check.psnr_bicubic
+
+
+def test_detail_that_turns_dark_spectra_is_damped_and_brightness_detail_kept():
+    base = np.array([[[1.0, 2.0, 3.0], [0.01, 0.02, 0.03]]], np.float32)  # a bright and a dark pixel, same spectrum
+    brightness = 0.1 * base
+    turn = np.array([[[0.02, -0.01, 0.0], [0.02, -0.01, 0.0]]], np.float32)  # orthogonal to the spectrum
+    np.testing.assert_allclose(shape_detail(base, brightness, 0.5), brightness, rtol=1e-5)
+    shaped = shape_detail(base, turn, 0.5)
+    np.testing.assert_allclose(shaped[0, 0], turn[0, 0], rtol=0.02)  # |base| ≈ 3.7 ≫ 0.5: kept
+    assert np.linalg.norm(shaped[0, 1]) < 0.01 * np.linalg.norm(turn[0, 1])  # |base| ≈ 0.037 ≪ 0.5: damped
+    np.testing.assert_array_equal(shape_detail(base, turn, 0.0), turn)
 
 
 def test_no_adapt_reports_its_self_check_and_uses_its_gain(tmp_path):

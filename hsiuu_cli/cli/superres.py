@@ -147,7 +147,7 @@ def superres_command(
 
 def _adapt(source, cube, model, scale, adapt, adapt_time, save_model, seed, device, overwrite, summary):
     """Fine-tune ``model`` on the scene (when it is large enough, or refuse when --adapt asked for it)."""
-    from ..errors import InvalidDataError
+    from ..errors import InvalidDataError, ModelError
     from ..io.atomic import check_outputs
     from ..superres.adapt import AdaptSettings, adapt_to_scene, default_time_limit, too_small
     from ..superres.export import model_paths
@@ -158,6 +158,14 @@ def _adapt(source, cube, model, scale, adapt, adapt_time, save_model, seed, devi
             raise InvalidDataError(f"{reason}; use --no-adapt", source)
         info(f"{source.name}: not adapted: {reason}")
         summary["adaptation"] = {"ran": False, "reason": reason}
+        return None, []
+    try:
+        model.weights()
+    except ModelError as exc:
+        if adapt:
+            raise ModelError(f"cannot adapt {model.name}: {exc.message}", exc.path) from None
+        info(f"{source.name}: not adapted: {model.name} has no weights to fine-tune ({exc.message})")
+        summary["adaptation"] = {"ran": False, "reason": exc.message}
         return None, []
     stem = None
     if save_model is not None:

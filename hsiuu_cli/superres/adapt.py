@@ -111,6 +111,8 @@ class AdaptSettings:
     """Checks without improvement before stopping early."""
     alpha: float = 0.1
     """Weight of the spectral-angle term (as in training)."""
+    trainable: str = "all"
+    """'all' SR weights, or 'tail': only the up-sampling stages, the material-aware module and the tail."""
     seed: int = 0
 
 
@@ -199,7 +201,11 @@ def fine_tune(
     train = prepare(Scene("train", pairs.train_target, pairs.train_coarse), config)
     held = prepare(Scene("held back", pairs.held_target, pairs.held_coarse), config)
     sampler = PatchSampler([train], config.scale, settings.patch * config.scale, rng)
-    parameters = [p for name, p in network.named_parameters() if not name.startswith("unmixing.")]
+    tail = ("stages.", "material.", "tail.")
+    parameters = [
+        p for name, p in network.named_parameters()
+        if not name.startswith("unmixing.") and (settings.trainable == "all" or name.startswith(tail))
+    ]
     if network.unmixing is not None:
         network.unmixing.requires_grad_(False)
     optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate, betas=(0.9, 0.99))

@@ -27,7 +27,7 @@ from ..cube import Cube
 from ..device import resolve_device
 from ..errors import InvalidDataError, ParameterError
 from .export import HALO_MARGIN
-from .guard import GainCheck, guarded_gain
+from .guard import DARK_FRACTION, GainCheck, guarded_gain, shape_detail
 from .preprocess import (
     SceneStatistics,
     adapter_matrix,
@@ -249,9 +249,12 @@ class SuperResolver:
         """Bands without a single finite value: they stay NaN."""
         self.fill = np.where(np.isfinite(fill), fill, 0.0).astype(np.float32)
         self.stats: SceneStatistics | None = None
+        self.dark_level = 0.0
         if self.model is not None:
             good_values = values[:, :, self.good]
             self.stats = scene_statistics(good_values, valid)
+            norms = np.linalg.norm(np.nan_to_num(good_values[valid]).astype(np.float64), axis=-1)
+            self.dark_level = float(DARK_FRACTION * np.median(norms))
 
     def _calibrate(self) -> None:
         """The detail gain from a self-check on the central crop of the scene, degraded once more
@@ -278,7 +281,7 @@ class SuperResolver:
         from ..degrade import resize_bicubic
 
         base = resize_bicubic(coarse, target.shape[0], target.shape[1])
-        return guarded_gain(base, self._residual(coarse), target, self.stats.std)
+        return guarded_gain(base, shape_detail(base, self._residual(coarse), self.dark_level), target, self.stats.std)
 
     # -- per window --------------------------------------------------------------------------
 
@@ -311,7 +314,9 @@ class SuperResolver:
             chunk = slice(start, min(bands, start + BAND_CHUNK))
             out[:, :, chunk] = resize_bicubic(window[:, :, chunk], rows * s, cols * s)[core_rows, core_cols]
         if self.model is not None and self.gain > 0:
-            out[:, :, self.good] += np.float32(self.gain) * self._residual(window[:, :, self.good], (core_rows, core_cols))
+            base = out[:, :, self.good]
+            detail = shape_detail(base, self._residual(window[:, :, self.good], (core_rows, core_cols)), self.dark_level)
+            out[:, :, self.good] = base + np.float32(self.gain) * detail
         return out
 
     def strip(
