@@ -359,7 +359,10 @@ def adapt(args) -> list[dict]:
                     out, _ = super_resolve_cube(lr, scale, oracle, dtype=np.float32, calibrate=False)
                     rows.append({**base, "method": "oracle (same fine-tuning on the true HR)", "steps": tuned.steps,
                                  **scores(np.asarray(out.data), reference, scale)})
-                print(f"  {label} ×{scale} {degradation}: done ({seconds:.0f} s, {chosen.result})", file=sys.stderr, flush=True)
+                mine = [r for r in rows if (r["scene"], r["scale"], r["degradation"]) == (label, scale, degradation) and "psnr" in r]
+                print(f"  {label} ×{scale} {degradation}: done ({seconds:.0f} s, {chosen.result}): "
+                      + "; ".join(f"{r['method']} {r['psnr']:.2f}/{r['sam']:.3f}" for r in mine)
+                      + f"; held back {summary['held_back']}", file=sys.stderr, flush=True)
     print_adapt(rows)
     return rows
 

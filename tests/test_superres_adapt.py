@@ -16,6 +16,7 @@ from hsiuu_cli.superres.adapt import (
     AdaptSettings,
     PsfEstimate,
     adapt_to_scene,
+    blurrier_than_training,
     estimate_psf,
     fine_tune,
     self_pairs,
@@ -169,10 +170,11 @@ def test_adapt_to_scene_follows_the_guard(tmp_path, bands):
     model = tiny_model(tmp_path)
     hr = textured(128, 128, bands, seed=4)
     lr = Cube(data=spatial_degrade(hr, 2, method="gaussian", sigma=1.0).astype(np.float32))
-    choice = adapt_to_scene(lr, 2, model, AdaptSettings(**FEW))
+    choice = adapt_to_scene(lr, 2, model, AdaptSettings(**FEW), force=True)
     before, after = choice.checks["model"], choice.checks["adapted"]
     assert choice.result in ("adapted", "model", "bicubic")
     if choice.result == "adapted":
+        assert blurrier_than_training(choice.psf, model.info)
         assert after["psnr"] >= before["psnr"] and after["sam"] <= before["sam"] and choice.gain == after["gain"] > 0
     elif choice.result == "model":
         assert choice.model is model and choice.gain == before["gain"] > 0
@@ -181,7 +183,18 @@ def test_adapt_to_scene_follows_the_guard(tmp_path, bands):
     assert choice.adapted_model.info.degradation == "gaussian"
     assert choice.adapted_model.info.psf_sigma == pytest.approx(choice.psf.sigma)
     summary = choice.summary()
-    assert summary["result"] == choice.result and summary["steps"] == 6
+    assert summary["result"] == choice.result and summary["steps"] == 6 and summary["fine_tuned"]
+
+
+def test_a_scene_as_sharp_as_the_training_pairs_keeps_the_unadapted_model(tmp_path):
+    model = tiny_model(tmp_path)  # trained (as it says) on bicubic pairs
+    lr = Cube(data=spatial_degrade(textured(128, 128, 4, seed=7), 2, method="bicubic").astype(np.float32))
+    skipped = adapt_to_scene(lr, 2, model, AdaptSettings(**FEW))
+    assert not blurrier_than_training(skipped.psf, model.info)
+    assert not skipped.fine_tuned and skipped.adapted_model is None and set(skipped.checks) == {"model"}
+    assert skipped.result in ("model", "bicubic") and "no blurrier" in skipped.summary()["skipped"]
+    forced = adapt_to_scene(lr, 2, model, AdaptSettings(**FEW), force=True)
+    assert forced.fine_tuned and forced.result != "adapted"
 
 
 def test_adaptation_learns_a_blur_the_model_never_saw(tmp_path):
@@ -190,7 +203,7 @@ def test_adaptation_learns_a_blur_the_model_never_saw(tmp_path):
     model = tiny_model(tmp_path)
     hr = textured(192, 192, 3, seed=6)
     lr = spatial_degrade(hr, 2, method="gaussian", sigma=1.4).astype(np.float32)
-    settings = AdaptSettings(steps=60, check_every=20, patch=12, learning_rate=2e-3, time_limit_s=600.0)
+    settings = AdaptSettings(steps=60, check_every=20, patch=12, learning_rate=2e-3, time_limit_s=600.0, trainable="all")
     choice = adapt_to_scene(Cube(data=lr), 2, model, settings)
     assert choice.result == "adapted"
     sharpened = super_resolve(lr, 2, model, adapt=True, adapt_settings=settings)

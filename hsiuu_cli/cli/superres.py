@@ -175,18 +175,22 @@ def _adapt(source, cube, model, scale, adapt, adapt_time, save_model, seed, devi
     settings = AdaptSettings(time_limit_s=adapt_time, seed=seed)
     limit = adapt_time if adapt_time is not None else default_time_limit(cube.rows * cube.cols)
     with progress(f"{source.name}: adapting {model.name} (at most {limit:.0f} s)", settings.steps) as advance:
-        adaptation = adapt_to_scene(cube, scale, model, settings, scene=source.name, device=device, progress=advance)
+        adaptation = adapt_to_scene(
+            cube, scale, model, settings, scene=source.name, device=device, progress=advance, force=bool(adapt)
+        )
     details = adaptation.summary()
     summary["adaptation"] = {"ran": True, **details}
     checks = details["held_back"]
     first = checks["model"]
-    info(
-        f"{source.name}: adapted {model.name} in {details['seconds']:.1f} s ({details['steps']} steps, "
-        f"{details['stopped_by']}; PSF σ {details['psf']['sigma_hr_pixels']:.2f} px); held-back pairs: "
-        f"bicubic {first['psnr_bicubic']:.2f} dB / {first['sam_bicubic']:.3f}°, {model.name} {first['psnr']:.2f} dB / "
-        f"{first['sam']:.3f}°, adapted {checks['adapted']['psnr']:.2f} dB / {checks['adapted']['sam']:.3f}° "
-        f"→ writes the {_result_text(adaptation.result, model)}"
-    )
+    seen = (f"held-back pairs: bicubic {first['psnr_bicubic']:.2f} dB / {first['sam_bicubic']:.3f}°, {model.name} "
+            f"{first['psnr']:.2f} dB / {first['sam']:.3f}°")
+    if adaptation.fine_tuned:
+        seen += f", adapted {checks['adapted']['psnr']:.2f} dB / {checks['adapted']['sam']:.3f}°"
+        what = (f"adapted {model.name} in {details['seconds']:.1f} s ({details['steps']} steps, {details['stopped_by']}; "
+                f"PSF σ {details['psf']['sigma_hr_pixels']:.2f} px)")
+    else:
+        what = f"not adapted: {details['skipped']}"
+    info(f"{source.name}: {what}; {seen} → writes the {_result_text(adaptation.result, model)}")
     saved = []
     if stem is not None:
         # What reproduces these weights (the output options do not change them).

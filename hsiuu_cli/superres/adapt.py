@@ -111,8 +111,10 @@ class AdaptSettings:
     """Checks without improvement before stopping early."""
     alpha: float = 0.1
     """Weight of the spectral-angle term (as in training)."""
-    trainable: str = "all"
-    """'all' SR weights, or 'tail': only the up-sampling stages, the material-aware module and the tail."""
+    trainable: str = "tail"
+    """'tail': only the up-sampling stages, the material-aware module and the tail conv (how detail
+    is drawn, not what the trunk sees); 'all': every SR weight. Tail-only lost less spectral
+    fidelity and ran faster in the measurements (docs/benchmarks.md § Scene adaptation)."""
     seed: int = 0
 
 
@@ -277,6 +279,14 @@ def fine_tune(
 # Adapt, then judge
 # ---------------------------------------------------------------------------------------------
 
+BICUBIC_READS_AS = 0.4
+"""The PSF estimate (σ / scale) of antialiased bicubic down-sampling (``bench/superres.py psf``:
+0.30–0.48 on the held-out scenes, mostly 0.4–0.45)."""
+EXTRA_BLUR = 0.1
+"""How much wider (σ / scale) than its model's training PSF a scene's PSF must read for the adapted
+model to be used: on scenes about as sharp as the training pairs, fine-tuning on the scene's
+coarser copy lost to the unadapted model in every measured case, and the held-back pairs did not
+show it (docs/benchmarks.md § Scene adaptation)."""
 ADAPTED_MARGIN_DB = 0.1
 """PSNR (dB) on the held-back pairs by which the adapted model must beat the one it came from:
 the held-back pairs are one scale coarser than the real run, and a gain there below this has
@@ -297,27 +307,57 @@ class SceneAdaptation:
     checks: dict[str, dict]
     """'model' and 'adapted' → GainCheck.as_dict() on the held-back pairs."""
     psf: PsfEstimate
-    adapted: Adapted
+    adapted: Adapted | None
+    """None when fine-tuning was skipped (the scene is no blurrier than the model's training pairs)."""
     time_limit_s: float
     crop: tuple[int, int]
     total_seconds: float = 0.0
     """Everything: reading the crop, the PSF, fine-tuning, export and the held-back checks."""
 
+    training_blur: float = BICUBIC_READS_AS
+    """The model's training PSF (σ / scale) the scene's is compared with."""
+
+    @property
+    def fine_tuned(self) -> bool:
+        return self.adapted is not None
+
     def summary(self) -> dict:
-        return {
+        summary = {
             "result": self.result,
+            "fine_tuned": self.fine_tuned,
             "gain": round(self.gain, 4),
-            "psf": {"kind": "gaussian", "sigma_hr_pixels": round(self.psf.sigma, 3), "sigma_over_scale": round(self.psf.fraction, 3)},
-            "steps": self.adapted.steps,
-            "best_step": self.adapted.best_step,
-            "seconds": round(self.adapted.seconds, 2),
+            "psf": {
+                "kind": "gaussian", "sigma_hr_pixels": round(self.psf.sigma, 3), "sigma_over_scale": round(self.psf.fraction, 3),
+                "model_training_sigma_over_scale": round(self.training_blur, 3),
+            },
             "total_seconds": round(self.total_seconds, 2),
             "time_limit_s": round(self.time_limit_s, 1),
-            "stopped_by": self.adapted.stopped_by,
             "pairs_from": f"{self.crop[0]}×{self.crop[1]} LR pixels",
             "held_back": {name: check for name, check in self.checks.items()},
-            "history": self.adapted.history,
         }
+        if self.adapted is None:
+            summary["skipped"] = (
+                f"the scene is no blurrier than the model's training pairs (PSF σ {self.psf.fraction:.2f} × scale; "
+                f"adaptation needs {self.training_blur + EXTRA_BLUR:.2f} or more)"
+            )
+        else:
+            summary.update(
+                steps=self.adapted.steps, best_step=self.adapted.best_step, seconds=round(self.adapted.seconds, 2),
+                stopped_by=self.adapted.stopped_by, history=self.adapted.history,
+            )
+        return summary
+
+
+def training_blur(info) -> float:
+    """The PSF (σ / scale) a model's training pairs were made with, as :func:`estimate_psf` reads it."""
+    if info.degradation == "gaussian":
+        return (info.psf_sigma if info.psf_sigma is not None else info.scale / 2) / info.scale
+    return BICUBIC_READS_AS
+
+
+def blurrier_than_training(psf: PsfEstimate, info) -> bool:
+    """True when the scene's PSF is wider than the model's training PSF by :data:`EXTRA_BLUR` or more."""
+    return psf.fraction >= training_blur(info) + EXTRA_BLUR - 1e-9
 
 
 def adapted_info(model, psf: PsfEstimate, scene: str):
@@ -338,13 +378,17 @@ def adapt_to_scene(
     device: str = "auto",
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
+    force: bool = False,
 ) -> SceneAdaptation:
     """Fine-tune ``model`` on ``cube`` and decide, on held-back self-supervised pairs, what to write.
 
-    The adapted model wins if it beats the model it came from by :data:`ADAPTED_MARGIN_DB` on
-    PSNR and is no worse on SAM; each model's detail gain is guarded (no worse than bicubic on
-    PSNR and SAM, :func:`hsiuu_cli.superres.guard.guarded_gain`); a model whose gain falls to 0
-    leaves bicubic. Raises InvalidDataError when the scene is too small.
+    The adapted model wins if the scene's PSF is wider than the model's training PSF
+    (:func:`blurrier_than_training`) and it beats the model it came from on the held-back pairs by
+    :data:`ADAPTED_MARGIN_DB` PSNR while no worse on SAM. Each model's detail gain is guarded (no
+    worse than bicubic on PSNR and SAM, :func:`hsiuu_cli.superres.guard.guarded_gain`); a model
+    whose gain falls to 0 leaves bicubic. Fine-tuning is skipped on scenes no blurrier than the
+    training pairs unless ``force`` (the adapted model could not win there). Raises
+    InvalidDataError when the scene is too small.
     """
     from ..device import resolve_device
     from .export import onnx_bytes, safetensors_bytes
@@ -368,20 +412,23 @@ def adapt_to_scene(
     values = values[:, :, original.good]
     psf = estimate_psf(values, scale)
     pairs = self_pairs(values, scale, psf, settings.hold_back)
-    fine_device = resolve_device(device)
-    adapted = fine_tune(weights, model.info.config, pairs, settings, limit, progress, device=fine_device)
-    info = adapted_info(model, psf, scene)
-    adapted_model = LoadedModel(
-        f"{model.name}_adapted", model.path, info, onnx_bytes(adapted.network, info), None, None,
-        weights_data=safetensors_bytes(adapted.network, info),
+    checks = {"model": original.self_check(pairs.held_target, pairs.held_coarse)}
+    blurrier = blurrier_than_training(psf, model.info)
+    adapted = adapted_model = None
+    if blurrier or force:
+        adapted = fine_tune(weights, model.info.config, pairs, settings, limit, progress, device=resolve_device(device))
+        info = adapted_info(model, psf, scene)
+        adapted_model = LoadedModel(
+            f"{model.name}_adapted", model.path, info, onnx_bytes(adapted.network, info), None, None,
+            weights_data=safetensors_bytes(adapted.network, info),
+        )
+        tuned = SuperResolver(cube, scale, adapted_model, device=device, threads=threads, calibrate=False)
+        checks["adapted"] = tuned.self_check(pairs.held_target, pairs.held_coarse)
+    before, after = checks["model"], checks.get("adapted")
+    wins = after is not None and blurrier and after.gain > 0 and (
+        before.gain == 0 or (after.psnr >= before.psnr + ADAPTED_MARGIN_DB and after.sam <= before.sam)
     )
-    tuned = SuperResolver(cube, scale, adapted_model, device=device, threads=threads, calibrate=False)
-    checks = {
-        "model": original.self_check(pairs.held_target, pairs.held_coarse),
-        "adapted": tuned.self_check(pairs.held_target, pairs.held_coarse),
-    }
-    before, after = checks["model"], checks["adapted"]
-    if after.gain > 0 and (before.gain == 0 or (after.psnr >= before.psnr + ADAPTED_MARGIN_DB and after.sam <= before.sam)):
+    if wins:
         result, chosen, gain = "adapted", adapted_model, after.gain
     elif before.gain > 0:
         result, chosen, gain = "model", model, before.gain
@@ -389,5 +436,5 @@ def adapt_to_scene(
         result, chosen, gain = "bicubic", None, 0.0
     return SceneAdaptation(
         result, chosen, gain, adapted_model, {k: v.as_dict() for k, v in checks.items()}, psf, adapted, limit,
-        (side_rows, side_cols), time.perf_counter() - started,
+        (side_rows, side_cols), time.perf_counter() - started, training_blur(model.info),
     )
