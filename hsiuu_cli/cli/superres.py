@@ -29,7 +29,7 @@ def superres_command(
     tile: Annotated[Optional[int], typer.Option("--tile", min=8, show_default=False, help="Tile side in LR pixels (default 64); memory grows with it, not with the scene.")] = None,
     device: Device = "auto",
     calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Scale the model's detail by a gain (0–1) fitted on the scene degraded once more, so a model that does not suit the sensor falls back towards bicubic.")] = True,
-    adapt: Annotated[Optional[bool], typer.Option("--adapt/--no-adapt", show_default=False, help="Fine-tune the model on the scene itself first (pairs made by degrading the scene once more); a check on held-back pairs picks the adapted, the unadapted or the bicubic result. Default: on where the scene is large enough (24 × scale LR pixels a side).")] = None,
+    adapt: Annotated[Optional[bool], typer.Option("--adapt/--no-adapt", show_default=False, help="Fine-tune the model on the scene itself first (pairs made by degrading the scene once more with its estimated blur); a check on held-back pairs picks the adapted, the unadapted or the bicubic result. Default: on where the scene is large enough (24 × scale LR pixels a side) and blurrier than the model's training pairs.")] = None,
     adapt_time: Annotated[Optional[float], typer.Option("--adapt-time", metavar="SECONDS", min=1.0, show_default=False, help="Most seconds of fine-tuning per scene (default: 60 per million LR pixels, at least 20).")] = None,
     save_model: Annotated[Optional[Path], typer.Option("--save-model", metavar="DIR", help="Keep each adapted model in DIR (ONNX, weights and a model card); implies --adapt.")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="Output data type (default: the input's; integer outputs are rounded and keep the scale factor).")] = None,
@@ -228,6 +228,8 @@ def _report(source, scale, chosen, run_model, plan, adaptation, summary) -> None
         result = "bicubic"
     else:
         result = "adapted" if adaptation is not None and adaptation.result == "adapted" else "model"
+    if adaptation is not None:
+        plan.gain_source = "from the held-back pairs"
     summary.update(
         result=result, model=None if chosen is None else chosen.name, backend=plan.backend, tile=plan.tile,
         gain=round(plan.gain, 4) if run_model is not None else 0.0, gain_source=plan.gain_source if run_model is not None else None,
