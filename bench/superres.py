@@ -341,13 +341,12 @@ def adapt(args) -> list[dict]:
                 # pairs), to show what the adapted network would have done; the choice is the default's.
                 chosen = adapt_to_scene(lr, scale, model, settings, force=True)
                 seconds = time.perf_counter() - started
-                result, _ = super_resolve_cube(lr, scale, chosen.model, method="bicubic" if chosen.model is None else "model",
-                                               dtype=np.float32, gain=chosen.gain)
+                result, written_plan = super_resolve_cube(lr, scale, chosen.model, dtype=np.float32, gain=chosen.gain)
                 forced, _ = super_resolve_cube(lr, scale, chosen.adapted_model, dtype=np.float32, calibrate=False)
                 summary = chosen.summary()
                 rows.append({**base, "method": "adapted network (gain 1)", **scores(np.asarray(forced.data), reference, scale)})
                 default = "fine-tunes" if blurrier_than_training(chosen.psf, model.info) else "skips fine-tuning"
-                rows.append({**base, "method": f"default: {default}, writes {chosen.result}", "gain": round(chosen.gain, 3),
+                rows.append({**base, "method": f"default: {default}, writes {chosen.result}", "gain": round(written_plan.gain, 3),
                              "seconds": round(seconds, 1), "fine_tune_s": summary["seconds"], "steps": summary["steps"],
                              "best_step": summary["best_step"], "stopped_by": summary["stopped_by"],
                              "psf": summary["psf"]["sigma_over_scale"], "held_back": summary["held_back"],
@@ -461,9 +460,55 @@ def guard(args) -> list[dict]:
     return rows
 
 
+def damping(args) -> list[dict]:
+    """The dark-pixel damping of the detail (guard.shape_detail) at several strengths, gain 1, on the
+    guard's cases and the quality table's (×4 bicubic and Gaussian LR, ×2 bicubic LR)."""
+    import hsiuu_cli.superres.inference as inference
+    from hsiuu_cli.superres.guard import shape_detail
+
+    cases = guard_cases(args) + [(Path(r).stem, load_reference(args.data / r).data, None) for r in FAMILY + OTHER]
+    fractions = [None, "brightness only", 0.25, 0.5, 0.6, 0.75, 1.0]
+    rows = []
+    shipped, inference.DARK_FRACTION = inference.DARK_FRACTION, 0.0  # the raw detail; damped below
+    try:
+        for label, reference_full, given_lr in cases:
+            for scale, degradation in ([(4, "HyperBench")] if given_lr is not None else [(4, "bicubic"), (4, "gaussian"), (2, "bicubic")]):
+                h, w = reference_full.shape[0] // scale * scale, reference_full.shape[1] // scale * scale
+                reference = reference_full[:h, :w].astype(np.float32)
+                made = given_lr if given_lr is not None else spatial_degrade(reference, scale, method=degradation)
+                lr = Cube(data=np.asarray(made, dtype=np.float32))
+                bicubic, _ = run_method(lr, scale, None, False)
+                raw, _ = run_method(lr, scale, choose_model(lr, scale), False)
+                level = float(np.median(np.linalg.norm(np.asarray(lr.data, dtype=np.float64), axis=-1)))
+                best = scores(bicubic, reference, scale)
+                for fraction in fractions:
+                    detail = raw - bicubic
+                    if fraction == "brightness only":
+                        result = bicubic + shape_detail(bicubic, detail, 1e15)  # every spectrum-turning part removed
+                    else:
+                        result = bicubic + shape_detail(bicubic, detail, 0.0 if fraction is None else fraction * level)
+                    got = scores(result, reference, scale)
+                    rows.append({"scene": label, "scale": scale, "degradation": degradation, "fraction": str(fraction),
+                                 "psnr_gain": got["psnr"] - best["psnr"], "sam_change": got["sam"] / best["sam"] - 1,
+                                 "worse": got["psnr"] < best["psnr"] - 1e-6 or got["sam"] > best["sam"] + 1e-6})
+                print(f"  {label} ×{scale} {degradation}: done", file=sys.stderr, flush=True)
+    finally:
+        inference.DARK_FRACTION = shipped
+    print(f"\n### Dark-pixel damping of the detail ({len(rows) // len(fractions)} cases, gain 1)\n")
+    print("| L / median spectrum norm | mean PSNR gain dB | mean SAM change | cases worse than bicubic |")
+    print("|---|---|---|---|")
+    for fraction in fractions:
+        chosen = [r for r in rows if r["fraction"] == str(fraction)]
+        name = "no damping" if fraction is None else str(fraction)
+        losses = ", ".join(f"{r['scene']} ×{r['scale']} {r['degradation']}" for r in chosen if r["worse"])
+        print(f"| {name} | {np.mean([r['psnr_gain'] for r in chosen]):+.3f} | {100 * np.mean([r['sam_change'] for r in chosen]):+.2f} % | "
+              f"{sum(r['worse'] for r in chosen)} {losses} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["quality", "ablation", "throughput", "memory", "psf-table", "psf", "adapt", "guard"])
+    parser.add_argument("part", choices=["quality", "ablation", "throughput", "memory", "psf-table", "psf", "adapt", "guard", "damping"])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--degradations", nargs="+", default=["bicubic", "gaussian"])
@@ -486,7 +531,7 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=None, help="adapt: seconds of fine-tuning (default: the CLI's)")
     args = parser.parse_args()
     parts = {"quality": quality, "ablation": ablation, "throughput": throughput, "memory": memory,
-             "psf-table": psf_table, "psf": psf_accuracy, "adapt": adapt, "guard": guard}
+             "psf-table": psf_table, "psf": psf_accuracy, "adapt": adapt, "guard": guard, "damping": damping}
     rows = parts[args.part](args)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -345,8 +345,11 @@ def test_adapt_writes_the_guard_choice_and_saves_the_model_with_a_card(runner, a
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     adaptation = summary["adaptation"]
-    assert adaptation["ran"] is True and adaptation["result"] == summary["result"]
-    assert summary["result"] in ("adapted", "model", "bicubic")
+    assert adaptation["ran"] is True and adaptation["fine_tuned"] is True
+    if adaptation["result"] == "adapted":
+        assert summary["result"] == "adapted" and summary["gain_source"] == "from the held-back pairs"
+    else:  # the unadapted model, run as with --no-adapt: its self-check may still fall back to bicubic
+        assert summary["result"] in ("model", "bicubic") and "self_check" in summary
     assert set(adaptation["held_back"]) == {"model", "adapted"}
     for check in adaptation["held_back"].values():
         assert {"psnr", "sam", "psnr_bicubic", "sam_bicubic", "gain"} <= set(check)

@@ -190,7 +190,7 @@ def _adapt(source, cube, model, scale, adapt, adapt_time, save_model, seed, devi
                 f"PSF σ {details['psf']['sigma_hr_pixels']:.2f} px)")
     else:
         what = f"not adapted: {details['skipped']}"
-    info(f"{source.name}: {what}; {seen} → writes the {_result_text(adaptation.result, model)}")
+    info(f"{source.name}: {what}; {seen} → {_result_text(adaptation.result, model)}")
     saved = []
     if stem is not None:
         # What reproduces these weights (the output options do not change them).
@@ -209,7 +209,7 @@ def _shipped() -> set[str]:
 
 
 def _result_text(result: str, model) -> str:
-    return {"adapted": "adapted result", "model": f"{model.name} result (unadapted)", "bicubic": "bicubic result"}[result]
+    return "adapted result" if result == "adapted" else f"unadapted {model.name} (as with --no-adapt)"
 
 
 def _save_adapted(stem: Path, adaptation, source: Path, overwrite: bool, words: list[str]) -> list[Path]:
@@ -228,7 +228,7 @@ def _report(source, scale, chosen, run_model, plan, adaptation, summary) -> None
         result = "bicubic"
     else:
         result = "adapted" if adaptation is not None and adaptation.result == "adapted" else "model"
-    if adaptation is not None:
+    if adaptation is not None and adaptation.result == "adapted":
         plan.gain_source = "from the held-back pairs"
     summary.update(
         result=result, model=None if chosen is None else chosen.name, backend=plan.backend, tile=plan.tile,

@@ -300,11 +300,11 @@ class SceneAdaptation:
     """What ``hsiuu superres --adapt`` decided for one scene."""
 
     result: str
-    """'adapted', 'model' (the model as it came) or 'bicubic': what is written."""
+    """'adapted', or 'model': the model as it came, run as without adaptation."""
     model: object
-    """The LoadedModel to run (None for bicubic)."""
-    gain: float
-    """Detail gain to run it with (from its self-check on the held-back pairs)."""
+    """The LoadedModel to run."""
+    gain: float | None
+    """Detail gain for the adapted model (from the held-back pairs); None: the model's own self-check decides."""
     adapted_model: object
     checks: dict[str, dict]
     """'model' and 'adapted' → GainCheck.as_dict() on the held-back pairs."""
@@ -327,7 +327,6 @@ class SceneAdaptation:
         summary = {
             "result": self.result,
             "fine_tuned": self.fine_tuned,
-            "gain": round(self.gain, 4),
             "psf": {
                 "kind": "gaussian", "sigma_hr_pixels": round(self.psf.sigma, 3), "sigma_over_scale": round(self.psf.fraction, 3),
                 "model_training_sigma_over_scale": round(self.training_blur, 3),
@@ -385,12 +384,13 @@ def adapt_to_scene(
     """Fine-tune ``model`` on ``cube`` and decide, on held-back self-supervised pairs, what to write.
 
     The adapted model wins if the scene's PSF is wider than the model's training PSF
-    (:func:`blurrier_than_training`) and it beats the model it came from on the held-back pairs by
-    :data:`ADAPTED_MARGIN_DB` PSNR while no worse on SAM. Each model's detail gain is guarded (no
-    worse than bicubic on PSNR and SAM, :func:`hsiuu_cli.superres.guard.guarded_gain`); a model
-    whose gain falls to 0 leaves bicubic. Fine-tuning is skipped on scenes no blurrier than the
-    training pairs unless ``force`` (the adapted model could not win there). Raises
-    InvalidDataError when the scene is too small.
+    (:func:`blurrier_than_training`), its guarded detail gain on the held-back pairs is above 0
+    (no worse than bicubic on PSNR and SAM, :func:`hsiuu_cli.superres.guard.guarded_gain`) and it
+    beats the model it came from there by :data:`ADAPTED_MARGIN_DB` PSNR while no worse on SAM.
+    Otherwise the model runs as it would without adaptation (its self-check, its guard, perhaps
+    bicubic). Fine-tuning is skipped on scenes no blurrier than the training pairs unless
+    ``force`` (the adapted model could not win there). Raises InvalidDataError when the scene is
+    too small.
     """
     from ..device import resolve_device
     from .export import onnx_bytes, safetensors_bytes
@@ -430,12 +430,9 @@ def adapt_to_scene(
     wins = after is not None and blurrier and after.gain > 0 and (
         before.gain == 0 or (after.psnr >= before.psnr + ADAPTED_MARGIN_DB and after.sam <= before.sam)
     )
-    if wins:
-        result, chosen, gain = "adapted", adapted_model, after.gain
-    elif before.gain > 0:
-        result, chosen, gain = "model", model, before.gain
-    else:
-        result, chosen, gain = "bicubic", None, 0.0
+    # Otherwise the model runs exactly as without adaptation: its own self-check and guard decide
+    # between its detail and bicubic.
+    result, chosen, gain = ("adapted", adapted_model, after.gain) if wins else ("model", model, None)
     return SceneAdaptation(
         result, chosen, gain, adapted_model, {k: v.as_dict() for k, v in checks.items()}, psf, adapted, limit,
         (side_rows, side_cols), time.perf_counter() - started, training_blur(model.info),

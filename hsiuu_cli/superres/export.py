@@ -311,5 +311,6 @@ def _adaptation_markdown(adaptation: dict) -> list[str]:
             f"| {'before adaptation' if name == 'model' else name} | {check['gain']:.2f} | {check['psnr']:.2f} | "
             f"{check['psnr_bicubic']:.2f} | {check['sam']:.3f} | {check['sam_bicubic']:.3f} |"
         )
-    lines += ["", f"`hsiuu superres` wrote the {adaptation['result']} result for this scene.", ""]
+    used = "used this adapted model" if adaptation["result"] == "adapted" else "did not use this adapted model (it ran the unadapted one)"
+    lines += ["", f"On this scene `hsiuu superres` {used}.", ""]
     return lines
