@@ -506,9 +506,41 @@ def damping(args) -> list[dict]:
     return rows
 
 
+def adapt_time(args) -> list[dict]:
+    """Seconds of `--adapt` (PSF, pairs, fine-tuning, export, held-back checks) against the scene's LR
+    megapixels: LR scenes of side n cut from the unseen AVIRIS mosaic tiled (150 bands), blurred
+    (Gaussian, σ = 1 LR pixel), aviris_x4 with the default settings and time bound, fine-tuning forced."""
+    from hsiuu_cli.degrade import blur, gaussian_psf
+    from hsiuu_cli.superres.adapt import AdaptSettings, adapt_to_scene, default_time_limit
+
+    mosaic = aviris_mosaic(args.data)[:, :, :150]
+    rows = []
+    for side in args.sides:
+        repeat = -(-side // mosaic.shape[0])
+        values = np.tile(mosaic, (repeat, repeat, 1))[:side, :side]
+        lr = Cube(data=blur(values, gaussian_psf(1.0)).astype(np.float32))
+        del values
+        model = choose_model(lr, 4)
+        started = time.perf_counter()
+        chosen = adapt_to_scene(lr, 4, model, AdaptSettings(), force=True)
+        seconds = time.perf_counter() - started
+        summary = chosen.summary()
+        mpx = lr.rows * lr.cols / 1e6
+        rows.append({"lr": f"{lr.rows}×{lr.cols}×{lr.bands}", "lr_mpx": round(mpx, 3), "seconds": round(seconds, 1),
+                     "fine_tuning_s": summary.get("seconds"), "steps": summary.get("steps"), "stopped_by": summary.get("stopped_by"),
+                     "limit_s": round(default_time_limit(lr.rows * lr.cols), 1), "s_per_mpx": round(seconds / mpx, 1)})
+        print(f"  {rows[-1]}", file=sys.stderr, flush=True)
+    print("\n### Time of `--adapt` (×4, aviris_x4, default settings)\n")
+    print("| LR scene | LR Mpx | all adaptation s | fine-tuning s | steps | stopped by | time bound s | s per LR Mpx |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['lr']} | {r['lr_mpx']} | {r['seconds']} | {r['fine_tuning_s']} | {r['steps']} | {r['stopped_by']} | {r['limit_s']} | {r['s_per_mpx']} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["quality", "ablation", "throughput", "memory", "psf-table", "psf", "adapt", "guard", "damping"])
+    parser.add_argument("part", choices=["quality", "ablation", "throughput", "memory", "psf-table", "psf", "adapt", "guard", "damping", "adapt-time"])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--degradations", nargs="+", default=["bicubic", "gaussian"])
@@ -529,9 +561,10 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="adapt: scenes whose label contains one of these")
     parser.add_argument("--oracle", action="store_true", help="adapt: also the oracle (fine-tuning on the true HR)")
     parser.add_argument("--time-limit", type=float, default=None, help="adapt: seconds of fine-tuning (default: the CLI's)")
+    parser.add_argument("--sides", type=int, nargs="+", default=[256, 512, 1024], help="adapt-time: LR scene sides")
     args = parser.parse_args()
     parts = {"quality": quality, "ablation": ablation, "throughput": throughput, "memory": memory,
-             "psf-table": psf_table, "psf": psf_accuracy, "adapt": adapt, "guard": guard, "damping": damping}
+             "psf-table": psf_table, "psf": psf_accuracy, "adapt": adapt, "guard": guard, "damping": damping, "adapt-time": adapt_time}
     rows = parts[args.part](args)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
