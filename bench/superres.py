@@ -34,6 +34,7 @@ from hsiuu_cli.degrade import spatial_degrade  # noqa: E402
 from hsiuu_cli.io import read_cube, write_cube  # noqa: E402
 from hsiuu_cli.metrics import ergas, psnr, sam, ssim  # noqa: E402
 from hsiuu_cli.superres import choose_model, load_model  # noqa: E402
+from hsiuu_cli.superres.adapt import SHARPNESS_FRACTIONS, estimate_psf, sharpness  # noqa: E402
 from hsiuu_cli.superres.inference import super_resolve_cube  # noqa: E402
 from hsiuu_cli.superres.training import physical_good_bands  # noqa: E402
 from peak_rss import run_measured  # noqa: E402  (bench/, beside this script)
@@ -50,6 +51,15 @@ OTHER = [
     "scenes/houston2018/houston_hsi.hdr",
     "scenes/houston2018/houston_rgb.hdr",
 ]
+
+
+TRAINING = [
+    "sr_pool/abu-airport-1.hdr", "sr_pool/abu-airport-2.hdr", "sr_pool/abu-airport-3.hdr", "sr_pool/abu-beach-1.hdr",
+    "sr_pool/abu-beach-2.hdr", "sr_pool/abu-urban-1.hdr", "sr_pool/abu-urban-2.hdr", "sr_pool/hydice.hdr",
+    "sr_pool/sandiego.hdr", "scenes/salton_sea/salton_sea.hdr", "unmixing/jasper_ridge/jasper_ridge.hdr",
+    "unmixing/urban_subimage/urban_subimage.hdr", "unmixing/samson/samson.hdr",
+]
+"""The shipped models' training scenes (their cards): the PSF table is measured on these only."""
 
 
 def load_reference(path: Path) -> Cube:
@@ -228,9 +238,309 @@ def memory(args) -> list[dict]:
     return rows
 
 
+def psf_degrade(values: np.ndarray, scale: int, fraction: float | None) -> np.ndarray:
+    """LR made with a Gaussian PSF of σ = fraction · scale, or antialiased bicubic (None)."""
+    if fraction is None:
+        return spatial_degrade(values, scale, method="bicubic")
+    return spatial_degrade(values, scale, method="gaussian", sigma=fraction * scale)
+
+
+def psf_table(args) -> list[dict]:
+    """adapt.SHARPNESS_TABLE: mean log sharpness of the training scenes' LR for each PSF width."""
+    scenes = [load_reference(args.data / relative).data for relative in TRAINING]
+    rows = []
+    print("SHARPNESS_TABLE = {")
+    for scale in (2, 3, 4, 8):
+        means = [float(np.mean([sharpness(psf_degrade(v, scale, f)) for v in scenes])) for f in SHARPNESS_FRACTIONS]
+        rows.append({"scale": scale, "log_sharpness": means})
+        print(f"    {scale}: ({', '.join(f'{m:.3f}' for m in means)}),")
+    print("}")
+    return rows
+
+
+def psf_accuracy(args) -> list[dict]:
+    """The PSF estimate on the held-out scenes, LR made with known PSFs (σ as a fraction of the scale)."""
+    rows = []
+    truths = [None, 0.35, 0.5, 0.7]
+    for relative in FAMILY + OTHER:
+        reference = load_reference(args.data / relative).data
+        for scale in args.scales:
+            for truth in truths:
+                estimate = estimate_psf(psf_degrade(reference, scale, truth), scale)
+                rows.append({"scene": Path(relative).stem, "scale": scale, "truth": truth, "estimate": estimate.fraction})
+    print("\n### PSF estimate (σ / scale) on held-out scenes\n")
+    print("| scene | scale | " + " | ".join("bicubic LR" if t is None else f"σ = {t} s" for t in truths) + " |")
+    print("|---|---|" + "---|" * len(truths))
+    for relative in FAMILY + OTHER:
+        for scale in args.scales:
+            found = [r for r in rows if r["scene"] == Path(relative).stem and r["scale"] == scale]
+            print(f"| {Path(relative).stem} | ×{scale} | " + " | ".join(f"{r['estimate']:.2f}" for r in found) + " |")
+    return rows
+
+
+MOSAIC = ["sr_pool/abu-airport-4.hdr", "sr_pool/abu-beach-3.hdr", "sr_pool/abu-urban-3.hdr", "sr_pool/sandiego-plane.hdr"]
+"""Unseen AVIRIS scenes (no model trained on them) for the 400 × 400 mosaic."""
+REAL_SIZE = [
+    ("houston_rgb", "scenes/houston2018/houston_rgb.hdr"),
+    ("pavia_hr_rgb", "scenes/pavia_university/pavia_hr_rgb.hdr"),
+    ("houston_hsi", "scenes/houston2018/houston_hsi.hdr"),
+    ("abu-beach-1", "sr_pool/abu-beach-1.hdr"),
+]
+"""The largest real cubes in ../shared/data (abu-beach-1, 150 × 150, is a training scene of the AVIRIS models)."""
+
+
+def aviris_mosaic(data: Path) -> np.ndarray:
+    """400 × 400 × 188: the four unseen 100 × 100 AVIRIS scenes, each four times in a different
+    orientation (rotations and flips), no copy beside another; the first 188 bands of each."""
+    tiles = [load_reference(data / relative).data[:100, :100, :188] for relative in MOSAIC]
+    layout = [[0, 1, 2, 3], [2, 3, 0, 1], [1, 0, 3, 2], [3, 2, 1, 0]]
+    rows = []
+    for r, line in enumerate(layout):
+        rows.append(np.concatenate([np.rot90(tiles[k], k=r + c) if (r + c) % 2 else np.rot90(tiles[k], k=r)[:, ::-1]
+                                    for c, k in enumerate(line)], axis=1))
+    return np.ascontiguousarray(np.concatenate(rows, axis=0), dtype=np.float32)
+
+
+def adapt_cases(args):
+    cases = [("AVIRIS mosaic (unseen)", aviris_mosaic(args.data))]
+    for label, relative in REAL_SIZE:
+        cases.append((label, load_reference(args.data / relative).data))
+    for relative in FAMILY:
+        cases.append((Path(relative).stem, load_reference(args.data / relative).data))
+    return [(label, values) for label, values in cases if args.only is None or any(o in label for o in args.only)]
+
+
+def adapt(args) -> list[dict]:
+    """Scene adaptation against the model as shipped (its default calibration), bicubic and an oracle
+    (the same fine-tuning on the scene's true HR/LR pairs instead of its self-supervised ones)."""
+    from hsiuu_cli.superres.adapt import (
+        AdaptSettings, PsfEstimate, SelfPairs, adapt_to_scene, blurrier_than_training, fine_tune, too_small,
+    )
+
+    rows = []
+    for label, reference_full in adapt_cases(args):
+        for scale in args.scales:
+            for degradation in args.degradations:
+                h, w = reference_full.shape[0] // scale * scale, reference_full.shape[1] // scale * scale
+                reference = reference_full[:h, :w]
+                lr = Cube(data=spatial_degrade(reference, scale, method=degradation).astype(np.float32))
+                base = {"scene": label, "bands": reference.shape[2], "hr": f"{h}×{w}", "scale": scale, "degradation": degradation}
+                bicubic, _ = run_method(lr, scale, None, False)
+                rows.append({**base, "method": "bicubic", **scores(bicubic, reference, scale)})
+                model = choose_model(lr, scale)
+                shipped, plan = run_method(lr, scale, model, True)
+                rows.append({**base, "method": f"{model.name} (no adaptation)", "gain": round(plan.gain, 3), **scores(shipped, reference, scale)})
+                reason = too_small(lr.rows, lr.cols, scale)
+                if reason:
+                    rows.append({**base, "method": "adapt: " + reason})
+                    print(f"  {label} ×{scale} {degradation}: {reason}", file=sys.stderr, flush=True)
+                    continue
+                settings = AdaptSettings(seed=0, time_limit_s=args.time_limit)
+                started = time.perf_counter()
+                # force: fine-tune even where the default skips it (a scene no blurrier than the training
+                # pairs), to show what the adapted network would have done; the choice is the default's.
+                chosen = adapt_to_scene(lr, scale, model, settings, force=True)
+                seconds = time.perf_counter() - started
+                result, written_plan = super_resolve_cube(lr, scale, chosen.model, dtype=np.float32, gain=chosen.gain)
+                forced, _ = super_resolve_cube(lr, scale, chosen.adapted_model, dtype=np.float32, calibrate=False)
+                summary = chosen.summary()
+                rows.append({**base, "method": "adapted network (gain 1)", **scores(np.asarray(forced.data), reference, scale)})
+                default = "fine-tunes" if blurrier_than_training(chosen.psf, model.info) else "skips fine-tuning"
+                rows.append({**base, "method": f"default: {default}, writes {chosen.result}", "gain": round(written_plan.gain, 3),
+                             "seconds": round(seconds, 1), "fine_tune_s": summary["seconds"], "steps": summary["steps"],
+                             "best_step": summary["best_step"], "stopped_by": summary["stopped_by"],
+                             "psf": summary["psf"]["sigma_over_scale"], "held_back": summary["held_back"],
+                             "lr_mpx": lr.rows * lr.cols / 1e6, **scores(np.asarray(result.data), reference, scale)})
+                if args.oracle:
+                    # The same fine-tuning, but on the scene's true pairs (HR target, its real LR), held back alike.
+                    held = max(2, round(lr.rows * settings.hold_back)) * scale
+                    truth = SelfPairs(reference[: h - held], np.asarray(lr.data)[: (h - held) // scale], reference[h - held :],
+                                      np.asarray(lr.data)[(h - held) // scale :], PsfEstimate(0.5, scale, 0.0))
+                    tuned = fine_tune(model.weights(), model.info.config, truth, AdaptSettings(seed=0, time_limit_s=1e9), 1e9)
+                    from hsiuu_cli.superres.export import onnx_bytes
+                    from hsiuu_cli.superres.registry import LoadedModel
+                    oracle = LoadedModel("oracle", model.path, model.info, onnx_bytes(tuned.network, model.info), None, None)
+                    out, _ = super_resolve_cube(lr, scale, oracle, dtype=np.float32, calibrate=False)
+                    rows.append({**base, "method": "oracle (same fine-tuning on the true HR)", "steps": tuned.steps,
+                                 **scores(np.asarray(out.data), reference, scale)})
+                mine = [r for r in rows if (r["scene"], r["scale"], r["degradation"]) == (label, scale, degradation) and "psnr" in r]
+                print(f"  {label} ×{scale} {degradation}: done ({seconds:.0f} s, {chosen.result}): "
+                      + "; ".join(f"{r['method']} {r['psnr']:.2f}/{r['sam']:.3f}" for r in mine)
+                      + f"; held back {summary['held_back']}", file=sys.stderr, flush=True)
+    print_adapt(rows)
+    return rows
+
+
+def print_adapt(rows: list[dict]) -> None:
+    print("\n### Scene adaptation\n")
+    print("| scene | bands | HR | scale | LR made by | method | PSNR dB | SAM ° | ERGAS | SSIM | notes |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "psnr" not in r:
+            print(f"| {r['scene']} | {r['bands']} | {r['hr']} | ×{r['scale']} | {r['degradation']} | {r['method']} | | | | | |")
+            continue
+        notes = []
+        if "gain" in r:
+            notes.append(f"gain {r['gain']}")
+        if "seconds" in r:
+            notes.append(f"PSF σ = {r['psf']} s; {r['steps']} steps (best {r['best_step']}, {r['stopped_by']}); "
+                         f"fine-tuning {r['fine_tune_s']} s, all {r['seconds']} s for {r['lr_mpx']:.3f} LR Mpx")
+        print(f"| {r['scene']} | {r['bands']} | {r['hr']} | ×{r['scale']} | {r['degradation']} | {r['method']} | "
+              f"{r['psnr']:.2f} | {r['sam']:.3f} | {r['ergas']:.3f} | {r['ssim']:.4f} | {'; '.join(notes)} |")
+
+
+PEER_CASES = Path("/work/peers/cases")
+"""HyperBench cases (its own PSF, zero-filled borders and 35 dB noise on the LR), made with its
+generator by /work/peers/make_cases.py; skipped when absent."""
+
+
+def thirty_one_bands(cube: Cube) -> np.ndarray:
+    """The cube resampled (linear in wavelength) to 31 bands, 400–700 nm in 10 nm steps, as lab
+    cameras (CAVE, Harvard) record; bands outside the cube's span are clipped to its ends."""
+    target = np.arange(400.0, 701.0, 10.0)
+    source = np.asarray(cube.wavelengths, dtype=np.float64)
+    lower = np.clip(np.searchsorted(source, target) - 1, 0, source.size - 2)
+    weight = np.clip((target - source[lower]) / (source[lower + 1] - source[lower]), 0.0, 1.0).astype(np.float32)
+    values = np.asarray(cube.data, dtype=np.float32)
+    return values[:, :, lower] * (1 - weight) + values[:, :, lower + 1] * weight
+
+
+def guard_cases(args):
+    """(label, HR, LR maker) for the no-adaptation guard: 31-band VNIR cubes made from two other
+    sensors, and the peer benchmark's own LR cubes."""
+    cases = []
+    for relative in ("scenes/houston2018/houston_hsi.hdr", "scenes/pavia_university/pavia_lr_hsi.hdr"):
+        reference = load_reference(args.data / relative)
+        cases.append((f"31-band VNIR from {Path(relative).stem}", thirty_one_bands(reference), None))
+    if PEER_CASES.is_dir():
+        for name in ("houston", "jasper", "salton"):
+            folder = PEER_CASES / f"{name}_4_3"
+            if folder.is_dir():
+                cases.append((f"HyperBench {name} (its PSF and noise)", np.load(folder / "gt_hsi.npy"), np.load(folder / "lr_hsi.npy")))
+    return cases
+
+
+def guard(args) -> list[dict]:
+    """The default run (no adaptation) against bicubic on sensors and protocols no model trained for,
+    with the detail gain before the PSNR/SAM guard (plain least squares, as before it) beside it."""
+    rows = []
+    for label, reference_full, given_lr in guard_cases(args):
+        scales, degradations = ([4], ["HyperBench"]) if given_lr is not None else (args.scales, args.degradations)
+        for scale in scales:
+            for degradation in degradations:
+                h, w = reference_full.shape[0] // scale * scale, reference_full.shape[1] // scale * scale
+                reference = reference_full[:h, :w].astype(np.float32)
+                made = given_lr if given_lr is not None else spatial_degrade(reference, scale, method=degradation)
+                lr = Cube(data=np.asarray(made, dtype=np.float32))
+                base = {"scene": label, "bands": reference.shape[2], "hr": f"{h}×{w}", "scale": scale, "degradation": degradation}
+                bicubic, _ = run_method(lr, scale, None, False)
+                rows.append({**base, "method": "bicubic", **scores(bicubic, reference, scale)})
+                model = choose_model(lr, scale)
+                result, plan = run_method(lr, scale, model, True)
+                check = plan.check
+                if check is not None and check.limited:
+                    before, _ = super_resolve_cube(lr, scale, model, dtype=np.float32, gain=check.least_squares_gain)
+                    rows.append({**base, "method": f"{model.name}, least-squares gain only", "gain": round(check.least_squares_gain, 3),
+                                 **scores(np.asarray(before.data), reference, scale)})
+                rows.append({**base, "method": f"{model.name} (default, guarded)", "gain": round(plan.gain, 3),
+                             **scores(result, reference, scale)})
+                print(f"  {label} ×{scale} {degradation}: done", file=sys.stderr, flush=True)
+    print("\n### The PSNR/SAM guard without adaptation\n")
+    print("| scene | bands | HR | scale | LR made by | method | PSNR dB | SAM ° | ERGAS | SSIM | gain | worse than bicubic |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    baseline = {}
+    for r in rows:
+        key = (r["scene"], r["scale"], r["degradation"])
+        if r["method"] == "bicubic":
+            baseline[key] = r
+        worse = [m.upper() for m in ("psnr", "sam") if r["method"] != "bicubic" and
+                 (r["psnr"] < baseline[key]["psnr"] - 1e-6 if m == "psnr" else r["sam"] > baseline[key]["sam"] + 1e-6)]
+        print(f"| {r['scene']} | {r['bands']} | {r['hr']} | ×{r['scale']} | {r['degradation']} | {r['method']} | {r['psnr']:.2f} | "
+              f"{r['sam']:.3f} | {r['ergas']:.3f} | {r['ssim']:.4f} | {r.get('gain', '')} | {', '.join(worse) or ('' if r['method'] == 'bicubic' else 'no')} |")
+    return rows
+
+
+def damping(args) -> list[dict]:
+    """The dark-pixel damping of the detail (guard.shape_detail) at several strengths, gain 1, on the
+    guard's cases and the quality table's (×4 bicubic and Gaussian LR, ×2 bicubic LR)."""
+    import hsiuu_cli.superres.inference as inference
+    from hsiuu_cli.superres.guard import shape_detail
+
+    cases = guard_cases(args) + [(Path(r).stem, load_reference(args.data / r).data, None) for r in FAMILY + OTHER]
+    fractions = [None, "brightness only", 0.25, 0.5, 0.6, 0.75, 1.0]
+    rows = []
+    shipped, inference.DARK_FRACTION = inference.DARK_FRACTION, 0.0  # the raw detail; damped below
+    try:
+        for label, reference_full, given_lr in cases:
+            for scale, degradation in ([(4, "HyperBench")] if given_lr is not None else [(4, "bicubic"), (4, "gaussian"), (2, "bicubic")]):
+                h, w = reference_full.shape[0] // scale * scale, reference_full.shape[1] // scale * scale
+                reference = reference_full[:h, :w].astype(np.float32)
+                made = given_lr if given_lr is not None else spatial_degrade(reference, scale, method=degradation)
+                lr = Cube(data=np.asarray(made, dtype=np.float32))
+                bicubic, _ = run_method(lr, scale, None, False)
+                raw, _ = run_method(lr, scale, choose_model(lr, scale), False)
+                level = float(np.median(np.linalg.norm(np.asarray(lr.data, dtype=np.float64), axis=-1)))
+                best = scores(bicubic, reference, scale)
+                for fraction in fractions:
+                    detail = raw - bicubic
+                    if fraction == "brightness only":
+                        result = bicubic + shape_detail(bicubic, detail, 1e15)  # every spectrum-turning part removed
+                    else:
+                        result = bicubic + shape_detail(bicubic, detail, 0.0 if fraction is None else fraction * level)
+                    got = scores(result, reference, scale)
+                    rows.append({"scene": label, "scale": scale, "degradation": degradation, "fraction": str(fraction),
+                                 "psnr_gain": got["psnr"] - best["psnr"], "sam_change": got["sam"] / best["sam"] - 1,
+                                 "worse": got["psnr"] < best["psnr"] - 1e-6 or got["sam"] > best["sam"] + 1e-6})
+                print(f"  {label} ×{scale} {degradation}: done", file=sys.stderr, flush=True)
+    finally:
+        inference.DARK_FRACTION = shipped
+    print(f"\n### Dark-pixel damping of the detail ({len(rows) // len(fractions)} cases, gain 1)\n")
+    print("| L / median spectrum norm | mean PSNR gain dB | mean SAM change | cases worse than bicubic |")
+    print("|---|---|---|---|")
+    for fraction in fractions:
+        chosen = [r for r in rows if r["fraction"] == str(fraction)]
+        name = "no damping" if fraction is None else str(fraction)
+        losses = ", ".join(f"{r['scene']} ×{r['scale']} {r['degradation']}" for r in chosen if r["worse"])
+        print(f"| {name} | {np.mean([r['psnr_gain'] for r in chosen]):+.3f} | {100 * np.mean([r['sam_change'] for r in chosen]):+.2f} % | "
+              f"{sum(r['worse'] for r in chosen)} {losses} |")
+    return rows
+
+
+def adapt_time(args) -> list[dict]:
+    """Seconds of `--adapt` (PSF, pairs, fine-tuning, export, held-back checks) against the scene's LR
+    megapixels: LR scenes of side n cut from the unseen AVIRIS mosaic tiled (150 bands), blurred
+    (Gaussian, σ = 1 LR pixel), aviris_x4 with the default settings and time bound, fine-tuning forced."""
+    from hsiuu_cli.degrade import blur, gaussian_psf
+    from hsiuu_cli.superres.adapt import AdaptSettings, adapt_to_scene, default_time_limit
+
+    mosaic = aviris_mosaic(args.data)[:, :, :150]
+    rows = []
+    for side in args.sides:
+        repeat = -(-side // mosaic.shape[0])
+        values = np.tile(mosaic, (repeat, repeat, 1))[:side, :side]
+        lr = Cube(data=blur(values, gaussian_psf(1.0)).astype(np.float32))
+        del values
+        model = choose_model(lr, 4)
+        started = time.perf_counter()
+        chosen = adapt_to_scene(lr, 4, model, AdaptSettings(), force=True)
+        seconds = time.perf_counter() - started
+        summary = chosen.summary()
+        mpx = lr.rows * lr.cols / 1e6
+        rows.append({"lr": f"{lr.rows}×{lr.cols}×{lr.bands}", "lr_mpx": round(mpx, 3), "seconds": round(seconds, 1),
+                     "fine_tuning_s": summary.get("seconds"), "steps": summary.get("steps"), "stopped_by": summary.get("stopped_by"),
+                     "limit_s": round(default_time_limit(lr.rows * lr.cols), 1), "s_per_mpx": round(seconds / mpx, 1)})
+        print(f"  {rows[-1]}", file=sys.stderr, flush=True)
+    print("\n### Time of `--adapt` (×4, aviris_x4, default settings)\n")
+    print("| LR scene | LR Mpx | all adaptation s | fine-tuning s | steps | stopped by | time bound s | s per LR Mpx |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['lr']} | {r['lr_mpx']} | {r['seconds']} | {r['fine_tuning_s']} | {r['steps']} | {r['stopped_by']} | {r['limit_s']} | {r['s_per_mpx']} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["quality", "ablation", "throughput", "memory"])
+    parser.add_argument("part", choices=["quality", "ablation", "throughput", "memory", "psf-table", "psf", "adapt", "guard", "damping", "adapt-time"])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--degradations", nargs="+", default=["bicubic", "gaussian"])
@@ -248,8 +558,14 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", default=[".hdr", ".tif"])
     parser.add_argument("--tmp", default=None)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", nargs="*", help="adapt: scenes whose label contains one of these")
+    parser.add_argument("--oracle", action="store_true", help="adapt: also the oracle (fine-tuning on the true HR)")
+    parser.add_argument("--time-limit", type=float, default=None, help="adapt: seconds of fine-tuning (default: the CLI's)")
+    parser.add_argument("--sides", type=int, nargs="+", default=[256, 512, 1024], help="adapt-time: LR scene sides")
     args = parser.parse_args()
-    rows = {"quality": quality, "ablation": ablation, "throughput": throughput, "memory": memory}[args.part](args)
+    parts = {"quality": quality, "ablation": ablation, "throughput": throughput, "memory": memory,
+             "psf-table": psf_table, "psf": psf_accuracy, "adapt": adapt, "guard": guard, "damping": damping, "adapt-time": adapt_time}
+    rows = parts[args.part](args)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

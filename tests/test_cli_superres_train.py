@@ -348,3 +348,100 @@ def test_integer_output_that_clips_warns_and_unstorable_types_are_refused(runner
     for dtype in ("int8", "float16"):
         result = runner.invoke(app, [*run, "--dtype", dtype, "-o", str(tmp_path / f"{dtype}.hdr")])
         assert result.exit_code == 2 and not (tmp_path / f"{dtype}.hdr").exists()
+
+
+# -- scene adaptation (`superres --adapt`) -------------------------------------------------------
+
+
+@pytest.fixture
+def adaptable(tmp_path):
+    """A 56 × 56 scene (large enough to adapt on at ×2) and a tiny ×2 model file."""
+    from hsiuu_cli.superres.export import ModelInfo, export_model
+    from hsiuu_cli.superres.network import NetworkConfig, build_network
+
+    import torch
+
+    cube, _, _, wavelengths = make_mixture(rows=56, cols=56, bands=6, seed=11)
+    scene = tmp_path / "scene.hdr"
+    write_cube(Cube(data=cube, wavelengths=wavelengths), scene)
+    config = NetworkConfig(unmixing=False, scale=2, width=8, depth=1, group=3)
+    torch.manual_seed(0)
+    paths = export_model(build_network(config), ModelInfo(config), tmp_path / "tiny_x2", {"training": {}})
+    return scene, paths["onnx"]
+
+
+def test_adapt_writes_the_guard_choice_and_saves_the_model_with_a_card(runner, adaptable, tmp_path):
+    scene, model = adaptable
+    before = sha256_file(model)
+    out, saved = tmp_path / "out.hdr", tmp_path / "adapted"
+    result = runner.invoke(app, ["superres", str(scene), "--scale", "2", "--model", str(model), "--adapt",
+                                 "--adapt-time", "5", "--save-model", str(saved), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    adaptation = summary["adaptation"]
+    assert adaptation["ran"] is True and adaptation["fine_tuned"] is True
+    if adaptation["result"] == "adapted":
+        assert summary["result"] == "adapted" and summary["gain_source"] == "from the held-back pairs"
+    else:  # the unadapted model, run as with --no-adapt: its self-check may still fall back to bicubic
+        assert summary["result"] in ("model", "bicubic") and "self_check" in summary
+    assert set(adaptation["held_back"]) == {"model", "adapted"}
+    for check in adaptation["held_back"].values():
+        assert {"psnr", "sam", "psnr_bicubic", "sam_bicubic", "gain"} <= set(check)
+    assert 0 < adaptation["psf"]["sigma_hr_pixels"] and adaptation["time_limit_s"] == 5
+    assert adaptation["stopped_by"] in ("steps", "time limit", "no improvement on held-back pairs")
+    assert read_cube(out).shape == (112, 112, 6)
+    stem = saved / "scene_tiny_x2_adapted"
+    assert sorted(summary["saved_model"]) == sorted(str(stem) + ext for ext in (".json", ".md", ".onnx", ".safetensors"))
+    card = json.loads(stem.with_suffix(".json").read_text())
+    assert card["adaptation"]["scene"] == str(scene) and "--adapt" in card["adaptation"]["command"]
+    assert card["degradation"] == "gaussian" and "fine-tuned on scene.hdr" in card["description"]
+    assert "## Adaptation" in stem.with_suffix(".md").read_text()
+    adapted = registry.load_model(stem.with_suffix(".onnx"))  # checked against its card
+    assert adapted.info.psf_sigma == pytest.approx(adaptation["psf"]["sigma_hr_pixels"], abs=1e-3)
+    assert sha256_file(model) == before  # the model it came from is never written
+
+
+def test_adapt_on_a_scene_too_small_is_an_error_and_the_default_skips_it(runner, adaptable, tmp_path):
+    _, model = adaptable
+    cube, *_ = make_mixture(rows=30, cols=40, bands=6, seed=1)
+    small = tmp_path / "small.hdr"
+    write_cube(Cube(data=cube), small)
+    result = runner.invoke(app, ["superres", str(small), "--scale", "2", "--model", str(model), "--adapt", "-o", str(tmp_path / "a.hdr")])
+    assert result.exit_code == 1
+    assert "too small to adapt on at ×2 (it needs at least 48×48 pixels); use --no-adapt" in result.output
+    assert not (tmp_path / "a.hdr").exists()
+    result = runner.invoke(app, ["superres", str(small), "--scale", "2", "--model", str(model), "-o", str(tmp_path / "b.hdr"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["adaptation"] == {"ran": False, "reason": "a 30×40 scene is too small to adapt on at ×2 (it needs at least 48×48 pixels)"}
+    assert summary["result"] in ("model", "bicubic") and "self_check" in summary
+
+
+def test_no_adapt_reports_the_sam_guard(runner, adaptable, tmp_path):
+    scene, model = adaptable
+    result = runner.invoke(app, ["superres", str(scene), "--scale", "2", "--model", str(model), "--no-adapt",
+                                 "-o", str(tmp_path / "o.hdr"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert "adaptation" not in summary
+    check = summary["self_check"]
+    assert summary["gain"] == pytest.approx(check["gain"], abs=1e-4)
+    assert check["psnr"] >= check["psnr_bicubic"] and check["sam"] <= check["sam_bicubic"]
+    assert summary["result"] == ("bicubic" if check["gain"] == 0 else "model")
+
+
+@pytest.mark.parametrize("flags", [["--method", "bicubic", "--adapt"], ["--no-adapt", "--save-model", "d"],
+                                   ["--method", "bicubic", "--save-model", "d"]])
+def test_adapt_option_conflicts_are_usage_errors(runner, adaptable, tmp_path, flags):
+    scene, _ = adaptable
+    result = runner.invoke(app, ["superres", str(scene), "--scale", "2", *flags, "-o", str(tmp_path / "o.hdr")])
+    assert result.exit_code == 2
+
+
+def test_adapt_on_an_all_no_data_scene_is_one_line_and_exit_1(runner, adaptable, tmp_path):
+    _, model = adaptable
+    empty = tmp_path / "empty.hdr"
+    write_cube(Cube(data=np.full((60, 60, 4), np.nan, np.float32)), empty)
+    result = runner.invoke(app, ["superres", str(empty), "--scale", "2", "--model", str(model), "--adapt", "-o", str(tmp_path / "o.hdr")])
+    assert result.exit_code == 1
+    assert "empty.hdr: the scene has no valid pixels" in result.output and "Traceback" not in result.output

@@ -7,7 +7,8 @@
 
 Modules: ``network`` (PyTorch networks), ``preprocess`` (normalisation, spectral adapter, band
 groups), ``training`` (two-step training), ``export`` (ONNX, safetensors, model cards),
-``registry`` (shipped models and checksums), ``inference`` (tiled ONNX/PyTorch inference).
+``registry`` (shipped models and checksums), ``inference`` (tiled ONNX/PyTorch inference),
+``guard`` (the detail gain a self-check allows), ``adapt`` (fine-tuning on the scene itself).
 """
 
 from __future__ import annotations
@@ -51,18 +52,29 @@ def super_resolve(
     calibrate: bool = True,
     wavelengths: np.ndarray | None = None,
     bad_bands: np.ndarray | None = None,
+    adapt: bool = False,
+    adapt_settings=None,
 ) -> np.ndarray:
     """Super-resolve a rows × cols × bands array by ``scale``; float32 rows·s × cols·s × bands.
 
     ``model``: a shipped model's name, a path to a model, or None for the shipped model that
     fits the band count (and wavelengths, when given). ``method="bicubic"`` needs no model.
-    NaN pixels are filled for the network and come back NaN.
+    NaN pixels are filled for the network and come back NaN. ``adapt``: fine-tune the model on
+    the scene first and keep whichever of the adapted, unadapted and bicubic results its
+    held-back pairs favour (``adapt_settings``: an :class:`hsiuu_cli.superres.adapt.AdaptSettings`).
     """
     from .inference import super_resolve_cube
 
     cube = Cube(data=np.asarray(array), wavelengths=wavelengths, bad_bands=bad_bands)
     loaded = choose_model(cube, scale, model) if method == "model" else None
+    gain = None
+    if adapt and loaded is not None:
+        from .adapt import adapt_to_scene
+
+        adaptation = adapt_to_scene(cube, scale, loaded, adapt_settings, device=device)
+        loaded, gain = adaptation.model, adaptation.gain
+        method = "model" if loaded is not None else "bicubic"
     result, _ = super_resolve_cube(
-        cube, scale, loaded, method=method, tile=tile, device=device, dtype=np.float32, calibrate=calibrate
+        cube, scale, loaded, method=method, tile=tile, device=device, dtype=np.float32, calibrate=calibrate, gain=gain
     )
     return np.asarray(result.data)

@@ -42,6 +42,15 @@ class ModelInfo:
     degradation: str = "bicubic"
     description: str = ""
     extra: dict = field(default_factory=dict)
+    psf_sigma: float | None = None
+    """σ (HR pixels) of a Gaussian ``degradation`` when not the default scale / 2 (scene-adapted models)."""
+
+    def degrade(self, values: np.ndarray) -> np.ndarray:
+        """``values`` degraded by the scale as this model's training pairs were."""
+        from ..degrade import spatial_degrade
+
+        sigma = self.psf_sigma if self.degradation == "gaussian" else None
+        return spatial_degrade(values, self.scale, method=self.degradation, sigma=sigma)
 
     @property
     def scale(self) -> int:
@@ -64,6 +73,8 @@ class ModelInfo:
             "hsiuu.wavelength_range": json.dumps(list(self.wavelength_range) if self.wavelength_range else None),
             "hsiuu.degradation": self.degradation,
             "hsiuu.description": self.description,
+            # Only scene-adapted models have one, so the shipped models' files stay as they are.
+            **({} if self.psf_sigma is None else {"hsiuu.psf_sigma": repr(float(self.psf_sigma))}),
         }
 
     @classmethod
@@ -79,6 +90,7 @@ class ModelInfo:
             wavelength_range=None if span is None else (float(span[0]), float(span[1])),
             degradation=values.get("hsiuu.degradation", "bicubic"),
             description=values.get("hsiuu.description", ""),
+            psf_sigma=float(values["hsiuu.psf_sigma"]) if "hsiuu.psf_sigma" in values else None,
         )
 
 
@@ -244,6 +256,9 @@ def model_card_markdown(card: dict) -> str:
         for title, key in (("Training scenes", "train_scenes"), (validation, "val_scenes")):
             if training.get(key):
                 lines += [f"{title}:", ""] + [f"- `{scene}`" for scene in training[key]] + [""]
+    adaptation = card.get("adaptation")
+    if adaptation:
+        lines += _adaptation_markdown(adaptation)
     metrics = card.get("metrics")
     if metrics and metrics.get("scenes"):
         lines += [
@@ -274,3 +289,28 @@ def model_card_markdown(card: dict) -> str:
     if card.get("data_credits"):
         lines += ["## Data", "", card["data_credits"], ""]
     return "\n".join(lines)
+
+
+def _adaptation_markdown(adaptation: dict) -> list[str]:
+    """The scene-adaptation section of a card (``hsiuu superres --adapt --save-model``)."""
+    psf = adaptation["psf"]
+    lines = [
+        "## Adaptation", "", "```", adaptation.get("command", ""), "```", "",
+        f"Fine-tuned on `{adaptation['scene']}` alone: pairs made from {adaptation['pairs_from']} of the scene, "
+        f"degraded once more with a Gaussian PSF of σ = {psf['sigma_hr_pixels']:.2f} px (estimated from the scene); "
+        f"{adaptation['steps']} steps in {adaptation['seconds']:.1f} s (limit {adaptation['time_limit_s']:.0f} s, "
+        f"stopped by {adaptation['stopped_by']}), weights of step {adaptation['best_step']} kept.",
+        "",
+        "Held-back pairs of the scene (not trained on; one scale coarser than the real run):",
+        "",
+        "| model | gain | PSNR dB | PSNR bicubic | SAM ° | SAM bicubic |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, check in adaptation["held_back"].items():
+        lines.append(
+            f"| {'before adaptation' if name == 'model' else name} | {check['gain']:.2f} | {check['psnr']:.2f} | "
+            f"{check['psnr_bicubic']:.2f} | {check['sam']:.3f} | {check['sam_bicubic']:.3f} |"
+        )
+    used = "used this adapted model" if adaptation["result"] == "adapted" else "did not use this adapted model (it ran the unadapted one)"
+    lines += ["", f"On this scene `hsiuu superres` {used}.", ""]
+    return lines

@@ -27,6 +27,7 @@ from ..cube import Cube
 from ..device import resolve_device
 from ..errors import InvalidDataError, ParameterError
 from .export import HALO_MARGIN
+from .guard import DARK_FRACTION, GainCheck, guarded_gain, shape_detail
 from .preprocess import (
     SceneStatistics,
     adapter_matrix,
@@ -135,6 +136,8 @@ class Plan:
     backend: str | None = None
     gain: float = 1.0
     gain_source: str = "none"
+    check: GainCheck | None = None
+    """The self-check behind the gain, when one ran."""
 
 
 @dataclass
@@ -164,6 +167,7 @@ class SuperResolver:
         device: str = "auto",
         threads: int | None = None,
         calibrate: bool = True,
+        gain: float | None = None,
         progress: Callable[[int], None] | None = None,
         state: SceneState | None = None,
     ):
@@ -205,6 +209,9 @@ class SuperResolver:
             if state is not None:
                 self.gain = self.plan.gain = state.gain
                 self.plan.gain_source = state.gain_source
+            elif gain is not None:
+                self.gain = self.plan.gain = float(gain)
+                self.plan.gain_source = "given"
             elif calibrate:
                 self._calibrate()
             else:
@@ -271,13 +278,16 @@ class SuperResolver:
         """Bands without a single finite value: they stay NaN."""
         self.fill = np.where(np.isfinite(fill), fill, 0.0).astype(np.float32)
         self.stats: SceneStatistics | None = None
+        self.dark_level = 0.0
         if self.model is not None:
             good_values = values[:, :, self.good]
             self.stats = scene_statistics(good_values, valid)
+            norms = np.linalg.norm(np.nan_to_num(good_values[valid]).astype(np.float64), axis=-1)
+            self.dark_level = float(DARK_FRACTION * np.median(norms))
 
     def _calibrate(self) -> None:
-        from ..degrade import resize_bicubic, spatial_degrade
-
+        """The detail gain from a self-check on the central crop of the scene, degraded once more
+        as the model's training pairs were (:func:`hsiuu_cli.superres.guard.guarded_gain`)."""
         s = self.scale
         side_rows = min(self.cube.rows, CALIBRATION_CROP) // s * s
         side_cols = min(self.cube.cols, CALIBRATION_CROP) // s * s
@@ -288,18 +298,19 @@ class SuperResolver:
         c0 = (self.cube.cols - side_cols) // 2
         crop, _ = self._read(slice(r0, r0 + side_rows), slice(c0, c0 + side_cols))
         crop = crop[:, :, self.good]
-        coarse = spatial_degrade(crop, s, method=self.model.info.degradation)
-        base = resize_bicubic(coarse, side_rows, side_cols)
-        residual = self._residual(coarse)
-        weights = (1.0 / self.stats.std.astype(np.float64)) ** 2  # each band alike, as in the metrics
-        target = (crop - base).astype(np.float64)
-        energy = float(np.einsum("ijk,ijk,k->", residual, residual, weights, dtype=np.float64))
-        if energy <= 0:
-            return
-        gain = float(np.einsum("ijk,ijk,k->", residual, target, weights, dtype=np.float64)) / energy
-        self.gain = float(np.clip(gain, 0.0, 1.0))
-        self.plan.gain = self.gain
+        check = self.plan.check = self.self_check(crop, self.model.info.degrade(crop))
+        self.gain = self.plan.gain = check.gain
         self.plan.gain_source = f"self-check on a {side_rows}×{side_cols} crop degraded ×{s}"
+        if check.limited:
+            self.plan.gain_source += ", lowered so that PSNR and SAM are no worse than bicubic's"
+
+    def self_check(self, target: np.ndarray, coarse: np.ndarray) -> GainCheck:
+        """The guarded detail gain on a self-check pair (good bands, physical units): ``coarse``
+        super-resolved with this resolver's model and statistics, compared with ``target``."""
+        from ..degrade import resize_bicubic
+
+        base = resize_bicubic(coarse, target.shape[0], target.shape[1])
+        return guarded_gain(base, shape_detail(base, self._residual(coarse), self.dark_level), target, self.stats.std)
 
     # -- per window --------------------------------------------------------------------------
 
@@ -332,7 +343,9 @@ class SuperResolver:
             chunk = slice(start, min(bands, start + BAND_CHUNK))
             out[:, :, chunk] = resize_bicubic(window[:, :, chunk], rows * s, cols * s)[core_rows, core_cols]
         if self.model is not None and self.gain > 0:
-            out[:, :, self.good] += np.float32(self.gain) * self._residual(window[:, :, self.good], (core_rows, core_cols))
+            base = out[:, :, self.good]
+            detail = shape_detail(base, self._residual(window[:, :, self.good], (core_rows, core_cols)), self.dark_level)
+            out[:, :, self.good] = base + np.float32(self.gain) * detail
         return out
 
     def strip(
@@ -493,6 +506,7 @@ def super_resolve_cube(
     device: str = "auto",
     dtype=None,
     calibrate: bool = True,
+    gain: float | None = None,
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
     state: SceneState | None = None,
@@ -507,7 +521,7 @@ def super_resolve_cube(
     from ..grid import scaled_transform
 
     resolver = SuperResolver(
-        cube, scale, model, method=method, tile=tile, device=device, threads=threads, calibrate=calibrate,
+        cube, scale, model, method=method, tile=tile, device=device, threads=threads, calibrate=calibrate, gain=gain,
         progress=progress, state=state,
     )
     out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(cube.data.dtype)

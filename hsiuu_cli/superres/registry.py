@@ -75,13 +75,17 @@ class LoadedModel:
     onnx: bytes
     weights_path: Path | None
     weights_sha256: str | None
+    weights_data: bytes | None = None
+    """Weights held in memory (a scene-adapted model that was never written)."""
 
     @property
     def scale(self) -> int:
         return self.info.scale
 
     def weights(self) -> bytes:
-        """The safetensors weights (for PyTorch inference), checked against the expected checksum."""
+        """The safetensors weights (for PyTorch inference and fine-tuning), checked against the expected checksum."""
+        if self.weights_data is not None:
+            return self.weights_data
         if self.weights_path is None or not self.weights_path.exists():
             raise ModelError("no safetensors weights beside the ONNX model (needed for PyTorch inference)", self.path)
         data = self.weights_path.read_bytes()
