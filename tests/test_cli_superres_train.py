@@ -431,7 +431,8 @@ def test_no_adapt_reports_the_sam_guard(runner, adaptable, tmp_path):
 
 
 @pytest.mark.parametrize("flags", [["--method", "bicubic", "--adapt"], ["--no-adapt", "--save-model", "d"],
-                                   ["--method", "bicubic", "--save-model", "d"]])
+                                   ["--method", "bicubic", "--save-model", "d"],
+                                   ["--adapt", "--scheduler", "tcp://127.0.0.1:9"]])  # refused before connecting
 def test_adapt_option_conflicts_are_usage_errors(runner, adaptable, tmp_path, flags):
     scene, _ = adaptable
     result = runner.invoke(app, ["superres", str(scene), "--scale", "2", *flags, "-o", str(tmp_path / "o.hdr")])

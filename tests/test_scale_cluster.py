@@ -191,9 +191,13 @@ def test_local_cluster(runner, tmp_path):
     scenes = make_scenes(tmp_path / "in", 3)
     local = invoke(runner, "superres", *scenes, "-s", "3", "--method", "bicubic", "--out-dir", tmp_path / "local")
     remote = invoke(runner, "superres", *scenes, "-s", "3", "--method", "bicubic", "--out-dir", tmp_path / "remote",
-                    "--scheduler", "local:2")
+                    "--scheduler", "local:2", "--json")
     assert local.exit_code == remote.exit_code == 0, remote.output
     assert files(tmp_path / "remote") == files(tmp_path / "local")
+    # the summaries made on the workers come back to the client, in the inputs' order
+    summaries = json.loads(remote.stdout)
+    assert [s["input"] for s in summaries] == [str(scene) for scene in scenes]
+    assert all(s["result"] == "bicubic" for s in summaries)
 
 
 # ---------------------------------------------------------------------------------------------

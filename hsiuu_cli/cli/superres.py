@@ -181,12 +181,12 @@ def superres_command(
     try:
         if scheduler is not None and len(pairs) == 1 and _splits(paths[0]):
             # one scene: its blocks are the tasks (each worker reads its rows from the memory-mapped input)
-            from ..cluster import connect
-            from .cluster import workers_text
-
             if adapt:
                 raise click_errors.UsageError("--adapt and --save-model run on this machine: one scene on a cluster "
                                               "is cut into blocks of the shipped model (use --no-adapt, or no --scheduler)")
+            from ..cluster import connect
+            from .cluster import workers_text
+
             with connect(scheduler) as client:
                 info(f"{paths[0].name}: blocks on the Dask cluster at {scheduler} ({workers_text(client)}), not adapted")
                 run_batch(pairs, lambda source, target: process(source, target, client), out_dir=out_dir, check=check, report=report)
