@@ -158,3 +158,20 @@ def test_block_plan_covers_every_tile_once(rows, cols, tile, block_bytes):
         covered[slice(*block.rows), slice(*block.cols)] += 1
     assert (covered == 1).all()
     assert [b.rows[0] for b in blocks] == sorted(b.rows[0] for b in blocks)
+
+
+def test_a_resolver_given_the_scene_state_makes_the_same_tiles():
+    """What a cluster worker does: build its resolver from the client's SceneState instead of the
+    scene, and compute the same pixels (the dark-pixel level of the detail damping included)."""
+    from hsiuu_cli.superres import load_model
+    from hsiuu_cli.superres.inference import SuperResolvedArray, SuperResolver
+
+    cube, _, _, wavelengths = make_mixture(rows=40, cols=36, bands=12, seed=3)
+    scene = Cube(cube, wavelengths=wavelengths)
+    model = load_model("agnostic_x2")
+    client = SuperResolver(scene, 2, model, tile=16)
+    worker = SuperResolver(scene, 2, model, tile=16, calibrate=False, state=client.state())
+    assert worker.gain == client.gain
+    whole = np.asarray(SuperResolvedArray(client, np.dtype("float32"), None, None))
+    from_state = np.asarray(SuperResolvedArray(worker, np.dtype("float32"), None, None))
+    np.testing.assert_array_equal(from_state, whole)

@@ -149,6 +149,7 @@ class SceneState:
     fill: np.ndarray
     empty_bands: np.ndarray
     stats: SceneStatistics | None
+    dark_level: float
     gain: float
     gain_source: str
 
@@ -195,7 +196,7 @@ class SuperResolver:
         if state is None:
             self._statistics()
         else:
-            self.fill, self.empty_bands, self.stats = state.fill, state.empty_bands, state.stats
+            self.fill, self.empty_bands, self.stats, self.dark_level = state.fill, state.empty_bands, state.stats, state.dark_level
         self.backend = None
         self.plan = Plan(method, self.scale, self.tile, self.halo, None if self.model is None else self.model.name)
         if self.model is not None:
@@ -220,7 +221,7 @@ class SuperResolver:
     def state(self) -> SceneState:
         """The scene-wide values this resolver computed (see :class:`SceneState`)."""
         gain = self.gain if self.model is not None else 1.0
-        return SceneState(self.fill, self.empty_bands, self.stats, gain, self.plan.gain_source)
+        return SceneState(self.fill, self.empty_bands, self.stats, self.dark_level, gain, self.plan.gain_source)
 
     # -- scene statistics ------------------------------------------------------------------
 
