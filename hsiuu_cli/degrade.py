@@ -175,11 +175,21 @@ def shift(array: np.ndarray, rows: float, cols: float) -> np.ndarray:
     finite = np.isfinite(data)
     complete = bool(finite.all())
     values = np.where(finite, data, 0.0).astype(np.float64) if not complete else data.astype(np.float64)
-    moved = ndimage.shift(values, (rows, cols, 0), order=3, mode="reflect")
+    moved = _shift_bands(values, rows, cols, order=3)
     if not complete:
-        weight = ndimage.shift(finite.astype(np.float64), (rows, cols, 0), order=1, mode="reflect")
+        weight = _shift_bands(finite.astype(np.float64), rows, cols, order=1)
         moved[weight < 0.5] = np.nan
     return _like_input(moved.astype(dtype), array)
+
+
+def _shift_bands(values: np.ndarray, rows: float, cols: float, order: int) -> np.ndarray:
+    """Each band shifted on its own: the same values as one 3-D spline shift with no shift across
+    bands (a spline reproduces its samples), without its filtering and taps along the band axis
+    (4× fewer for cubic splines; the strips of `fuse` spent most of their time there)."""
+    bands_first = np.ascontiguousarray(np.moveaxis(values, 2, 0))
+    for band in bands_first:
+        band[...] = ndimage.shift(band, (rows, cols), order=order, mode="reflect")
+    return np.moveaxis(bands_first, 0, 2)
 
 
 def spectral_degrade(array: np.ndarray, matrix: np.ndarray) -> np.ndarray:
