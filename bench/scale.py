@@ -7,6 +7,7 @@ Run from the repository root (needs `pip install -e ".[dask]"`):
     python bench/scale.py many                # ≥ 24 small real cubes, superres ×4: local, 1 and 2 workers
     python bench/scale.py large               # one scene ×4 in blocks over 2 workers: RSS per worker, bytes, wall
     python bench/scale.py large --lr-rows 1000   # the issue's full 1000 × 1000 LR → 4000 × 4000 × 100 output
+    python bench/scale.py unmix               # one 1500 × 1500 × 198 scene unmixed in blocks: local, 2 workers, old code
     python bench/scale.py startup             # `hsiuu --help` and the imports of the default path
     python bench/scale.py all
 
@@ -260,6 +261,71 @@ def large(args, work: Path) -> None:
             shutil.rmtree(folder / f"cluster{workers}", ignore_errors=True)
 
 
+def unmix_large(args, work: Path) -> None:
+    """One large scene unmixed by blocks of rows (vca-fcls): here, on 2 workers, and by the code of
+    ``--baseline`` (which held the whole scene in memory), side by side."""
+    jasper = ROOT / ".." / "shared" / "data" / "unmixing" / "jasper_ridge" / "jasper_ridge.hdr"
+    if not jasper.exists():
+        sys.exit(f"{jasper} not found: the large unmixing scene is Jasper Ridge tiled")
+    folder = work / "unmix"
+    folder.mkdir(parents=True, exist_ok=True)
+    side = args.unmix_side
+    source = folder / f"jasper_tiled_{side}.hdr"
+    if not source.exists():
+        # real spectra (Jasper Ridge, mirrored tiles so no seam repeats a row), int16 with a scale factor as products ship
+        tile = np.asarray(read_cube(jasper).data)
+        block = np.concatenate([tile, tile[:, ::-1]], axis=1)
+        block = np.concatenate([block, block[::-1]], axis=0)
+        reps = -(-side // block.shape[0]), -(-side // block.shape[1])
+        values = np.rint(np.tile(block, (reps[0], reps[1], 1))[:side, :side] * 10000).astype(np.int16)
+        write_cube(Cube(data=values, scale_factor=10000.0), source)
+        del values
+    baseline = folder / "baseline_code"
+    if not baseline.exists():
+        baseline.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline, "hsiuu_cli"], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive.stdout, check=True)
+    command = ["-q", "unmix", str(source), "--method", "vca-fcls", "-k", "4"]
+    runner = [sys.executable, "-c", "import sys; from hsiuu_cli.cli.entry import main; sys.argv[0] = 'hsiuu'; main()"]
+    print(f"\n### One scene unmixed in blocks: {side}×{side}×198 int16 (Jasper Ridge tiled), vca-fcls -k 4\n")
+    print(f"{load()} before.\n")
+    rows = []
+
+    def outputs(directory: Path) -> dict[str, str]:
+        return {k: v for k, v in digest(directory).items() if k != "summary.json"}
+
+    out = folder / "baseline"
+    shutil.rmtree(out, ignore_errors=True)
+    seconds, rss, _ = run_measured(runner + command + ["-o", str(out)], env=dict(os.environ, PYTHONPATH=str(baseline)), cwd="/")
+    rows.append((f"local, code of {args.baseline} (whole scene in memory)", seconds, f"{rss}", out))
+    print(f"  baseline: {seconds:.1f} s, {rss} MB ({load()})", file=sys.stderr, flush=True)
+    out = folder / "local"
+    shutil.rmtree(out, ignore_errors=True)
+    seconds, rss, _ = run_measured(HSIUU + command + ["-o", str(out)])
+    rows.append(("local, blocks of rows", seconds, f"{rss}", out))
+    print(f"  local: {seconds:.1f} s, {rss} MB ({load()})", file=sys.stderr, flush=True)
+    cluster = Cluster(2, folder / "dask2")
+    try:
+        out = folder / "cluster2"
+        shutil.rmtree(out, ignore_errors=True)
+        seconds, client_rss, _ = run_measured(HSIUU + command + ["-o", str(out), "--scheduler", cluster.address])
+        peaks = cluster.peak_rss_mb()
+        rows.append(("2 workers (1 thread each), blocks written by the workers", seconds,
+                     ", ".join(f"{p:.0f}" for p in peaks) + f" (client {client_rss})", out))
+        print(f"  2 workers: {seconds:.1f} s, workers {peaks} MB, client {client_rss} MB ({load()})", file=sys.stderr, flush=True)
+    finally:
+        cluster.close()
+    local = outputs(folder / "local")
+    print("| run | wall s | peak RSS MB | outputs identical to local blocks | max abs. abundance difference to local blocks |")
+    print("|---|---|---|---|---|")
+    for name, seconds, rss, directory in rows:
+        difference = float(np.nanmax(np.abs(np.asarray(read_cube(directory / "abundances.hdr").data, dtype=np.float64)
+                                            - np.asarray(read_cube(folder / "local" / "abundances.hdr").data))))
+        same = "yes" if outputs(directory) == local else "no"
+        print(f"| {name} | {seconds:.1f} | {rss} | {same} | {difference:.2e} |")
+    print(f"\n{load()} after.")
+
+
 # ---------------------------------------------------------------------------------------------
 # GeoTIFF from several workers: one writer on the client, or the workers in turn under a lock
 # ---------------------------------------------------------------------------------------------
@@ -374,7 +440,7 @@ def startup(args, work: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["many", "large", "geotiff", "startup", "all"])
+    parser.add_argument("what", choices=["many", "large", "unmix", "geotiff", "startup", "all"])
     parser.add_argument("--blocks", type=int, default=32, help="blocks of the GeoTIFF writer comparison")
     parser.add_argument("--scenes", type=int, default=24)
     parser.add_argument("--crop", type=int, default=48, help="side of the LR crops of the many-scenes run")
@@ -386,6 +452,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs of each configuration, interleaved; the best is kept")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the outputs of the large-scene run")
+    parser.add_argument("--unmix-side", type=int, default=1500, help="side of the scene of the unmix part")
+    parser.add_argument("--baseline", default="1b6532b", help="commit whose unmix held the whole scene in memory")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="hsiuu-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -394,6 +462,8 @@ def main() -> None:
         startup(args, work)
     if args.what in ("many", "all"):
         many(args, work)
+    if args.what in ("unmix", "all"):
+        unmix_large(args, work)
     if args.what in ("geotiff", "all"):
         geotiff(args, work)
     if args.what in ("large", "all"):

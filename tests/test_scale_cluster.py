@@ -244,6 +244,38 @@ def test_blocks_of_several_tiles_across_columns(cluster, tmp_path, tiny_model):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("how", ["vca-fcls", "library"])
+def test_one_scene_unmixed_in_blocks_equals_local(runner, cluster, tmp_path, monkeypatch, how):
+    from hsiuu_cli.io import SpectralLibrary, write_library
+    from hsiuu_cli.unmixing import blocks
+
+    scene = large_scene(tmp_path, rows=160, cols=40)
+    if how == "library":
+        _, endmembers, _, wavelengths = make_mixture(rows=160, cols=40, bands=6, seed=7)
+        write_library(SpectralLibrary(endmembers.astype(np.float32), ["a", "b", "c"], wavelengths), tmp_path / "known.sli")
+        args = ["--library", tmp_path / "known.sli"]
+    else:
+        args = ["--method", "vca-fcls", "-k", 3]
+    # the plan is made on the client: ten blocks of 16 rows, endmembers from every 2nd row and column
+    monkeypatch.setattr(blocks, "BLOCK_VALUES", 16 * 40 * 6)
+    monkeypatch.setattr(blocks, "SAMPLE_PIXELS", 2000)
+    runs = {}
+    for where, extra in (("local", []), ("remote", ["--scheduler", cluster.address])):
+        result = invoke(runner, "unmix", scene, *args, "-o", tmp_path / where, "--json", *extra)
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        summary["details"].pop("seconds")
+        for key in ("output_directory", "outputs"):
+            summary.pop(key)
+        runs[where] = (summary, {k: v for k, v in files(tmp_path / where).items() if k != "summary.json"})
+    assert "blocks of rows on the Dask cluster" in result.stderr
+    assert runs["remote"] == runs["local"]
+    assert runs["local"][0]["skipped_pixels"] == 16
+    if how != "library":
+        assert "one pixel of every 2 × 2" in runs["local"][0]["details"]["endmember_sample"]
+    assert leftovers(tmp_path) == []
+
+
 def start_cli(args: list, cwd: Path, **env) -> subprocess.Popen:
     # SIGINT back to its default: a test run started in the background inherits it ignored, and
     # Python then installs no KeyboardInterrupt handler

@@ -42,6 +42,14 @@ class WorkerConsole:
         text.append(captured.get() + errors.get())
 
 
+def splits_into_blocks(path: Path) -> bool:
+    """Whether a scene can be cut into blocks on a cluster: an ENVI input, which every worker maps
+    and reads only its rows of (a GeoTIFF is read whole, so it runs as one task)."""
+    from ..io import GTIFF_SUFFIXES
+
+    return path.suffix.lower() not in GTIFF_SUFFIXES
+
+
 def workers_text(client) -> str:
     count = len(client.scheduler_info().get("workers", {}))
     return f"{count} worker{'s' if count != 1 else ''}"

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .cluster import splits_into_blocks
 from .common import (
     click_errors, detail, emit_json, expand_inputs, info, input_stem, parse_creation_options, plan_outputs, progress, run_batch, warn,
 )
@@ -179,7 +180,7 @@ def superres_command(
         torch.set_num_threads(1)
     pairs = list(zip(paths, targets))
     try:
-        if scheduler is not None and len(pairs) == 1 and _splits(paths[0]):
+        if scheduler is not None and len(pairs) == 1 and splits_into_blocks(paths[0]):
             # one scene: its blocks are the tasks (each worker reads its rows from the memory-mapped input)
             if adapt:
                 raise click_errors.UsageError("--adapt and --save-model run on this machine: one scene on a cluster "
@@ -197,14 +198,6 @@ def superres_command(
             order = {str(path): index for index, path in enumerate(paths)}  # the inputs' order, however jobs finished
             summaries.sort(key=lambda summary: order.get(summary["input"], len(order)))
             emit_json(summaries[0] if len(paths) == 1 else summaries)
-
-
-def _splits(path: Path) -> bool:
-    """Whether a scene can be cut into blocks on a cluster: an ENVI input, which every worker maps
-    and reads only its rows of (a GeoTIFF is read whole, so it runs as one task)."""
-    from ..io import GTIFF_SUFFIXES
-
-    return path.suffix.lower() not in GTIFF_SUFFIXES
 
 
 def _adapt(source, cube, model, scale, adapt, adapt_time, save_model, seed, device, overwrite, summary):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from .cluster import splits_into_blocks
 from .common import click_errors, detail, emit_json, expand_inputs, info, json_default, plan_outputs, progress, run_batch
 from .options import Device, Inputs, Jobs, Json, NameTemplate, OutDir, Overwrite, Quicklook, Scheduler, Seed
 
@@ -97,10 +99,12 @@ def unmix_command(
     )
     summaries: list[dict] = []
 
-    def process(source: Path, directory: Path) -> tuple[dict, list[Path]]:
+    def process(source: Path, directory: Path, client=None) -> tuple[dict, list[Path]]:
+        """One input; with ``client``, its blocks of rows run on that Dask cluster."""
         return _unmix_one(
             source, directory, count=count, method=method, library=library, sparse=sparse, scale=scale,
             format=format, extension=extension, quicklook=quicklook, seed=seed, device=device, overwrite=overwrite,
+            client=client,
         )
 
     def report(_source: Path, result: tuple[dict, list[Path]]) -> list[Path]:
@@ -116,14 +120,32 @@ def unmix_command(
         # scene; jobs running side by side would race on it and results would vary run to run.
         # One thread each, set once here, keeps every job reproducible (the jobs share the cores).
         torch.set_num_threads(1)
+    pairs = list(zip(paths, targets))
     try:
-        run_batch(list(zip(paths, targets)), process, workers=jobs, out_dir=out_dir, scheduler=scheduler, report=report)
+        if scheduler is not None and len(pairs) == 1 and _by_blocks(method, library, sparse) and extension == ".hdr" \
+                and splits_into_blocks(paths[0]):
+            # one scene: endmembers found here on its sample, its blocks of rows the tasks
+            from ..cluster import connect
+            from .cluster import workers_text
+
+            with connect(scheduler) as client:
+                info(f"{paths[0].name}: blocks of rows on the Dask cluster at {scheduler} ({workers_text(client)})")
+                run_batch(pairs, lambda source, target: process(source, target, client), out_dir=out_dir, report=report)
+        else:
+            run_batch(pairs, process, workers=jobs, out_dir=out_dir, scheduler=scheduler, report=report)
     finally:
         if json_output and summaries:
             # in the inputs' order, however the jobs (threads or cluster tasks) finished
             order = {str(path): index for index, path in enumerate(paths)}
             summaries.sort(key=lambda summary: order.get(summary["input"], len(order)))
             emit_json(summaries[0] if len(paths) == 1 else summaries)
+
+
+def _by_blocks(method: str, library: Path | None, sparse: bool) -> bool:
+    """Whether the abundances are solved a block of rows at a time (FCLS: each pixel on its own)."""
+    from ..unmixing import BLOCK_METHODS
+
+    return (library is None and method in BLOCK_METHODS) or (library is not None and not sparse)
 
 
 def _endmember_count(value: str | None) -> int | str:
@@ -149,7 +171,7 @@ def _extension(format: str | None) -> str:
 
 def _unmix_one(
     source: Path, directory: Path, *, count, method, library, sparse, scale, format, extension, quicklook, seed,
-    device, overwrite,
+    device, overwrite, client=None,
 ) -> tuple[dict, list[Path]]:
     import numpy as np
 
@@ -158,11 +180,15 @@ def _unmix_one(
     from ..errors import CubeWriteError, HsiuuError
     from ..grid import scaled_transform
     from ..io import (
-        SpectralLibrary, atomic_write, check_not_input, check_output, input_files, output_files, output_set, read_cube,
-        read_library, write_cube, write_library,
+        SpectralLibrary, atomic_write, check_not_input, check_output, input_files, open_envi_windows, output_files,
+        output_format, output_set, read_cube, read_library, write_cube, write_library,
     )
     from ..io.atomic import check_outputs
-    from ..unmixing import fit_library, progress_total, unmix, unmix_with_library, usable_bands
+    from ..unmixing import (
+        UnmixingResult, fit_library, plan_unmixing, progress_total, solve_in_memory, unmix, unmix_with_library,
+        usable_bands,
+    )
+    from ..unmixing.blocks import SceneRows, sample_stride, write_blocks
     from ..unmixing.quicklook import render_quicklook
 
     cubes = {"abundances": directory / f"abundances{extension}", "residual": directory / f"residual{extension}"}
@@ -182,67 +208,64 @@ def _unmix_one(
             check_not_input(input_files(source), path, format)
         check_outputs(others, overwrite)
 
+    by_blocks = _by_blocks(method, library, sparse)
+    # blocks written in place need an ENVI output; a GeoTIFF's abundances are gathered here first
+    in_place = by_blocks and output_format(cubes["abundances"], format) == "ENVI"
+    plan = result = None
+    started = time.perf_counter()
     try:
         cube = read_cube(source)
-        bands = usable_bands(cube)
-        data = cube.physical()[:, :, bands]
-        mask = cube.valid_mask()
+        stride = sample_stride(cube.rows, cube.cols) if by_blocks else 1
+        bands = usable_bands(cube, stride)
         wavelengths = None if cube.wavelengths is None else cube.wavelengths[bands]
         torch_device = resolve_device(device) if (library is None and method == "smile") else "cpu"
-        with progress(f"{source.name}: unmixing", 1 if library is not None else progress_total(method)) as advance:
-            if library is not None:
-                reference = read_library(library)
-                spectra, inside = fit_library(reference.spectra, reference.wavelengths, wavelengths, bands.size, path=library)
-                bands, data = bands[inside], data[:, :, inside]
-                wavelengths = None if wavelengths is None else wavelengths[inside]
-                result = unmix_with_library(data, spectra, reference.names, sparse=sparse, mask=mask)
+        spectra = names = None
+        if library is not None:
+            reference = read_library(library)
+            spectra, inside = fit_library(reference.spectra, reference.wavelengths, wavelengths, bands.size, path=library)
+            bands, names = bands[inside], reference.names
+            wavelengths = None if wavelengths is None else wavelengths[inside]
+        if by_blocks:
+            with progress(f"{source.name}: endmembers", 1) as advance:
+                plan = plan_unmixing(SceneRows(source, bands, cube), count, method=method, seed=seed, library=spectra, names=names)
                 advance(1)
-            else:
-                done = [0]
+            if not in_place:
+                with progress(f"{source.name}: abundances", 1) as advance:
+                    result = solve_in_memory(plan)
+                    result.info["seconds"] = time.perf_counter() - started
+                    advance(1)
+        else:
+            data = cube.physical()[:, :, bands]
+            mask = cube.valid_mask()
+            with progress(f"{source.name}: unmixing", 1 if library is not None else progress_total(method)) as advance:
+                if library is not None:
+                    result = unmix_with_library(data, spectra, names, sparse=sparse, mask=mask)
+                    advance(1)
+                else:
+                    done = [0]
 
-                def step(current: int, total: int) -> None:
-                    advance(current - done[0])
-                    done[0] = current
+                    def step(current: int, total: int) -> None:
+                        advance(current - done[0])
+                        done[0] = current
 
-                result = unmix(data, count, method=method, mask=mask, scale=scale, seed=seed, device=torch_device, progress=step)
+                    result = unmix(data, count, method=method, mask=mask, scale=scale, seed=seed, device=torch_device, progress=step)
     except HsiuuError as exc:
         if exc.path is None:
             raise type(exc)(exc.message, source) from None
         raise
-
-    skipped = result.skipped_pixels
-    if skipped:
-        info(f"{source.name}: {skipped} no-data/NaN pixels skipped (written as NaN)")
-    summary = {
-        "input": str(source),
-        "output_directory": str(directory),
-        "method": result.method,
-        "endmembers": len(result.names),
-        "names": result.names,
-        "seed": seed,
-        "scale": scale,
-        "library": None if library is None else str(library),
-        "device": torch_device,
-        "pixels": int(cube.rows * cube.cols),
-        "skipped_pixels": skipped,
-        "bands_used": int(bands.size),
-        "bands_total": int(cube.bands),
-        "wavelength_range_nm": None if wavelengths is None else [float(wavelengths.min()), float(wavelengths.max())],
-        "mean_residual_rmse": result.info.get("mean_residual_rmse"),
-        "details": {k: v for k, v in result.info.items() if k != "mean_residual_rmse"},
-    }
-    if count == "auto" and library is None:
-        info(f"{source.name}: {len(result.names)} endmembers estimated from the scene (-k N sets the number)")
+    method_name = (plan or result).method
+    endmember_names = list((plan or result).names)
+    endmembers = (plan or result).endmembers
 
     def as_cube(values: np.ndarray, names: list[str] | None, factor: int = 1, what: str = "") -> Cube:
         transform = cube.transform if (cube.transform is None or factor == 1) else scaled_transform(cube.transform, factor)
         return Cube(
-            data=values.astype(np.float32),
+            data=values if values.dtype == np.float32 else values.astype(np.float32),
             band_names=names,
             nodata=float("nan"),
             crs=cube.crs,
             transform=transform,
-            description=f"hsiuu unmix ({result.method}) {what} of {source.name}",
+            description=f"hsiuu unmix ({method_name}) {what} of {source.name}",
             # the scene's own map info keeps projections that have no CRS here (State Plane, …)
             metadata={k: v for k, v in cube.metadata.items() if k in ("map info", "coordinate system string")},
         )
@@ -251,24 +274,74 @@ def _unmix_one(
         directory.mkdir()
     try:
         with output_set() as written:
-            write_cube(as_cube(result.abundances, result.names, what="abundances"), cubes["abundances"], format=format, overwrite=overwrite)
-            written += output_files(cubes["abundances"], format)
-            write_cube(as_cube(result.residual[:, :, None], ["reconstruction_rmse"], what="residual"), cubes["residual"], format=format, overwrite=overwrite)
-            written += output_files(cubes["residual"], format)
+            if in_place:
+                # only the shape, type and header of these are used: the blocks write the pixels
+                shape = (cube.rows, cube.cols)
+                abundance_header = as_cube(np.broadcast_to(np.float32(np.nan), shape + (len(endmember_names),)), endmember_names, what="abundances")
+                residual_header = as_cube(np.broadcast_to(np.float32(np.nan), shape + (1,)), ["reconstruction_rmse"], what="residual")
+                with progress(f"{source.name}: abundances", len(plan.blocks)) as advance, \
+                        open_envi_windows(abundance_header, cubes["abundances"], overwrite=overwrite) as abundances_out, \
+                        open_envi_windows(residual_header, cubes["residual"], overwrite=overwrite) as residual_out:
+                    if client is not None:
+                        from ..cluster.unmix import write_blocks_on_cluster
+
+                        totals = write_blocks_on_cluster(client, plan, abundances_out, residual_out, progress=advance)
+                    else:
+                        totals = write_blocks(plan.source, plan.endmembers, plan.blocks, abundances_out, residual_out, progress=advance)
+                written += output_files(cubes["abundances"], format) + output_files(cubes["residual"], format)
+                result = UnmixingResult(
+                    endmembers=endmembers, abundances=None, names=endmember_names, residual=None, method=method_name,
+                    skipped_pixels=cube.rows * cube.cols - totals.pixels,
+                    info=dict(plan.info, fcls_max_kkt_violation=totals.max_kkt_violation, mean_residual_rmse=totals.mean_residual,
+                              seconds=time.perf_counter() - started),
+                )
+            else:
+                write_cube(as_cube(result.abundances, result.names, what="abundances"), cubes["abundances"], format=format, overwrite=overwrite)
+                written += output_files(cubes["abundances"], format)
+                write_cube(as_cube(result.residual[:, :, None], ["reconstruction_rmse"], what="residual"), cubes["residual"], format=format, overwrite=overwrite)
+                written += output_files(cubes["residual"], format)
             if scale:
                 fine = cubes[f"abundances_x{scale}"]
                 write_cube(as_cube(result.abundances_hr, result.names, scale, f"abundances ×{scale}"), fine, format=format, overwrite=overwrite)
                 written += output_files(fine, format)
-            endmember_library = SpectralLibrary(result.endmembers.astype(np.float32), result.names, wavelengths)
+            skipped = result.skipped_pixels
+            if skipped:
+                info(f"{source.name}: {skipped} no-data/NaN pixels skipped (written as NaN)")
+            if count == "auto" and library is None:
+                info(f"{source.name}: {len(endmember_names)} endmembers estimated from the scene (-k N sets the number)")
+            endmember_library = SpectralLibrary(endmembers.astype(np.float32), endmember_names, wavelengths)
             written += write_library(endmember_library, directory / "endmembers.sli", overwrite=overwrite)
             written += write_library(endmember_library, directory / "endmembers.csv", overwrite=overwrite)
             if quicklook:
+                # a large scene's maps are drawn from every s-th row and column, as its endmembers were found
+                maps = result.abundances
+                if maps is None:
+                    step = sample_stride(cube.rows, cube.cols)
+                    maps = np.asarray(read_cube(cubes["abundances"]).data[::step, ::step])
                 with atomic_write(directory / "quicklook.png", overwrite) as temporary:
                     render_quicklook(
-                        result.abundances, result.endmembers, result.names, wavelengths, temporary,
-                        title=f"{source.name}: {result.method}, {len(result.names)} endmembers", band_numbers=bands + 1,
+                        maps, endmembers, endmember_names, wavelengths, temporary,
+                        title=f"{source.name}: {method_name}, {len(endmember_names)} endmembers", band_numbers=bands + 1,
                     )
                 written.append(directory / "quicklook.png")
+            summary = {
+                "input": str(source),
+                "output_directory": str(directory),
+                "method": method_name,
+                "endmembers": len(endmember_names),
+                "names": endmember_names,
+                "seed": seed,
+                "scale": scale,
+                "library": None if library is None else str(library),
+                "device": torch_device,
+                "pixels": int(cube.rows * cube.cols),
+                "skipped_pixels": skipped,
+                "bands_used": int(bands.size),
+                "bands_total": int(cube.bands),
+                "wavelength_range_nm": None if wavelengths is None else [float(wavelengths.min()), float(wavelengths.max())],
+                "mean_residual_rmse": result.info.get("mean_residual_rmse"),
+                "details": {k: v for k, v in result.info.items() if k != "mean_residual_rmse"},
+            }
             summary["outputs"] = [str(p) for p in written] + [str(directory / "summary.json")]
             with atomic_write(directory / "summary.json", overwrite) as temporary:
                 import json
@@ -281,6 +354,5 @@ def _unmix_one(
             shutil.rmtree(directory, ignore_errors=True)
         raise
     detail(f"{source.name}: {result.info.get('seconds', 0):.1f} s")
-    info(f"{source.name}: {len(result.names)} endmembers ({result.method}) → {directory}")
+    info(f"{source.name}: {len(endmember_names)} endmembers ({method_name}) → {directory}")
     return summary, written
-

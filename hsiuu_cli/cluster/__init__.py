@@ -5,6 +5,8 @@
 * :func:`run_inputs` — each input one task (:mod:`.tasks`).
 * :func:`super_resolve_blocks` — one scene's super-resolution as blocks of tiles written by the
   workers into one pre-allocated output (:mod:`.superres`).
+* :func:`.unmix.write_blocks_on_cluster` — one scene's FCLS abundances as blocks of rows written
+  by the workers into the pre-allocated abundance and residual cubes (:mod:`.unmix`).
 
 Dask is an optional extra (``pip install 'hsiuu[dask]'``): nothing here imports it at import time,
 so commands run without ``--scheduler`` never load it. docs/scale.md says what each command

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..cube import Cube
 from ..errors import InvalidDataError, ParameterError
+from .blocks import ArrayRows, BlockTotals, read_sample, row_blocks, sample_stride, solve_blocks
 from .count import count_endmembers
 from .fcls import fcls, nnls
 from .hysime import estimate_endmember_count, hysime
@@ -39,12 +40,17 @@ from .sparse import sunsal
 from .vca import vca
 
 METHODS = ("smile", "vca-fcls", "nfindr-fcls", "nmf")
+BLOCK_METHODS = ("vca-fcls", "nfindr-fcls")
+"""Methods that find endmembers on a sample and solve abundances a block of rows at a time
+(:mod:`.blocks`): they unmix scenes larger than memory, and their blocks can run on a cluster."""
 
 SPARSE_KEEP_ABUNDANCE = 0.01
 """Sparse unmixing keeps the library spectra whose abundance reaches this somewhere."""
 
 __all__ = [
+    "BLOCK_METHODS",
     "METHODS",
+    "UnmixingPlan",
     "SmileConfig",
     "UnmixingResult",
     "atgp",
@@ -56,6 +62,7 @@ __all__ = [
     "nfindr",
     "nmf_sum_to_one",
     "nnls",
+    "plan_unmixing",
     "progress_total",
     "refine_pure_centroids",
     "smile",
@@ -85,12 +92,13 @@ class UnmixingResult:
     info: dict = field(default_factory=dict)
 
 
-def usable_bands(cube: Cube) -> np.ndarray:
-    """Indices of the bands to unmix: not flagged bad (ENVI ``bbl``) and finite somewhere."""
+def usable_bands(cube: Cube, stride: int = 1) -> np.ndarray:
+    """Indices of the bands to unmix: not flagged bad (ENVI ``bbl``) and finite somewhere (among
+    every ``stride``-th row and column: the endmember sample of a large scene, :mod:`.blocks`)."""
     good = cube.good_band_indices()
     if good.size == 0:
         raise InvalidDataError("every band is flagged bad: nothing to unmix")
-    data = np.asarray(cube.data)
+    data = np.asarray(cube.data[::stride, ::stride])
     if np.issubdtype(data.dtype, np.floating):
         good = good[np.isfinite(data).any(axis=(0, 1))[good]]
         if good.size == 0:
@@ -134,18 +142,20 @@ def unmix(
     if scale is not None and (not isinstance(scale, (int, np.integer)) or scale < 2):
         raise ParameterError(f"scale must be an integer of at least 2, got {scale}")
     cube = np.asarray(cube)
+    total = progress_total(method, smile_config)
+    if method in BLOCK_METHODS:
+        plan = plan_unmixing(ArrayRows(cube, mask), n_endmembers, method=method, seed=seed)
+        if progress is not None:
+            progress(1, total)
+        result = solve_in_memory(plan)
+        if progress is not None:
+            progress(total, total)
+        result.info["seconds"] = time.perf_counter() - started
+        return result
     valid = valid_pixels(cube, mask)
     pixels = np.asarray(cube[valid], dtype=np.float64)
     info: dict = {}
-    total = progress_total(method, smile_config)
-    if isinstance(n_endmembers, str):
-        if n_endmembers != "auto":
-            raise ParameterError(f"the number of endmembers must be an integer or 'auto', got '{n_endmembers}'")
-        k = count_endmembers(pixels).n_endmembers
-        info["endmembers_estimated_by"] = "noise-whitened signal variance (99 %)"
-    else:
-        k = int(n_endmembers)
-    _check_endmember_count(k, pixels.shape[1], pixels.shape[0])
+    k = _endmember_count(n_endmembers, pixels, info)
 
     abundances_hr = None
     if method == "smile":
@@ -160,25 +170,90 @@ def unmix(
         )
         endmembers, abundance_pixels, abundances_hr = result.endmembers, result.abundances[valid], result.abundances_hr
         info.update(result.info)
-    else:
-        if method == "vca-fcls":
-            endmembers, indices = vca(pixels, k, rng=seed)
-        else:  # N-FINDR also starts NMF: deterministic, and 9° instead of 18° on Jasper Ridge for VCA
-            endmembers, indices = nfindr(pixels, k)
+    else:  # NMF, started from N-FINDR (deterministic, and 9° instead of 18° on Jasper Ridge for VCA)
+        endmembers, indices = nfindr(pixels, k)
         info["endmember_pixels"] = _pixel_positions(valid, indices)
         if progress is not None:
             progress(1, total)
-        abundance_pixels, report = fcls(pixels, endmembers, return_report=True)
-        info["fcls_max_kkt_violation"] = report.max_kkt_violation
-        if method == "nmf":
-            refined = nmf_sum_to_one(pixels, endmembers)
-            endmembers, abundance_pixels = refined.endmembers, refined.abundances
-            info["nmf_iterations"] = refined.iterations
+        refined = nmf_sum_to_one(pixels, endmembers)
+        endmembers, abundance_pixels = refined.endmembers, refined.abundances
+        info["nmf_iterations"] = refined.iterations
     if progress is not None:  # SMILE may stop early: its last steps are not needed
         progress(total, total)
     names = [f"endmember_{i + 1}" for i in range(k)]
     info["seconds"] = time.perf_counter() - started
     return _result(cube.shape, valid, pixels, endmembers, abundance_pixels, names, method, abundances_hr, scale, info)
+
+
+def _endmember_count(n_endmembers: int | str, pixels: np.ndarray, info: dict) -> int:
+    """The number asked for, or for ``"auto"`` the one estimated on ``pixels`` (noted in ``info``)."""
+    if isinstance(n_endmembers, str):
+        if n_endmembers != "auto":
+            raise ParameterError(f"the number of endmembers must be an integer or 'auto', got '{n_endmembers}'")
+        k = count_endmembers(pixels).n_endmembers
+        info["endmembers_estimated_by"] = "noise-whitened signal variance (99 %)"
+    else:
+        k = int(n_endmembers)
+    _check_endmember_count(k, pixels.shape[1], pixels.shape[0])
+    return k
+
+
+@dataclass
+class UnmixingPlan:
+    """A scene's unmixing by blocks (:data:`BLOCK_METHODS`, or FCLS with a library) before its
+    abundances: the endmembers found on the sample and the blocks of rows left to solve."""
+
+    source: object
+    """Where the blocks read their rows: :class:`.blocks.ArrayRows` or :class:`.blocks.SceneRows`."""
+    endmembers: np.ndarray
+    names: list[str]
+    method: str
+    blocks: list[tuple[int, int]]
+    info: dict = field(default_factory=dict)
+
+
+def plan_unmixing(
+    source, n_endmembers: int | str = "auto", *, method: str = "vca-fcls", seed: int = 0,
+    library: np.ndarray | None = None, names: list[str] | None = None,
+) -> UnmixingPlan:
+    """Endmembers of ``source`` found on its sample (or the given ``library``, solved by FCLS),
+    and its blocks of rows."""
+    sample = read_sample(source, sample_stride(source.rows, source.cols))
+    pixels = sample.pixels
+    info: dict = {}
+    if sample.stride > 1:
+        info["endmember_sample"] = f"one pixel of every {sample.stride} × {sample.stride} ({pixels.shape[0]} valid pixels)"
+    if library is not None:
+        endmembers = np.asarray(library, dtype=np.float64)
+        _check_endmember_count(endmembers.shape[0], pixels.shape[1], pixels.shape[0], supervised=True)
+        method, names = "fcls", list(names or [])
+    else:
+        k = _endmember_count(n_endmembers, pixels, info)
+        if method == "vca-fcls":
+            endmembers, indices = vca(pixels, k, rng=seed)
+        else:
+            endmembers, indices = nfindr(pixels, k)
+        info["endmember_pixels"] = [[int(r), int(c)] for r, c in sample.positions[indices]]
+        names = [f"endmember_{i + 1}" for i in range(k)]
+    blocks = row_blocks(source.rows, source.cols, pixels.shape[1])
+    return UnmixingPlan(source, np.asarray(endmembers, dtype=np.float64), names, method, blocks, info)
+
+
+def solve_in_memory(plan: UnmixingPlan) -> UnmixingResult:
+    """Every block of ``plan`` solved here, gathered into one result."""
+    source, k = plan.source, plan.endmembers.shape[0]
+    abundances = np.empty((source.rows, source.cols, k), dtype=np.float32)
+    residual = np.empty((source.rows, source.cols), dtype=np.float32)
+    totals = BlockTotals()
+    for index, block in solve_blocks(source, plan.endmembers, plan.blocks):
+        rows = slice(block.start, block.start + block.residual.shape[0])
+        abundances[rows], residual[rows] = block.abundances, block.residual
+        totals.add(index, block)
+    info = dict(plan.info, fcls_max_kkt_violation=totals.max_kkt_violation, mean_residual_rmse=totals.mean_residual)
+    return UnmixingResult(
+        endmembers=plan.endmembers, abundances=abundances, names=list(plan.names), residual=residual,
+        method=plan.method, skipped_pixels=source.rows * source.cols - totals.pixels, info=info,
+    )
 
 
 def progress_total(method: str, smile_config: SmileConfig | None = None) -> int:
@@ -208,33 +283,31 @@ def unmix_with_library(
     library = np.asarray(library, dtype=np.float64)
     if library.ndim != 2 or library.shape[1] != cube.shape[-1]:
         raise ParameterError(f"the library must be spectra × {cube.shape[-1]} bands, got shape {library.shape}")
+    if not sparse:
+        result = solve_in_memory(plan_unmixing(ArrayRows(cube, mask), library=library, names=names))
+        result.info["seconds"] = time.perf_counter() - started
+        return result
     valid = valid_pixels(cube, mask)
     pixels = np.asarray(cube[valid], dtype=np.float64)
     info: dict = {}
-    if sparse:
-        solution = sunsal(pixels, library, regularisation=regularisation)
-        info.update(
-            library_spectra=library.shape[0],
-            admm_iterations=solution.iterations,
-            admm_primal_residual=solution.primal_residual,
-            admm_dual_residual=solution.dual_residual,
-            regularisation=regularisation,
-        )
-        residual = np.sqrt(np.mean((pixels - solution.abundances @ library) ** 2, axis=1))
-        keep = np.flatnonzero(solution.abundances.max(0) >= SPARSE_KEEP_ABUNDANCE)
-        if keep.size == 0:
-            keep = np.array([int(np.argmax(solution.abundances.max(0)))])
-        info["kept_spectra"] = int(keep.size)
-        method = "sunsal"
-        result = _result(
-            cube.shape, valid, pixels, library[keep], solution.abundances[:, keep],
-            [names[i] for i in keep], method, None, None, info, residual=residual,
-        )
-    else:
-        _check_endmember_count(library.shape[0], pixels.shape[1], pixels.shape[0], supervised=True)
-        abundances, report = fcls(pixels, library, return_report=True)
-        info["fcls_max_kkt_violation"] = report.max_kkt_violation
-        result = _result(cube.shape, valid, pixels, library, abundances, list(names), "fcls", None, None, info)
+    solution = sunsal(pixels, library, regularisation=regularisation)
+    info.update(
+        library_spectra=library.shape[0],
+        admm_iterations=solution.iterations,
+        admm_primal_residual=solution.primal_residual,
+        admm_dual_residual=solution.dual_residual,
+        regularisation=regularisation,
+    )
+    residual = np.sqrt(np.mean((pixels - solution.abundances @ library) ** 2, axis=1))
+    keep = np.flatnonzero(solution.abundances.max(0) >= SPARSE_KEEP_ABUNDANCE)
+    if keep.size == 0:
+        keep = np.array([int(np.argmax(solution.abundances.max(0)))])
+    info["kept_spectra"] = int(keep.size)
+    method = "sunsal"
+    result = _result(
+        cube.shape, valid, pixels, library[keep], solution.abundances[:, keep],
+        [names[i] for i in keep], method, None, None, info, residual=residual,
+    )
     result.info["seconds"] = time.perf_counter() - started
     return result
 

@@ -32,6 +32,7 @@ Convergence safeguards, each chosen by measurement (numbers in docs/unmix.md):
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -50,6 +51,9 @@ from .vca import vca
 
 SR_MIN_LOW_SIDE = 4
 """The SR task trains only when the degraded copy of the scene is at least this many pixels on each side."""
+
+_GENERATOR = threading.Lock()
+"""Held while a network's initial weights are drawn (see _smile)."""
 
 
 @dataclass
@@ -160,10 +164,14 @@ def _smile(cube, mask, n_endmembers, *, scale, seed, device, config, progress, o
 
     sr_factor = scale or config.guide_scale
     use_sr = config.sr_weight > 0 and min(rows, cols) >= SR_MIN_LOW_SIDE * sr_factor
-    torch.manual_seed(seed)
     # Reflection needs a neighbour on each side; a one-pixel side repeats its edge instead.
     padding_mode = "reflect" if min(rows, cols) > 1 else "replicate"
-    net = _network(components, k, config.features, sr_factor, endmembers, padding_mode).to(device)
+    # The weights are drawn from PyTorch's one generator per process: jobs on threads (--jobs) seeding
+    # and drawing at the same time would interleave their draws and make the result vary run to run.
+    with _GENERATOR:
+        torch.manual_seed(seed)
+        net = _network(components, k, config.features, sr_factor, endmembers, padding_mode)
+    net = net.to(device)
     target = torch.tensor(filled.transpose(2, 0, 1)[None], dtype=torch.float32, device=device)
     weight = torch.tensor(mask[None, None], dtype=torch.float32, device=device)
     inputs = encoded(filled)
