@@ -128,3 +128,25 @@ def test_msi_noise_is_not_passed_on(case):
     psnr = lambda result: metrics.psnr(result.fused, cube)  # noqa: E731
     assert psnr(default) > psnr(without_augmentation) + 1.0
     assert psnr(without_augmentation) > psnr(without_either) + 0.6
+
+
+@pytest.mark.parametrize("lr_size, has_prior", [(8, False), (12, True)])
+def test_coarser_prior_needs_three_coarse_pixels_per_axis(lr_size, has_prior):
+    from hsiuu_cli.fusion.observation import SensorFit, SpatialModel
+    from hsiuu_cli.fusion.spectramorph import coarser_prior
+
+    sensor = SensorFit(SpatialModel(4, 2.0, 1.5, 1.5), np.ones(3), np.zeros(3), 0.0, np.zeros(3))
+    channels = np.random.default_rng(0).random((lr_size, lr_size, 5)).astype(np.float32)
+    prior = coarser_prior(channels, 4, sensor)
+    assert (prior is not None) == has_prior
+    if has_prior:
+        assert prior.shape == channels.shape
+
+
+def test_a_two_pixel_coarse_scale_trains_without_the_prior():
+    # 8 × 8 LR pixels at ratio 4: a 2 × 2 coarser scale, a ramp rather than a prior
+    cube, _, _, wavelengths = make_mixture(32, 32, 30, 3, seed=2)
+    srf = gaussian_srf(wavelengths, [500, 900, 1500], 200)
+    lr = degrade.spatial_degrade(cube, 4, sigma=2.0)
+    result = fuse(lr, degrade.spectral_degrade(cube, srf), srf, seed=0, epochs=20)
+    assert result.info["prior"] == "none"

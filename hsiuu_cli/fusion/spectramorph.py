@@ -151,12 +151,22 @@ def endmembers_nmf(pixels: np.ndarray, k: int, seed: int) -> np.ndarray:
     return (spectra / np.where(peaks > 0, peaks, 1.0)).astype(np.float32)
 
 
+MIN_COARSE_PIXELS = 3
+"""The coarser scale needs this many pixels along each axis to stand in for the LR grid."""
+
+
 def coarser_prior(channels: np.ndarray, ratio: int, sensor: SensorFit) -> np.ndarray | None:
     """``channels`` (LR grid) one scale coarser through the same PSF, enlarged back: the training-time
-    counterpart of the enlarged LR-HSI at HR. None when the LR grid is under 2 × ratio pixels."""
+    counterpart of the enlarged LR-HSI at HR. None when the LR grid is under
+    :data:`MIN_COARSE_PIXELS` × ratio pixels along either axis."""
     rows, cols, _ = channels.shape
     coarse_rows, coarse_cols = rows // ratio, cols // ratio
-    if coarse_rows < 2 or coarse_cols < 2:
+    # With 2 coarse pixels along an axis, neither has a neighbour on both sides: their enlargement is a
+    # single ramp from edge to edge, and the residuals the network learns against it (the whole scene's
+    # structure) are not the fine detail it is asked for against the enlarged LR-HSI at HR, which over-
+    # corrects the prior there (HyperBench Houston ×8, 16 × 16 LR pixels: −0.7 to −1.8 dB against no
+    # prior, docs/benchmarks.md). From 3 on, the middle pixels are interpolated, not extrapolated.
+    if coarse_rows < MIN_COARSE_PIXELS or coarse_cols < MIN_COARSE_PIXELS:
         return None
     # the LR-HSI it starts from has its edges restored already (see fuse_spectramorph)
     gr, gc = sensor.spatial.replace(border="reflect").matrices(coarse_rows, coarse_cols, coarse_rows * ratio, coarse_cols * ratio)
@@ -222,7 +232,7 @@ def fuse_spectramorph(
     prior = settings.prior
     coarse_lr = coarser_prior(lr, ratio, sensor) if prior != "none" else None
     if coarse_lr is None:
-        prior = "none"  # an LR-HSI under 2 × ratio pixels has no coarser scale to learn from
+        prior = "none"  # an LR-HSI under 3 × ratio pixels has no coarser scale to learn from
     if prior == "input":
         sample = spread_sample(pixels)
         mean = sample.mean(axis=0)
