@@ -38,7 +38,7 @@ def test_baselines_beat_bicubic(case, method):
 def test_gsa_in_strips_equals_one_pass(case, monkeypatch):
     _, lr, msi, srf = case
     whole = fuse(lr, msi, srf, method="gsa").fused
-    monkeypatch.setattr(fusion, "STRIP_BYTES", 1)
+    monkeypatch.setattr(fusion.blocks, "STRIP_BYTES", 1)
     np.testing.assert_allclose(fuse(lr, msi, srf, method="gsa").fused, whole, rtol=1e-4, atol=1e-6)
 
 

@@ -84,7 +84,7 @@ def test_consistency_solve_reproduces_both_observations_in_strips(mixture):
     unit = msi
     strips = [(0, 12), (12, 20), (20, rows)]
     for start, stop in strips:
-        solver.accumulate(prior[start:stop], unit[start:stop], start, stop)
+        solver.add(solver.strip_sums(prior[start:stop], unit[start:stop], start, stop))
     solver.finish()
     fused = np.concatenate([solver.correct(prior[a:b], unit[a:b], a, b) for a, b in strips])
     lr_error = np.abs(apply_spatial(fused, gr, gc) - lr).max()

@@ -69,7 +69,7 @@ def test_deterministic_with_seed(case, fused):
 def test_strips_give_the_same_cube_as_one_pass(case, fused, monkeypatch):
     """Memory is bounded by the strip size, not the grid: many small strips change nothing."""
     _, lr, msi, srf, _ = case
-    monkeypatch.setattr(fusion, "STRIP_BYTES", 1)  # one ratio-high strip at a time
+    monkeypatch.setattr(fusion.blocks, "STRIP_BYTES", 1)  # one ratio-high strip at a time
     stripped = fuse(lr, msi, srf, seed=0)
     np.testing.assert_allclose(stripped.fused, fused.fused, rtol=1e-4, atol=1e-5 * float(np.abs(fused.fused).max()))
 

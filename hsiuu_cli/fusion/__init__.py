@@ -21,15 +21,17 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InvalidDataError, ParameterError, ShapeMismatchError
-from .guard import check_against_bicubic, diagnose
-from .observation import SensorFit, fit_sensor, msi_noise_power, msi_trust, signal_subspace
+from .bicubic import BicubicStrips
+from .blocks import (
+    ArrayOut, BadBands, Calibration, FusionPlan, GuardInputs, Precomputed, Sinks, run_blocks, strip_rows_for,
+)
+from .guard import Checks, diagnose
+from .observation import fit_sensor, msi_noise_power, msi_trust, signal_subspace
 
 METHODS = ("spectramorph", "cnmf", "gsa", "bicubic")
 DEFAULT_ENDMEMBERS = 8
 AUTO_MAX_ENDMEMBERS = 16
 """``endmembers="auto"`` takes HySime's signal-subspace dimension of the LR pixels, up to this many."""
-STRIP_BYTES = 64 * 2**20
-"""Working-set target per HR row strip; bounds memory whatever the size of the HR grid."""
 
 
 @dataclass
@@ -90,9 +92,63 @@ def _fill_gaps(lr: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return lr[indices[0], indices[1]]
 
 
+@dataclass
+class SceneFit:
+    """The per-scene fit (:func:`plan_fusion`): the plan every block of HR rows follows, and what only
+    the client needs."""
+
+    plan: FusionPlan
+    valid: np.ndarray
+    """H × W, True where the fused pixel carries data."""
+    endmembers: np.ndarray | None
+    diagnosis: object
+    started: float
+
+    def result(self, fused, abundances: np.ndarray | None, checks: Checks | None) -> FusionResult:
+        """The :class:`FusionResult` once every block is written (``fused``: the output, or None)."""
+        info = dict(self.plan.info)
+        if checks is not None:
+            info["checks"] = checks.summary()
+            info["guard"] = checks.verdict()
+            info["model_warnings"] = self.diagnosis.warnings(self.plan.sensor, checks)
+        info["seconds"] = round(time.perf_counter() - self.started, 3)
+        return FusionResult(fused, self.valid, self.plan.method, self.endmembers, abundances, info)
+
+
 def fuse(
     lr_hsi: np.ndarray,
     hr_msi: np.ndarray,
+    srf_matrix: np.ndarray,
+    *,
+    out: np.ndarray | None = None,
+    return_abundances: bool = False,
+    advance: Callable[[float], None] = lambda n: None,
+    **options,
+) -> FusionResult:
+    """Fuse ``lr_hsi`` (h × w × B) and ``hr_msi`` (H × W × b, H = ratio·h) through ``srf_matrix`` (B × b).
+
+    ``out`` may be a preallocated H × W × B float32 array (e.g. a memory map) to fill; otherwise
+    one is allocated. ``advance`` receives progress in HR rows (two passes for spectramorph with the
+    consistency step). The other options are :func:`plan_fusion`'s. The HR grid is fused a block of
+    rows at a time (:mod:`hsiuu_cli.fusion.blocks`), as a cluster would.
+    """
+    fit = plan_fusion(lr_hsi, hr_msi, srf_matrix, return_abundances=return_abundances, **options)
+    plan = fit.plan
+    if out is None:
+        out = np.empty(plan.shape, dtype=np.float32)
+    elif out.shape != plan.shape:
+        raise ShapeMismatchError(f"the output array has shape {out.shape}, expected {plan.shape}")
+    abundances = None
+    if plan.with_abundances:
+        abundances = np.empty(plan.shape[:2] + (fit.endmembers.shape[0],), dtype=np.float32)
+    plan.sinks = Sinks(ArrayOut(out), None if abundances is None else ArrayOut(abundances))
+    checks = run_blocks(plan, advance=advance)
+    return fit.result(out, abundances, checks)
+
+
+def plan_fusion(
+    lr_hsi: np.ndarray,
+    hr_msi,
     srf_matrix: np.ndarray,
     *,
     method: str = "spectramorph",
@@ -105,18 +161,21 @@ def fuse(
     guard: bool = True,
     lr_valid: np.ndarray | None = None,
     msi_valid: np.ndarray | None = None,
+    msi_rows=None,
+    bad_bands: BadBands | None = None,
     return_abundances: bool = False,
-    out: np.ndarray | None = None,
-    advance: Callable[[float], None] = lambda n: None,
+    workspace: Callable[[tuple[int, int, int]], np.ndarray] | None = None,
     **method_options,
-) -> FusionResult:
-    """Fuse ``lr_hsi`` (h × w × B) and ``hr_msi`` (H × W × b, H = ratio·h) through ``srf_matrix`` (B × b).
+) -> SceneFit:
+    """The per-scene fit of :func:`fuse` (its arguments), and the plan its blocks follow.
 
-    ``out`` may be a preallocated H × W × B float32 array (e.g. a memory map) to fill; otherwise
-    one is allocated. ``lr_valid``/``msi_valid`` mark pixels with data (non-finite values are
-    always treated as no-data). ``advance`` receives progress in HR rows (two passes for
-    spectramorph with the consistency step). Extra keyword arguments tune the method
-    (see :class:`hsiuu_cli.fusion.spectramorph.SpectraMorphSettings`).
+    ``lr_valid``/``msi_valid`` mark pixels with data (non-finite values are always treated as
+    no-data); ``msi_rows`` (instead of ``msi_valid``) reads the MSI's rows and their validity
+    (:class:`hsiuu_cli.fusion.blocks.MsiRows`: what cluster workers read). ``bad_bands``: HSI bands
+    not fused, written enlarged; the output then has every band. ``workspace(shape)`` allocates the
+    HR result of the methods that compute it whole during the fit (CNMF, GSA; default in memory).
+    Extra keyword arguments tune the method (see
+    :class:`hsiuu_cli.fusion.spectramorph.SpectraMorphSettings`).
 
     ``psf_kernel`` (a 2-D PSF, or its 1-D profile) is compared with the PSF estimated from the data,
     with and without block-average decimation, and used when it explains the data as well
@@ -141,7 +200,15 @@ def fuse(
     srf = srf / srf.sum(axis=0, keepdims=True)
     ratio = _ratio(lr, msi)
     lr_ok = _valid(lr, lr_valid, "HSI")
-    msi_ok = _valid(msi, msi_valid, "MSI")
+    if msi_rows is None:
+        from ..unmixing.blocks import ArrayRows
+
+        if msi_valid is not None and np.shape(msi_valid) != msi.shape[:2]:
+            raise ShapeMismatchError(f"the MSI mask has shape {np.shape(msi_valid)}, the image {msi.shape[:2]}")
+        msi_rows = ArrayRows(msi, msi_valid)
+    msi_ok = np.concatenate([msi_rows.read(start, start + 256)[1] for start in range(0, msi.shape[0], 256)])
+    if not msi_ok.any():
+        raise InvalidDataError("the MSI has no valid pixel (all no-data)")
     rows_hr, cols_hr = msi.shape[:2]
     valid_hr = msi_ok & np.repeat(np.repeat(lr_ok, ratio, axis=0), ratio, axis=1)
     if not valid_hr.any():
@@ -158,27 +225,25 @@ def fuse(
         raise ParameterError(f"PSF sigma must be a non-negative number of HR pixels, got {psf_sigma}")
     if epochs is not None and epochs < 1:
         raise ParameterError(f"epochs must be at least 1, got {epochs}")
-
-    if out is None:
-        out = np.empty((rows_hr, cols_hr, bands), dtype=np.float32)
-    elif out.shape != (rows_hr, cols_hr, bands):
-        raise ShapeMismatchError(f"the output array has shape {out.shape}, expected {(rows_hr, cols_hr, bands)}")
-    strip_rows = max(ratio, (STRIP_BYTES // max(1, cols_hr * (bands + 2 * k + msi_bands) * 4 * 4)) // ratio * ratio)
+    out_bands = bands if bad_bands is None else bad_bands.good.size + bad_bands.bad.size
+    strip_rows = strip_rows_for(ratio, cols_hr, bands, k, msi_bands)
 
     info: dict = {"method": method, "ratio": ratio}
-    sensor: SensorFit | None = None
+    plan = FusionPlan(method, (rows_hr, cols_hr, out_bands), ratio, strip_rows, scale, msi_rows, lr_ok, None, None, srf, None,
+                      bad=bad_bands, info=info)
     lr_scaled = lr_values  # the scaled, gap-filled LR-HSI before denoising: what the checks compare with
-    msi_use = msi_ok  # MSI pixels the fit agrees with (gross outliers become gaps for the fusion, not the output)
     lr_use = lr_ok  # LR pixels the sampling model describes
     diagnosis = None
     if method != "bicubic":
         kernel = None if psf_kernel is None else np.asarray(psf_kernel, dtype=np.float64)
         if kernel is not None and (kernel.ndim not in (1, 2) or not np.isfinite(kernel).all() or kernel.sum() <= 0):
             raise ParameterError(f"the PSF kernel must be a finite 1-D or 2-D array with a positive sum, got shape {kernel.shape}")
-        sensor = fit_sensor(msi, msi_ok, (lr_values @ srf).astype(np.float32), lr_ok, ratio, sigma=psf_sigma, kernel=kernel)
+        sensor = plan.sensor = fit_sensor(msi, msi_ok, (lr_values @ srf).astype(np.float32), lr_ok, ratio, sigma=psf_sigma,
+                                          kernel=kernel)
+        plan.calibration = Calibration(sensor.gain, sensor.offset)
         diagnosis = diagnose(sensor, msi, msi_ok, lr_values, lr_ok, srf)
         if diagnosis.outliers.any():
-            msi_use = msi_ok & ~np.repeat(np.repeat(diagnosis.outliers, ratio, axis=0), ratio, axis=1)
+            plan.msi_outliers = diagnosis.outliers  # gross outliers become gaps for the fusion, not the output
         lr_use = lr_ok & diagnosis.lr_reliable
         if lr_use.sum() < max(2 * k, 16):
             lr_use = lr_ok  # too few pixels without the edges: keep them, whatever their border
@@ -205,17 +270,12 @@ def fuse(
         info["hsi_noise"] = round(trust.hsi_error, 6)
 
     def msi_strip(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        values = np.asarray(msi[start:stop], dtype=np.float32)
-        ok = msi_use[start:stop]
-        calibrated = values * sensor.gain.astype(np.float32) + sensor.offset.astype(np.float32)
-        if msi_projection is not None:
-            calibrated = calibrated @ msi_projection
-        return np.where(ok[:, :, None], calibrated, 0.0).astype(np.float32), ok
+        values, _, usable = plan.read_msi(start, stop)
+        return plan.calibration(values, usable), usable
 
-    endmember_spectra = abundances = None
-    msi_projection = None
+    endmember_spectra = None
     if method == "spectramorph":
-        from .spectramorph import SpectraMorphSettings, fuse_spectramorph
+        from .spectramorph import SpectraMorphSettings, fit_spectramorph
 
         settings = SpectraMorphSettings(endmembers=k, seed=seed, device=device, **method_options)
         if settings.denoise != "none":
@@ -227,53 +287,35 @@ def fuse(
             if settings.msi_projection and subspace.basis.shape[1] < msi_bands:
                 # the MSI can only show what the HSI's signal subspace shows through the SRF: the rest is noise
                 q = np.linalg.qr(srf.T @ subspace.basis)[0]
-                msi_projection = (q @ q.T).astype(np.float32)
+                plan.calibration.projection = (q @ q.T).astype(np.float32)
         if epochs is not None:
             settings.epochs = epochs
-        abundances_out = np.empty((rows_hr, cols_hr, k), dtype=np.float32) if return_abundances else None
-        output = fuse_spectramorph(
-            lr_values, lr_use, msi_strip, (rows_hr, cols_hr), srf, sensor, out, settings, trust,
-            strip_rows=strip_rows, abundances_out=abundances_out, advance=advance,
-        )
-        endmember_spectra, abundances = output.endmembers * scale, output.abundances
-        info.update(endmembers=k, epochs=output.epochs, training_loss=output.training_loss,
-                    coefficients=settings.coefficients, prior=output.prior, consistency=settings.consistency)
-    elif method == "cnmf":
-        from .cnmf import fuse_cnmf
-
-        output = fuse_cnmf(lr_values, lr_ok, msi_strip, (rows_hr, cols_hr), srf, sensor, out, k,
-                           seed=seed, return_abundances=return_abundances, **method_options)
-        endmember_spectra, abundances = output.endmembers * scale, output.abundances
-        info.update(endmembers=k, iterations=output.iterations, training_loss=output.loss)
-        advance(rows_hr)
-    elif method == "gsa":
-        from .gsa import fuse_gsa
-
-        fuse_gsa(lr_values, lr_ok, msi_strip, (rows_hr, cols_hr), sensor, out, strip_rows=strip_rows)
-        advance(rows_hr)
+        model = plan.model = fit_spectramorph(lr_values, lr_use, msi_strip, (rows_hr, cols_hr), srf, plan.sensor, settings, trust)
+        endmember_spectra = model.endmembers * scale
+        plan.with_abundances = return_abundances
+        info.update(endmembers=k, epochs=model.epochs, training_loss=model.training_loss,
+                    coefficients=settings.coefficients, prior=model.prior, consistency=settings.consistency)
+    elif method == "bicubic":
+        plan.model = BicubicStrips(lr_values, ratio)
     else:
-        from .bicubic import fuse_bicubic
+        # CNMF iterates over the whole HR grid and GSA takes statistics of it: their HR result is part of the fit
+        result = plan.model = Precomputed((workspace or (lambda shape: np.empty(shape, dtype=np.float32)))((rows_hr, cols_hr, bands)))
+        if method == "cnmf":
+            from .cnmf import fuse_cnmf
 
-        fuse_bicubic(lr_values, out, strip_rows=strip_rows)
-        advance(rows_hr)
+            output = fuse_cnmf(lr_values, lr_ok, msi_strip, (rows_hr, cols_hr), srf, plan.sensor, result.fused, k,
+                               seed=seed, return_abundances=return_abundances, **method_options)
+            endmember_spectra, result.abundances = output.endmembers * scale, output.abundances
+            plan.with_abundances = return_abundances
+            info.update(endmembers=k, iterations=output.iterations, training_loss=output.loss)
+        else:
+            from .gsa import fuse_gsa
 
-    if sensor is not None:
-        msi_projection = None  # the checks compare with the MSI as recorded (calibrated)
-        checks = check_against_bicubic(out, lr_scaled, lr_use, msi_strip, sensor, srf, strip_rows=strip_rows, blend=guard,
-                                       lr_noise=trust.hsi_noise_variance / max(float((lr_scaled[lr_ok] ** 2).mean()), 1e-30),
-                                       msi_noise=trust.msi_noise_variance, lr_target=lr_values)
-        info["checks"] = checks.summary()
-        info["guard"] = checks.verdict()
-        info["model_warnings"] = diagnosis.warnings(sensor, checks)
-    for start in range(0, rows_hr, strip_rows):
-        stop = min(start + strip_rows, rows_hr)
-        block = np.asarray(out[start:stop], dtype=np.float32) * np.float32(scale)
-        block[~valid_hr[start:stop]] = np.nan
-        out[start:stop] = block
-    if abundances is not None:
-        abundances[~valid_hr] = np.nan
-    info["seconds"] = round(time.perf_counter() - started, 3)
-    return FusionResult(out, valid_hr, method, endmember_spectra, abundances, info)
+            fuse_gsa(lr_values, lr_ok, msi_strip, (rows_hr, cols_hr), plan.sensor, result.fused, strip_rows=strip_rows)
+    if plan.sensor is not None:
+        plan.guard = GuardInputs(lr_scaled, lr_use, trust.hsi_noise_variance / max(float((lr_scaled[lr_ok] ** 2).mean()), 1e-30),
+                                 trust.msi_noise_variance, lr_values, guard, BicubicStrips(lr_scaled, ratio))
+    return SceneFit(plan, valid_hr, endmember_spectra, diagnosis, started)
 
 
 def _resolve_endmembers(endmembers: int | str | None, pixels: np.ndarray, bands: int, method: str) -> int:

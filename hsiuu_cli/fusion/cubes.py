@@ -34,8 +34,9 @@ from ..grid import (
     scaled_transform,
 )
 from ..io.envi import same_crs
-from . import FusionResult, fuse
+from . import FusionResult, SceneFit, plan_fusion
 from .bicubic import BicubicStrips
+from .blocks import ArrayOut, BadBands, MsiRows, Sinks, run_blocks
 
 RATIO_TOLERANCE = 1e-3
 
@@ -320,22 +321,6 @@ def _notice_uncovered(matrix: np.ndarray, wavelengths: np.ndarray | None, notice
            "comes from the spectral unmixing alone")
 
 
-class _GoodBandView:
-    """Row-strip access to the good bands of a full-band output array (fusion writes good bands only)."""
-
-    def __init__(self, full, bands: np.ndarray):
-        self.full, self.bands = full, bands
-        self.shape = full.shape[:2] + (bands.size,)
-
-    def __getitem__(self, rows: slice) -> np.ndarray:
-        return np.asarray(self.full[rows])[:, :, self.bands]
-
-    def __setitem__(self, rows: slice, value: np.ndarray) -> None:
-        block = np.array(self.full[rows])
-        block[:, :, self.bands] = value
-        self.full[rows] = block
-
-
 class RowFile:
     """A rows × cols × bands float32 array in a file, read and written a strip of rows at a time
     with plain file I/O.
@@ -393,12 +378,62 @@ IN_MEMORY_BYTES = 512 * 2**20
 """Fused cubes up to this size are assembled in memory; larger ones in a :class:`RowFile`."""
 
 
-def allocate(shape: tuple[int, int, int], scratch: Path | None):
-    """A float32 array, or a :class:`RowFile` in ``scratch`` when it would exceed :data:`IN_MEMORY_BYTES`."""
+def allocate(shape: tuple[int, int, int], scratch: Path | None, name: str = "fused.f32"):
+    """A float32 array, or a :class:`RowFile` ``name`` in ``scratch`` when it would exceed :data:`IN_MEMORY_BYTES`."""
     size = int(np.prod(shape)) * 4
     if scratch is None or size <= IN_MEMORY_BYTES:
         return np.empty(shape, dtype=np.float32)
-    return RowFile(Path(scratch) / "fused.f32", shape)
+    return RowFile(Path(scratch) / name, shape)
+
+
+def plan_cubes(
+    lr_cube: Cube,
+    msi_cube: Cube,
+    matrix: np.ndarray,
+    *,
+    lr_path: Path,
+    msi_path: Path,
+    msi_rows: MsiRows | None = None,
+    scratch: Path | None = None,
+    **options,
+) -> SceneFit:
+    """The per-scene fit of two aligned cubes (:func:`hsiuu_cli.fusion.plan_fusion`); its output has
+    every band of the HSI: bad bands are left out of the fusion and written as the HSI's band
+    enlarged (bicubic). ``msi_rows`` reads the MSI (default: from ``msi_cube``)."""
+    good = lr_cube.good_band_indices()
+    lr = lr_cube.physical()
+    bad = np.setdiff1d(np.arange(lr_cube.bands), good)
+    bad_bands = None
+    if bad.size:
+        enlarged = BicubicStrips(lr[:, :, bad].astype(np.float32), msi_cube.rows // lr_cube.rows)
+        bad_bands = BadBands(good, bad, enlarged)
+    if msi_rows is None:
+        msi_rows = MsiRows(None, (0, 0, msi_cube.rows, msi_cube.cols), msi_cube)
+    try:
+        # the MSI as stored: the fit of its gain absorbs any scale factor; read strip by strip
+        return plan_fusion(lr[:, :, good], msi_cube.data, matrix, lr_valid=lr_cube.valid_mask(), msi_rows=msi_rows,
+                           bad_bands=bad_bands, workspace=lambda shape: allocate(shape, scratch, "whole.f32"), **options)
+    except HsiuuError as exc:
+        if exc.path is not None:
+            raise
+        which = msi_path if isinstance(exc, (ShapeMismatchError, GridError)) or "MSI" in exc.message else lr_path
+        raise type(exc)(exc.message, which) from None
+
+
+def output_cube(lr_cube: Cube, msi_cube: Cube, data, fit: SceneFit, lr_path: Path, msi_path: Path) -> Cube:
+    """The fused cube's header (``data``: its pixels, or a stand-in of their shape): on the MSI's grid
+    with the HSI's band metadata."""
+    rows_hr = msi_cube.rows
+    return lr_cube.regridded(
+        data,
+        msi_cube.transform if msi_cube.transform is not None or lr_cube.transform is None
+        else scaled_transform(lr_cube.transform, rows_hr // lr_cube.rows),
+        nodata=float("nan") if not fit.valid.all() else None,
+        scale_factor=None,
+        crs=msi_cube.crs if msi_cube.transform is not None else lr_cube.crs,
+        description=f"hsiuu fuse ({fit.plan.method}) of {lr_path.name} and {msi_path.name}",
+        metadata=lr_cube.physical_metadata(),
+    )
 
 
 def fuse_cubes(
@@ -409,50 +444,22 @@ def fuse_cubes(
     lr_path: Path,
     msi_path: Path,
     scratch: Path | None = None,
+    return_abundances: bool = False,
+    advance=lambda n: None,
     **options,
 ) -> tuple[Cube, FusionResult]:
-    """Fuse two aligned cubes; the output cube is on the MSI's grid with the HSI's band metadata.
-
-    Bad bands of the HSI are left out of the fusion and written as the HSI's band enlarged (bicubic).
-    """
-    good = lr_cube.good_band_indices()
-    lr_valid = lr_cube.valid_mask()
-    msi_valid = valid_rows(msi_cube)
-    lr = lr_cube.physical()
-    msi = msi_cube.data  # stored values: the fit of the MSI's gain absorbs any scale factor; read strip by strip
-    rows_hr, cols_hr = msi_cube.rows, msi_cube.cols
-    full = allocate((rows_hr, cols_hr, lr_cube.bands), scratch)
-    out = full if good.size == lr_cube.bands else _GoodBandView(full, good)
-    try:
-        result = fuse(lr[:, :, good], msi, matrix, lr_valid=lr_valid, msi_valid=msi_valid, out=out, **options)
-    except HsiuuError as exc:
-        if exc.path is not None:
-            raise
-        which = msi_path if isinstance(exc, (ShapeMismatchError, GridError)) or "MSI" in exc.message else lr_path
-        raise type(exc)(exc.message, which) from None
-    bad = np.setdiff1d(np.arange(lr_cube.bands), good)
-    if bad.size:
-        ratio = rows_hr // lr_cube.rows
-        strips = BicubicStrips(lr[:, :, bad].astype(np.float32), ratio)
-        step = max(ratio, (2**24 // max(1, cols_hr * bad.size)) // ratio * ratio)
-        for start in range(0, rows_hr, step):
-            stop = min(start + step, rows_hr)
-            block = full[start:stop]
-            block[:, :, bad] = strips.strip(start // ratio, stop // ratio)
-            block[~result.valid[start:stop]] = np.nan
-            full[start:stop] = block
-    result.fused = full
-    cube = lr_cube.regridded(
-        full,
-        msi_cube.transform if msi_cube.transform is not None or lr_cube.transform is None
-        else scaled_transform(lr_cube.transform, rows_hr // lr_cube.rows),
-        nodata=float("nan") if not result.valid.all() else None,
-        scale_factor=None,
-        crs=msi_cube.crs if msi_cube.transform is not None else lr_cube.crs,
-        description=f"hsiuu fuse ({result.method}) of {lr_path.name} and {msi_path.name}",
-        metadata=lr_cube.physical_metadata(),
-    )
-    return cube, result
+    """Fuse two aligned cubes in this process (:func:`plan_cubes`, then every block in turn), into
+    an array, or a :class:`RowFile` in ``scratch`` when large."""
+    fit = plan_cubes(lr_cube, msi_cube, matrix, lr_path=lr_path, msi_path=msi_path, scratch=scratch,
+                     return_abundances=return_abundances, **options)
+    plan = fit.plan
+    full = allocate(plan.shape, scratch)
+    abundances = None
+    if plan.with_abundances:
+        abundances = np.empty(plan.shape[:2] + (fit.endmembers.shape[0],), dtype=np.float32)
+    plan.sinks = Sinks(ArrayOut(full), None if abundances is None else ArrayOut(abundances))
+    result = fit.result(full, abundances, run_blocks(plan, advance=advance))
+    return output_cube(lr_cube, msi_cube, full, fit, lr_path, msi_path), result
 
 
 def endmember_library(result: FusionResult, lr_cube: Cube):

@@ -31,6 +31,7 @@ from .observation import (
     edge_pixels,
     OUTLIER_FACTOR,
     gross_outliers,
+    lr_rows_of,
 )
 
 BAND_WARNING = 0.1
@@ -214,6 +215,84 @@ def safe_alpha(quadratics: list[tuple[float, float, float]], limits: list[float]
     return alpha
 
 
+@dataclass
+class StripChecks:
+    """One HR row strip's share of both checks: the LR images of the fused and of the bicubic strip
+    (on the LR rows the strip reaches) and its MSI sums."""
+
+    lr_rows: slice
+    lr_fused: np.ndarray
+    lr_bicubic: np.ndarray
+    msi_terms: np.ndarray
+    """3 × b: Σ d², Σ d·e, Σ e² with d the fused − bicubic difference and e bicubic's error, through the SRF."""
+    msi_power: np.ndarray
+    msi_count: int
+
+
+def strip_checks(fused: np.ndarray, bicubic: np.ndarray, msi: np.ndarray, valid: np.ndarray, gr: sparse.csr_array,
+                 gc: sparse.csr_array, srf: np.ndarray, start: int, stop: int) -> StripChecks:
+    """The checks' sums for HR rows start:stop: ``fused`` and ``bicubic`` (scaled units), the
+    calibrated MSI with its validity, and the fitted sampling matrices."""
+    lr_rows, rows = lr_rows_of(gr, start, stop)
+    difference = (fused[valid] - bicubic[valid]) @ srf
+    error = bicubic[valid] @ srf - msi[valid]
+    return StripChecks(
+        lr_rows, apply_spatial(fused, rows, gc), apply_spatial(bicubic, rows, gc),
+        np.array([(difference**2).sum(0), (difference * error).sum(0), (error**2).sum(0)]),
+        (msi[valid].astype(np.float64) ** 2).sum(0), int(valid.sum()),
+    )
+
+
+class CheckSums:
+    """The checks' sums over the whole output, added strip by strip in row order (so that every run
+    adds alike), and the :class:`Checks` they give."""
+
+    def __init__(self, lr_shape: tuple[int, int], bands: int, msi_bands: int):
+        self.lr_fused = np.zeros(lr_shape + (bands,))
+        self.lr_bicubic = np.zeros_like(self.lr_fused)
+        self.msi_terms = np.zeros((3, msi_bands))
+        self.msi_power = np.zeros(msi_bands)
+        self.msi_count = 0
+
+    def add(self, part: StripChecks) -> None:
+        self.lr_fused[part.lr_rows] += part.lr_fused
+        self.lr_bicubic[part.lr_rows] += part.lr_bicubic
+        self.msi_terms += part.msi_terms
+        self.msi_power += part.msi_power
+        self.msi_count += part.msi_count
+
+    def checks(self, lr: np.ndarray, lr_valid: np.ndarray, *, blend: bool = True, lr_noise: float = 0.0,
+               msi_noise: np.ndarray | None = None, lr_target: np.ndarray | None = None) -> Checks:
+        """Both checks, which failed, and (with ``blend``, where one failed) the fused share α that is
+        no worse than bicubic on either (see :func:`check_against_bicubic` for the arguments)."""
+        use = lr_valid
+        target = lr if lr_target is None else lr_target
+        difference = (self.lr_fused - self.lr_bicubic)[use]
+        error = (self.lr_bicubic - target)[use]
+        lr_power = np.maximum((target[use].astype(np.float64) ** 2).mean(0), 1e-30)
+        count = max(int(use.sum()), 1)
+        lr_terms = np.stack([(difference**2).sum(0), (difference * error).sum(0), (error**2).sum(0)]) / count / lr_power
+        msi_power = np.maximum(self.msi_power / max(self.msi_count, 1), 1e-30)
+        msi_terms = self.msi_terms / max(self.msi_count, 1) / msi_power
+        msi_floor = 0.0 if msi_noise is None else float(np.mean(np.asarray(msi_noise) / msi_power))
+        checks = Checks(tuple(lr_terms.mean(axis=1)), tuple(msi_terms.mean(axis=1)),
+                        floors=(NOISE_MARGIN * lr_noise, NOISE_MARGIN * msi_floor))
+        # a tie within rounding (an exact pair, where both reproduce the LR-HSI to its noise floor) is no failure
+        checks.failed = tuple(
+            name for name, which, floor in (("LR-HSI", "lr", checks.floors[0]), ("MSI", "msi", checks.floors[1]))
+            if checks.error(which, 1.0) > max(checks.error(which, 0.0), np.sqrt(floor)) * (1 + 1e-6) + ERROR_FLOOR * 1e-3
+        )
+        alpha = safe_alpha([checks.lr, checks.msi], list(checks.floors))
+        if blend and checks.failed and alpha < 1.0:
+            checks.alpha = alpha
+        return checks
+
+
+def blended(fused: np.ndarray, bicubic: np.ndarray, alpha: float) -> np.ndarray:
+    """α · fused + (1 − α) · bicubic, in float32."""
+    return (np.float32(alpha) * fused + np.float32(1 - alpha) * bicubic).astype(np.float32)
+
+
 def check_against_bicubic(out, lr: np.ndarray, lr_valid: np.ndarray, msi_strip, sensor: SensorFit, srf: np.ndarray, *,
                           strip_rows: int, blend: bool = True, lr_noise: float = 0.0,
                           msi_noise: np.ndarray | None = None, lr_target: np.ndarray | None = None) -> Checks:
@@ -229,49 +308,17 @@ def check_against_bicubic(out, lr: np.ndarray, lr_valid: np.ndarray, msi_strip, 
     """
     ratio = sensor.spatial.ratio
     rows_hr, cols_hr, bands = out.shape
-    rows_lr, cols_lr = lr.shape[:2]
-    gr, gc = sensor.spatial.matrices(rows_lr, cols_lr, rows_hr, cols_hr)
     enlarged = BicubicStrips(lr, ratio)
-    lr_fused = np.zeros((rows_lr, cols_lr, bands))
-    lr_bicubic = np.zeros_like(lr_fused)
-    msi_terms = np.zeros((3, srf.shape[1]))
-    msi_power = np.zeros(srf.shape[1])
-    msi_count = 0
+    gr, gc = sensor.spatial.matrices(lr.shape[0], lr.shape[1], rows_hr, cols_hr)
+    sums = CheckSums(lr.shape[:2], bands, srf.shape[1])
     strips = [(start, min(start + strip_rows, rows_hr)) for start in range(0, rows_hr, strip_rows)]
     for start, stop in strips:
-        fused = np.asarray(out[start:stop], dtype=np.float32)
-        bicubic = enlarged.strip(start // ratio, stop // ratio)
-        rows = sparse.csr_array(gr[:, start:stop])
-        lr_fused += apply_spatial(fused, rows, gc)
-        lr_bicubic += apply_spatial(bicubic, rows, gc)
         msi, valid = msi_strip(start, stop)
-        difference = (fused[valid] - bicubic[valid]) @ srf
-        error = bicubic[valid] @ srf - msi[valid]
-        msi_terms += [(difference**2).sum(0), (difference * error).sum(0), (error**2).sum(0)]
-        msi_power += (msi[valid].astype(np.float64) ** 2).sum(0)
-        msi_count += int(valid.sum())
-    use = lr_valid
-    target = lr if lr_target is None else lr_target
-    difference = (lr_fused - lr_bicubic)[use]
-    error = (lr_bicubic - target)[use]
-    lr_power = np.maximum((target[use].astype(np.float64) ** 2).mean(0), 1e-30)
-    count = max(int(use.sum()), 1)
-    lr_terms = np.stack([(difference**2).sum(0), (difference * error).sum(0), (error**2).sum(0)]) / count / lr_power
-    msi_power = np.maximum(msi_power / max(msi_count, 1), 1e-30)
-    msi_terms = msi_terms / max(msi_count, 1) / msi_power
-    msi_floor = 0.0 if msi_noise is None else float(np.mean(np.asarray(msi_noise) / msi_power))
-    checks = Checks(tuple(lr_terms.mean(axis=1)), tuple(msi_terms.mean(axis=1)),
-                    floors=(NOISE_MARGIN * lr_noise, NOISE_MARGIN * msi_floor))
-    # a tie within rounding (an exact pair, where both reproduce the LR-HSI to its noise floor) is no failure
-    checks.failed = tuple(
-        name for name, which, floor in (("LR-HSI", "lr", checks.floors[0]), ("MSI", "msi", checks.floors[1]))
-        if checks.error(which, 1.0) > max(checks.error(which, 0.0), np.sqrt(floor)) * (1 + 1e-6) + ERROR_FLOOR * 1e-3
-    )
-    alpha = safe_alpha([checks.lr, checks.msi], list(checks.floors))
-    if blend and checks.failed and alpha < 1.0:
-        checks.alpha = alpha
-        for start, stop in strips:
-            fused = np.asarray(out[start:stop], dtype=np.float32)
-            bicubic = enlarged.strip(start // ratio, stop // ratio)
-            out[start:stop] = (np.float32(alpha) * fused + np.float32(1 - alpha) * bicubic).astype(np.float32)
+        sums.add(strip_checks(np.asarray(out[start:stop], dtype=np.float32), enlarged.strip(start // ratio, stop // ratio),
+                              msi, valid, gr, gc, srf, start, stop))
+    checks = sums.checks(lr, lr_valid, blend=blend, lr_noise=lr_noise, msi_noise=msi_noise, lr_target=lr_target)
+    if checks.alpha == 1.0:
+        return checks
+    for start, stop in strips:
+        out[start:stop] = blended(np.asarray(out[start:stop], dtype=np.float32), enlarged.strip(start // ratio, stop // ratio), checks.alpha)
     return checks

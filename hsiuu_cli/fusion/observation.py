@@ -190,6 +190,26 @@ LR_ROWS_PER_BLOCK = 64
 sums (and the training they feed) do not depend on the memory budget."""
 
 
+def lr_rows_of(gr: sparse.csr_array, start: int, stop: int) -> tuple[slice, sparse.csr_array]:
+    """The LR rows whose samples reach HR rows start:stop, and their block of ``gr``.
+
+    A strip's image on the LR grid is nonzero only on these rows: computing just them gives exactly
+    the values of those rows in the whole-grid product (each row of a sparse product is its own sum)."""
+    block = sparse.csr_array(gr[:, start:stop])
+    reached = np.flatnonzero(np.diff(block.indptr))
+    rows = slice(int(reached[0]), int(reached[-1]) + 1) if reached.size else slice(0, 0)
+    return rows, sparse.csr_array(block[rows])
+
+
+@dataclass
+class SolverSums:
+    """One HR row strip's share of :class:`ConsistencySolver`'s LR-scale sums."""
+
+    lr_rows: slice
+    projected_terms: np.ndarray
+    projected_prior: np.ndarray | None
+
+
 def msi_on_lr_grid(msi_strip, gr: sparse.csr_array, gc: sparse.csr_array, ratio: int) -> tuple[np.ndarray, np.ndarray]:
     """The MSI blurred and sampled onto the LR grid (read in blocks of rows), and which LR pixels
     see only MSI pixels with data."""
@@ -579,8 +599,9 @@ class ConsistencySolver:
     Gaps are neutral: LR pixels outside ``lr_valid`` take the prior's own LR image, and the caller
     gives the prior's SRF image where the MSI has none.
 
-    Strip by strip so that memory stays bounded: :meth:`accumulate` every HR row strip (prior and
-    calibrated MSI), :meth:`finish`, then :meth:`correct` every strip.
+    Strip by strip so that memory stays bounded: :meth:`strip_sums` of every HR row strip (prior and
+    calibrated MSI, in any process) :meth:`add`-ed in row order, :meth:`finish`, then :meth:`correct`
+    every strip.
     """
 
     gr: sparse.csr_array
@@ -613,12 +634,19 @@ class ConsistencySolver:
         prior_in_basis = prior @ self.basis
         return prior_in_basis, msi @ self.msi_to_basis + self.prior_weight * prior_in_basis
 
-    def accumulate(self, prior: np.ndarray, msi: np.ndarray, start: int, stop: int) -> None:
+    def strip_sums(self, prior: np.ndarray, msi: np.ndarray, start: int, stop: int) -> "SolverSums":
+        """HR rows start:stop's share of the LR-scale sums (prior and calibrated MSI), on the LR rows they reach."""
         prior_in_basis, terms = self._terms(prior, msi)
-        rows = sparse.csr_array(self.gr[:, start:stop])
-        self.projected_terms += apply_spatial(terms, rows, self.gc)
-        if not self.lr_valid.all():
-            self.projected_prior += apply_spatial(prior_in_basis, rows, self.gc)
+        lr_rows, rows = lr_rows_of(self.gr, start, stop)
+        projected_prior = None if self.lr_valid.all() else apply_spatial(prior_in_basis, rows, self.gc)
+        return SolverSums(lr_rows, apply_spatial(terms, rows, self.gc), projected_prior)
+
+    def add(self, sums: "SolverSums") -> None:
+        """Add one strip's sums; every strip is added once, in the order of the rows (floating-point
+        sums depend on the order)."""
+        self.projected_terms[sums.lr_rows] += sums.projected_terms
+        if sums.projected_prior is not None:
+            self.projected_prior[sums.lr_rows] += sums.projected_prior
 
     def finish(self) -> None:
         self.lr_in_basis[~self.lr_valid] = self.projected_prior[~self.lr_valid]

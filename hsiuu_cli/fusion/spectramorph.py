@@ -118,16 +118,6 @@ class SpectraMorphSettings:
             raise ParameterError("epochs and hidden units must be at least 1")
 
 
-@dataclass
-class SpectraMorphOutput:
-    endmembers: np.ndarray
-    training_loss: float
-    epochs: int
-    abundances: np.ndarray | None
-    prior: str
-    """The prior mode actually used (residual/input fall back to none on a tiny LR-HSI)."""
-
-
 def endmembers_nmf(pixels: np.ndarray, k: int, seed: int) -> np.ndarray:
     """NMF endmembers (K × B, rows scaled to unit peak) of non-negative-clipped pixels (N × B), from
     a random :data:`SAMPLE_PIXELS` of them when there are more."""
@@ -175,26 +165,45 @@ def coarser_prior(channels: np.ndarray, ratio: int, sensor: SensorFit) -> np.nda
     return np.pad(enlarged, ((0, rows - coarse_rows * ratio), (0, cols - coarse_cols * ratio), (0, 0)), mode="edge")
 
 
-def fuse_spectramorph(
+def prior_features(msi: np.ndarray, coarse: np.ndarray | None, prior: str, mean: np.ndarray | None,
+                   components: np.ndarray | None, srf: np.ndarray, with_msi: bool) -> np.ndarray:
+    """The network's inputs: the MSI values, with the coarse prior as the ``prior`` mode says."""
+    if prior == "none":
+        return msi
+    if prior == "input":
+        return np.concatenate([msi, (coarse - mean) @ components.T], axis=-1)
+    detail = msi - coarse @ srf
+    return np.concatenate([detail, msi], axis=-1) if with_msi else detail
+
+
+def coefficient_map(raw, kind: str):
+    """The network's raw outputs as coefficients of the ``kind`` asked for."""
+    import torch
+
+    if kind == "simplex":
+        return torch.softmax(raw, dim=1)
+    if kind == "nonneg":
+        return torch.nn.functional.softplus(raw)
+    return raw
+
+
+def fit_spectramorph(
     lr: np.ndarray,
     lr_valid: np.ndarray,
     msi_strip: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
     hr_shape: tuple[int, int],
     srf: np.ndarray,
     sensor: SensorFit,
-    out: np.ndarray,
     settings: SpectraMorphSettings,
     trust: Trust,
-    *,
-    strip_rows: int,
-    abundances_out: np.ndarray | None = None,
-    advance: Callable[[float], None] = lambda n: None,
-) -> SpectraMorphOutput:
-    """Fuse into ``out`` (H × W × B float32, filled strip by strip).
+) -> "SpectraMorphModel":
+    """Everything SpectraMorph learns from the whole scene, at LR scale: endmembers, the network, the
+    prior and the consistency step's LR-scale terms (:class:`SpectraMorphModel` then fuses any strip
+    of HR rows).
 
     ``lr`` is the scaled, gap-filled LR-HSI (h × w × B) with ``lr_valid`` marking real pixels;
     ``msi_strip(start, stop)`` returns HR rows start:stop of the calibrated MSI (in the units of
-    ``lr`` seen through ``srf``) and their validity. ``strip_rows`` is a multiple of the ratio.
+    ``lr`` seen through ``srf``) and their validity (read here only to take the MSI to the LR grid).
     """
     import torch
 
@@ -240,13 +249,10 @@ def fuse_spectramorph(
     # a single band is brightness only: as an input it lets the network memorise the few LR pixels
     with_msi = msi_bands > 1
 
+    prior_mean, prior_components = (mean, components) if prior == "input" else (None, None)
+
     def features(msi: np.ndarray, coarse: np.ndarray | None) -> np.ndarray:
-        if prior == "none":
-            return msi
-        if prior == "input":
-            return np.concatenate([msi, (coarse - mean) @ components.T], axis=-1)
-        detail = msi - coarse @ srf
-        return np.concatenate([detail, msi], axis=-1) if with_msi else detail
+        return prior_features(msi, coarse, prior, prior_mean, prior_components, srf, with_msi)
 
     msi_sample = spread_sample(lr_msi[train_valid], settings.max_train_pixels)
     coarse_sample = None if prior == "none" else spread_sample(coarse_lr[train_valid], settings.max_train_pixels)
@@ -286,12 +292,7 @@ def fuse_spectramorph(
     e = torch.from_numpy(endmembers).to(device)
 
     def coefficients(x: "torch.Tensor") -> "torch.Tensor":
-        raw = network(x)
-        if settings.coefficients == "simplex":
-            return torch.softmax(raw, dim=1)
-        if settings.coefficients == "nonneg":
-            return torch.nn.functional.softplus(raw)
-        return raw
+        return coefficient_map(network(x), settings.coefficients)
 
     inputs = standardise(train_x)
     targets = torch.from_numpy(train_y.astype(np.float32)).to(device)
@@ -322,41 +323,78 @@ def fuse_spectramorph(
         # so that the LR consistency does not turn into noise-amplifying deconvolution
         prior_weight = settings.prior_weight * trust.hsi_error / ERROR_FLOOR if settings.noise_adaptive else settings.prior_weight
         solver = ConsistencySolver(gr, gc, lr_measured, lr_valid, srf, basis, weights, prior_weight)
+    network.to("cpu")
+    return SpectraMorphModel(
+        network=network, endmembers=endmembers, coefficients_kind=settings.coefficients, prior=prior,
+        prior_mean=prior_mean, prior_components=prior_components,
+        with_msi=with_msi, srf=srf, feature_mean=feature_mean, feature_scale=feature_scale, detail_gain=detail_gain,
+        enlarged=enlarged, solver=solver, device=settings.device, training_loss=loss_value, epochs=settings.epochs,
+    )
 
-    def predict(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        msi, valid = msi_strip(start, stop)
-        coarse = enlarged.strip(start // ratio, stop // ratio)
+
+@dataclass
+class SpectraMorphModel:
+    """A fitted SpectraMorph: fuses any strip of HR rows from its MSI alone (plus LR-scale state),
+    so that strips can be fused in any order, in any process. It pickles (the network on the CPU)."""
+
+    network: object
+    endmembers: np.ndarray
+    coefficients_kind: str
+    prior: str
+    prior_mean: np.ndarray | None
+    prior_components: np.ndarray | None
+    with_msi: bool
+    srf: np.ndarray
+    feature_mean: np.ndarray
+    feature_scale: np.ndarray
+    detail_gain: np.float32
+    enlarged: BicubicStrips
+    solver: ConsistencySolver | None
+    device: str
+    training_loss: float
+    epochs: int
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_on_device", None)
+        return state
+
+    def _network(self):
+        """The network on this process's device (moved there once)."""
+        if "_on_device" not in self.__dict__:
+            import torch
+
+            device = torch.device(resolve_device(self.device))
+            self._on_device = (self.network.to(device), torch.from_numpy(self.endmembers).to(device), device)
+        return self._on_device
+
+    def predict(self, msi: np.ndarray, valid: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The network's spectra (rows × cols × B) and coefficients (rows × cols × K) for HR rows
+        start:stop, from their calibrated MSI and its validity; ``start`` and ``stop`` are multiples
+        of the ratio."""
+        import torch
+
+        ratio = self.enlarged.ratio
+        rows, cols = msi.shape[:2]
+        coarse = self.enlarged.strip(start // ratio, stop // ratio)
         # MSI gaps take the enlarged LR-HSI's SRF image, so the network sees plausible values there
-        filled = np.where(valid[:, :, None], msi, coarse @ srf)
+        filled = np.where(valid[:, :, None], msi, coarse @ self.srf)
+        network, e, device = self._network()
+        inputs = prior_features(filled, coarse, self.prior, self.prior_mean, self.prior_components, self.srf, self.with_msi)
+        inputs = inputs.reshape(-1, self.feature_mean.size)
         with torch.no_grad():
-            coef = coefficients(standardise(features(filled, coarse).reshape(-1, train_x.shape[1])))
-            spectra = (coef @ e).cpu().numpy().reshape(stop - start, cols_hr, bands)
-        if prior == "residual":
+            x = torch.from_numpy(((inputs - self.feature_mean) / self.feature_scale).astype(np.float32)).to(device)
+            coef = coefficient_map(network(x), self.coefficients_kind)
+            spectra = (coef @ e).cpu().numpy().reshape(rows, cols, -1)
+        if self.prior == "residual":
             # the MSI-borne correction, shrunk by how far the MSI agrees with the HSI (1 on a consistent pair)
-            spectra = coarse + detail_gain * spectra
-        return spectra, msi, valid, coef.cpu().numpy().reshape(stop - start, cols_hr, k)
+            spectra = coarse + self.detail_gain * spectra
+        return spectra.astype(np.float32, copy=False), coef.cpu().numpy().reshape(rows, cols, -1)
 
-    def msi_for_solve(spectra: np.ndarray, msi: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        # where the MSI has a gap, the prior's own SRF image: no pull either way
+    @staticmethod
+    def msi_for_solve(spectra: np.ndarray, msi: np.ndarray, valid: np.ndarray, srf: np.ndarray) -> np.ndarray:
+        """Where the MSI has a gap, the prior's own SRF image: no pull either way."""
         return np.where(valid[:, :, None], msi, spectra @ srf)
-
-    strips = [(start, min(start + strip_rows, rows_hr)) for start in range(0, rows_hr, strip_rows)]
-    for start, stop in strips:
-        spectra, msi, valid, coef = predict(start, stop)
-        out[start:stop] = spectra
-        if abundances_out is not None:
-            abundances_out[start:stop] = coef
-        if solver is not None:
-            solver.accumulate(spectra, msi_for_solve(spectra, msi, valid), start, stop)
-        advance(stop - start)
-    if solver is not None:
-        solver.finish()
-        for start, stop in strips:
-            msi, valid = msi_strip(start, stop)
-            first_guess = np.asarray(out[start:stop], dtype=np.float32)
-            out[start:stop] = solver.correct(first_guess, msi_for_solve(first_guess, msi, valid), start, stop)
-            advance(stop - start)
-    return SpectraMorphOutput(endmembers, loss_value, settings.epochs, abundances_out, prior)
 
 
 def train_lbfgs(network, loss_function, iterations: int) -> None:

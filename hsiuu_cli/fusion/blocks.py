@@ -1,0 +1,369 @@
+"""Fusing a scene's high-resolution grid a block of rows at a time, after the per-scene fit.
+
+What needs the whole scene, and is done once by :func:`hsiuu_cli.fusion.plan_fusion` (the fit, at
+LR scale or on a window/sample of the MSI): the MSI's validity, the sensor fit (PSF, phase, gain and
+offset on a central window), the diagnosis (outliers, unreliable edges: the MSI taken to the LR grid,
+read strip by strip), the noise and trust estimates, the LR-HSI's denoising, and SpectraMorph's
+endmembers, network and prior (trained on the LR grid). CNMF (iterative over the whole HR grid) and
+GSA (statistics of the whole HR grid) compute their HR result during the fit too.
+
+What is local, computed here for each block of HR rows from the MSI's rows and LR-scale state: the
+network's prediction (per pixel, with the enlarged LR-HSI as prior: bicubic reaches 3 LR rows
+around the block, :class:`hsiuu_cli.fusion.bicubic.BicubicStrips`), the consistency step's
+correction (:class:`hsiuu_cli.fusion.observation.ConsistencySolver`: its spatial inverse is solved
+at LR scale, so a block's correction reads only the PSF's reach of LR rows), the guard's blend with
+bicubic, the scaling back to the HSI's units, the no-data mask and bad bands (the HSI enlarged).
+
+Two steps sum over the whole grid, so the blocks run in passes with a reduction on the client in
+between: the consistency step's LR-scale right-hand side (pass 1: every block returns its strips'
+sums, the client adds them in row order and solves), and the guard's two checks (pass 2: each block
+returns its strips' sums while it writes its rows as if the guard passes; the client decides). Only
+when the guard blends with bicubic (a failed check) does pass 3 write every block again, blended.
+Sums are added strip by strip in row order, whatever order blocks finish in, and each strip is the
+same rows as a run without blocks (:data:`STRIP_BYTES` depends only on the scene's shape), so the
+output is byte for byte the same whichever process computes a block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from ..cube import Cube
+from .bicubic import BicubicStrips
+from .guard import CheckSums, Checks, StripChecks, blended, strip_checks
+from .observation import SensorFit, SolverSums
+
+STRIP_BYTES = 64 * 2**20
+"""Working-set target per HR row strip; bounds memory whatever the size of the HR grid."""
+BLOCK_VALUES = 32 * 2**20
+"""Output values in one block of rows (128 MB of float32): a task's output, in whole strips."""
+
+
+def strip_rows_for(ratio: int, cols: int, bands: int, endmembers: int, msi_bands: int) -> int:
+    """HR rows per strip: a multiple of the ratio, about :data:`STRIP_BYTES` of working set."""
+    return max(ratio, (STRIP_BYTES // max(1, cols * (bands + 2 * endmembers + msi_bands) * 4 * 4)) // ratio * ratio)
+
+
+def row_blocks(rows: int, cols: int, bands: int, strip_rows: int) -> list[tuple[int, int]]:
+    """The grid's blocks of rows, ``(start, stop)``: whole strips, about :data:`BLOCK_VALUES` values each."""
+    strips = max(1, BLOCK_VALUES // max(1, strip_rows * cols * bands))
+    step = strips * strip_rows
+    return [(start, min(rows, start + step)) for start in range(0, rows, step)]
+
+
+class MsiRows:
+    """Rows of the MSI as stored (the gain fit absorbs any scale factor) and their validity
+    (:meth:`Cube.valid_mask`, and finite in every band), from a window of a scene file.
+
+    It pickles as its path and window: a worker maps the file itself and reads only its rows.
+    """
+
+    def __init__(self, path: str | Path | None, window: tuple[int, int, int, int], cube: Cube | None = None):
+        self.path = None if path is None else Path(path)
+        self.window = tuple(int(v) for v in window)
+        """First row, first column, rows, columns of the file."""
+        self._cube = cube
+
+    def __getstate__(self) -> dict:
+        if self.path is None:
+            raise TypeError("MSI rows of a cube without its file cannot go to another process")
+        return {"path": self.path, "window": self.window, "_cube": None}
+
+    @property
+    def cube(self) -> Cube:
+        if self._cube is None:
+            from ..io import read_cube
+
+            self._cube = read_cube(self.path)
+        return self._cube
+
+    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        row, col, rows, cols = self.window
+        stop = min(stop, rows)
+        part = self.cube.replace(data=self.cube.data[row + start : row + stop, col : col + cols])
+        values = np.asarray(part.data)
+        valid = part.valid_mask() & np.isfinite(values).all(axis=2)
+        return values, valid
+
+
+@dataclass
+class Calibration:
+    """The MSI in the HSI's (scaled) units: gain · MSI + offset per band, optionally projected on the
+    HSI's signal subspace seen through the SRF; zero where it has no usable data."""
+
+    gain: np.ndarray
+    offset: np.ndarray
+    projection: np.ndarray | None = None
+
+    def __call__(self, values: np.ndarray, usable: np.ndarray, project: bool = True) -> np.ndarray:
+        calibrated = np.asarray(values, dtype=np.float32) * self.gain.astype(np.float32) + self.offset.astype(np.float32)
+        if project and self.projection is not None:
+            calibrated = calibrated @ self.projection
+        return np.where(usable[:, :, None], calibrated, 0.0).astype(np.float32)
+
+
+@dataclass
+class GuardInputs:
+    """What the guard compares with: the scaled LR-HSI before denoising (its bicubic enlargement is
+    the fallback), the LR pixels the checks use, the noise floors and the LR target."""
+
+    lr: np.ndarray
+    lr_valid: np.ndarray
+    lr_noise: float
+    msi_noise: np.ndarray | None
+    lr_target: np.ndarray
+    blend: bool
+    bicubic: BicubicStrips
+    """``lr`` enlarged by the ratio."""
+
+
+@dataclass
+class BadBands:
+    """HSI bands left out of the fusion: written as the HSI's band enlarged (bicubic)."""
+
+    good: np.ndarray
+    bad: np.ndarray
+    enlarged: BicubicStrips
+    """The bad bands of the HSI (physical units), enlarged by the ratio."""
+
+
+@dataclass
+class Precomputed:
+    """An HR result computed whole during the fit (CNMF, GSA), read a strip at a time."""
+
+    fused: object
+    abundances: np.ndarray | None = None
+
+    def strip(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        return np.asarray(self.fused[start:stop], dtype=np.float32), None if self.abundances is None else self.abundances[start:stop]
+
+
+@dataclass
+class Sinks:
+    """Where a block's rows go: objects with ``write(row, col, values)`` (``io.envi.EnviWindows``, or
+    :class:`ArrayOut` in this process)."""
+
+    values: object
+    abundances: object | None = None
+
+
+class ArrayOut:
+    """An array (or :class:`hsiuu_cli.fusion.cubes.RowFile`) taking whole rows as a sink."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def write(self, row: int, col: int, values: np.ndarray) -> None:
+        self.array[row : row + values.shape[0]] = values
+
+
+@dataclass
+class FusionPlan:
+    """A fitted fusion of one scene: everything a block of HR rows needs, at LR scale (it pickles,
+    to be a cluster task's input), and the blocks."""
+
+    method: str
+    shape: tuple[int, int, int]
+    """HR rows, columns, and bands of the output (all of the HSI's, bad ones included)."""
+    ratio: int
+    strip_rows: int
+    scale: float
+    """The LR-HSI's peak: fusion runs on the HSI divided by it."""
+    msi: object
+    """The MSI's rows: ``read(start, stop)`` → (stored values, validity)."""
+    lr_valid: np.ndarray
+    msi_outliers: np.ndarray | None
+    """LR grid: where the MSI disagrees grossly (its pixels there are gaps for the fusion)."""
+    sensor: SensorFit | None
+    srf: np.ndarray
+    calibration: Calibration | None
+    model: object = None
+    """The method's strip source: a SpectraMorph model, an enlarged LR-HSI (bicubic), or the HR
+    result computed during the fit (CNMF, GSA)."""
+    guard: GuardInputs | None = None
+    bad: BadBands | None = None
+    with_abundances: bool = False
+    alpha: float = 1.0
+    """The fused share the guard returned (1 until it decides otherwise)."""
+    sinks: Sinks | None = None
+    """Where blocks write their rows (None: they return them)."""
+    info: dict = field(default_factory=dict)
+
+    @property
+    def blocks(self) -> list[tuple[int, int]]:
+        return row_blocks(self.shape[0], self.shape[1], self.shape[2], self.strip_rows)
+
+    def strips(self, start: int, stop: int) -> list[tuple[int, int]]:
+        return [(first, min(first + self.strip_rows, stop)) for first in range(start, stop, self.strip_rows)]
+
+    def read_msi(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """HR rows start:stop of the MSI as stored, where it has data, and where the fusion uses it."""
+        values, valid = self.msi.read(start, stop)
+        usable = valid
+        if self.msi_outliers is not None:
+            usable = valid & ~np.repeat(np.repeat(self.msi_outliers[start // self.ratio : -(-stop // self.ratio)], self.ratio, axis=0),
+                                        self.ratio, axis=1)[: stop - start]
+        return values, valid, usable
+
+    def output_valid(self, msi_valid: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Where the output has data: both inputs do."""
+        lr_rows = np.repeat(np.repeat(self.lr_valid[start // self.ratio : -(-stop // self.ratio)], self.ratio, axis=0), self.ratio, axis=1)
+        return msi_valid & lr_rows[: stop - start]
+
+    @property
+    def consistency(self):
+        """SpectraMorph's consistency solver (None: the method has no such step)."""
+        return getattr(self.model, "solver", None)
+
+    def method_strip(self, start: int, stop: int, msi: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The method's result for HR rows start:stop (scaled units) before the guard, and its
+        coefficient maps when it has them."""
+        if isinstance(self.model, BicubicStrips):
+            return self.model.strip(start // self.ratio, stop // self.ratio), None
+        if isinstance(self.model, Precomputed):
+            return self.model.strip(start, stop)
+        calibrated = self.calibration(msi, usable)
+        spectra, coefficients = self.model.predict(calibrated, usable, start, stop)
+        if self.consistency is not None:
+            spectra = self.consistency.correct(spectra, self.model.msi_for_solve(spectra, calibrated, usable, self.srf), start, stop)
+        return spectra, coefficients
+
+
+def consistency_sums(plan: FusionPlan, start: int, stop: int) -> list[SolverSums]:
+    """Pass 1 of a block: each strip's share of the consistency step's LR-scale sums."""
+    from ..io.atomic import raise_if_stopped
+
+    sums = []
+    for first, last in plan.strips(start, stop):
+        raise_if_stopped()
+        msi, _, usable = plan.read_msi(first, last)
+        calibrated = plan.calibration(msi, usable)
+        spectra, _ = plan.model.predict(calibrated, usable, first, last)
+        sums.append(plan.consistency.strip_sums(spectra, plan.model.msi_for_solve(spectra, calibrated, usable, plan.srf), first, last))
+    return sums
+
+
+@dataclass
+class FusedBlock:
+    """A block's output rows (None once written to the plan's sinks) and its strips' check sums."""
+
+    start: int
+    values: np.ndarray | None
+    abundances: np.ndarray | None
+    checks: list[StripChecks]
+
+
+def fuse_block(plan: FusionPlan, start: int, stop: int, with_checks: bool) -> FusedBlock:
+    """Passes 2 and 3 of a block: its output rows (in the HSI's units, NaN without data, bad bands
+    enlarged), blended with bicubic by ``plan.alpha``, written to ``plan.sinks`` when it has them;
+    ``with_checks``: the guard's sums of its strips too."""
+    from ..io.atomic import raise_if_stopped
+
+    rows, cols, bands = stop - start, plan.shape[1], plan.shape[2]
+    values = np.empty((rows, cols, bands), dtype=np.float32)
+    abundances = None
+    checks = []
+    if with_checks:
+        gr, gc = plan.sensor.spatial.matrices(plan.lr_valid.shape[0], plan.lr_valid.shape[1], plan.shape[0], cols)
+    for first, last in plan.strips(start, stop):
+        raise_if_stopped()
+        msi, valid, usable = plan.read_msi(first, last)
+        fused, coefficients = plan.method_strip(first, last, msi, usable)
+        if plan.guard is not None and (with_checks or plan.alpha < 1.0):
+            bicubic = plan.guard.bicubic.strip(first // plan.ratio, last // plan.ratio)
+            if with_checks:
+                # the checks compare with the MSI as recorded (calibrated, not projected)
+                checks.append(strip_checks(fused, bicubic, plan.calibration(msi, usable, project=False), usable, gr, gc,
+                                           plan.srf, first, last))
+            if plan.alpha < 1.0:
+                fused = blended(fused, bicubic, plan.alpha)
+        has_data = plan.output_valid(valid, first, last)
+        scaled = fused * np.float32(plan.scale)
+        scaled[~has_data] = np.nan
+        part = values[first - start : last - start]
+        if plan.bad is None:
+            part[:] = scaled
+        else:
+            part[:, :, plan.bad.good] = scaled
+            part[:, :, plan.bad.bad] = plan.bad.enlarged.strip(first // plan.ratio, last // plan.ratio)
+            part[~has_data] = np.nan
+        if coefficients is not None and plan.with_abundances:
+            if abundances is None:
+                abundances = np.empty((rows, cols, coefficients.shape[2]), dtype=np.float32)
+            coefficients = coefficients.astype(np.float32, copy=True)
+            coefficients[~has_data] = np.nan
+            abundances[first - start : last - start] = coefficients
+    if plan.sinks is None:
+        return FusedBlock(start, values, abundances, checks)
+    plan.sinks.values.write(start, 0, values)
+    if abundances is not None and plan.sinks.abundances is not None:
+        plan.sinks.abundances.write(start, 0, abundances)
+    return FusedBlock(start, None, None, checks)
+
+
+MapBlocks = Callable[..., Iterable[tuple[int, object]]]
+"""``map_blocks(task, plan, *args)``: ``task(plan, start, stop, *args)`` for every block of the
+plan, yielding ``(block index, result)`` in any order."""
+
+
+def in_turn(task, plan: FusionPlan, *args) -> Iterator[tuple[int, object]]:
+    """Every block in this process, in order."""
+    for index, (start, stop) in enumerate(plan.blocks):
+        yield index, task(plan, start, stop, *args)
+
+
+def in_order(results: Iterable[tuple[int, object]]) -> Iterator[tuple[int, object]]:
+    """Results that arrive in any order, given back in the order of their index as soon as they can be."""
+    pending: dict[int, object] = {}
+    following = 0
+    for index, result in results:
+        pending[index] = result
+        while following in pending:
+            yield following, pending.pop(following)
+            following += 1
+
+
+def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, sinks: Sinks | None = None,
+               advance: Callable[[float], None] = lambda n: None) -> Checks | None:
+    """Fuse every block of ``plan`` through ``map_blocks`` (in this process, or as cluster tasks):
+    the consistency pass and its solve, the output pass with the guard's sums, and the blended pass
+    if the guard asks for one. Blocks write to ``plan.sinks``; blocks that return their rows are
+    written here, to ``sinks``. Returns the guard's checks (None without a guard)."""
+    rows = [stop - start for start, stop in plan.blocks]
+    solver = plan.consistency
+    if solver is not None:
+        for index, parts in in_order(map_blocks(consistency_sums, plan)):
+            for part in parts:
+                solver.add(part)
+            advance(rows[index])
+        solver.finish()
+    guard = plan.guard
+    lr_rows, lr_cols = plan.lr_valid.shape
+    sums = None if guard is None else CheckSums((lr_rows, lr_cols), plan.shape[2] if plan.bad is None else plan.bad.good.size,
+                                                plan.srf.shape[1])
+    for index, block in in_order(map_blocks(fuse_block, plan, sums is not None)):
+        _store(block, sinks)
+        for part in block.checks:
+            sums.add(part)
+        advance(rows[index])
+    if sums is None:
+        return None
+    checks = sums.checks(guard.lr, guard.lr_valid, blend=guard.blend, lr_noise=guard.lr_noise, msi_noise=guard.msi_noise,
+                         lr_target=guard.lr_target)
+    if checks.alpha < 1.0:
+        plan.alpha = checks.alpha
+        for _, block in in_order(map_blocks(fuse_block, plan, False)):
+            _store(block, sinks)
+    return checks
+
+
+def _store(block: FusedBlock, sinks: Sinks | None) -> None:
+    if block.values is None:
+        return
+    sinks.values.write(block.start, 0, block.values)
+    if block.abundances is not None and sinks.abundances is not None:
+        sinks.abundances.write(block.start, 0, block.abundances)
