@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -99,15 +100,23 @@ def fuse_command(
         hsiuu fuse hsi.hdr rgb.tif --srf nikon_d700 -o fused.hdr \\
             --save-abundances --quicklook
     """
-    if scheduler is not None:  # the whole fusion as one task on a worker (docs/scale.md)
-        from .cluster import run_command_on_cluster
+    blocks_on_cluster = False
+    if scheduler is not None:
+        from .cluster import run_command_on_cluster, splits_into_blocks
 
-        return run_command_on_cluster(scheduler, fuse_command)
+        # the fit here, blocks of HR rows on the workers, which map the MSI (an ENVI file); CNMF and
+        # GSA compute their whole HR result in the fit, and a GeoTIFF MSI is read whole: one task
+        blocks_on_cluster = method in (Method.spectramorph, Method.bicubic) and splits_into_blocks(hr_msi)
+        if not blocks_on_cluster:
+            return run_command_on_cluster(scheduler, fuse_command)
+    import numpy as np
+
     from ..fusion import cubes
+    from ..fusion.blocks import ArrayOut, Sinks
     from ..fusion.quicklook import panel_labels, write_quicklook
     from ..io import (
-        check_creation_options, check_not_input, check_output, input_files, output_files, output_format, output_set,
-        read_cube, write_cube, write_library,
+        check_creation_options, check_not_input, check_output, input_files, open_envi_windows, output_files, output_format,
+        output_set, read_cube, write_cube, write_library,
     )
     from ..io.atomic import check_outputs, scratch_directory
     from .common import detail, emit, emit_json, info, output_folder, parse_creation_options, progress, warn
@@ -170,15 +179,24 @@ def fuse_command(
              "spectramorph (the default) or gsa suit a panchromatic image")
     passes = 2 if method is Method.spectramorph else 1
     written: list[Path] = []  # outputs, as reported; output_set's list holds every file behind them
-    with scratch_directory(output.parent) as scratch:
+    with ExitStack() as stack:
+        client = None
+        if blocks_on_cluster:
+            from ..cluster import connect
+            from .cluster import workers_text
+
+            client = stack.enter_context(connect(scheduler))
+            info(f"{hr_msi.name}: the fit here, blocks of rows on the Dask cluster at {scheduler} ({workers_text(client)})")
+        scratch = Path(stack.enter_context(scratch_directory(output.parent)))
         with progress("fusing", passes * pair.hr.rows) as advance:
-            fused_cube, result = cubes.fuse_cubes(
+            fit = cubes.plan_cubes(
                 pair.lr,
                 pair.hr,
                 matrix,
                 lr_path=lr_hsi,
                 msi_path=hr_msi,
-                scratch=Path(scratch),
+                msi_rows=cubes.msi_rows(pair, msi_cube, hr_msi, scratch if client is not None else None),
+                scratch=scratch,
                 method=method.value,
                 endmembers=k_value,
                 psf_sigma=psf_sigma,
@@ -186,30 +204,58 @@ def fuse_command(
                 seed=seed,
                 device=device,
                 return_abundances=save_abundances,
-                advance=advance,
             )
-        with output_set() as files:
-            written.append(write_cube(fused_cube, output, format=kind, overwrite=overwrite, creation_options=creation))
-            files.extend(output_files(output, kind))
+            plan = fit.plan
+            # only the shape, type and header of these are used: the blocks write the pixels
+            fused_header = cubes.output_cube(pair.lr, pair.hr, np.broadcast_to(np.float32(np.nan), plan.shape), fit, lr_hsi, hr_msi)
+            maps_header = None
             if save_abundances:
-                k = result.abundances.shape[2]
-                maps = fused_cube.with_bands(result.abundances, band_names=[f"endmember {i + 1}" for i in range(k)])
-                maps = maps.replace(nodata=fused_cube.nodata, description=f"{fused_cube.description}: coefficient maps")
-                written.append(write_cube(maps, abundance_path, format=kind, overwrite=overwrite, creation_options=creation))
-                files.extend(output_files(abundance_path, kind))
-            if save_endmembers:
-                library = cubes.endmember_library(result, pair.lr)
-                for path in (library_paths[0], library_paths[2]):
-                    files.extend(write_library(library, path, overwrite=overwrite))
-                    written.append(path)
-            if quicklook:
-                labels = panel_labels(pair.lr, pair.hr, method.value, lr_hsi.name, hr_msi.name)
-                written.append(write_quicklook(quicklook_path, pair.lr, pair.hr, fused_cube, result.valid, overwrite=overwrite,
-                                               labels=labels))
-                files.append(quicklook_path)
-        if isinstance(result.fused, cubes.RowFile):
-            result.fused.close()  # before its scratch folder goes
-        fused_cube = result.fused = None
+                k = fit.endmembers.shape[0]
+                maps_header = fused_header.with_bands(np.broadcast_to(np.float32(np.nan), plan.shape[:2] + (k,)),
+                                                      band_names=[f"endmember {i + 1}" for i in range(k)])
+                maps_header = maps_header.replace(nodata=fused_header.nodata, description=f"{fused_header.description}: coefficient maps")
+            with output_set() as files:
+                if kind == "ENVI":
+                    # pre-allocated and written in place, a block of rows at a time, by this process or the workers
+                    with ExitStack() as windows:
+                        plan.sinks = Sinks(windows.enter_context(open_envi_windows(fused_header, output, overwrite=overwrite,
+                                                                                   creation_options=creation)))
+                        if maps_header is not None:
+                            plan.sinks.abundances = windows.enter_context(open_envi_windows(
+                                maps_header, abundance_path, overwrite=overwrite, creation_options=creation))
+                        checks = _run_blocks(plan, client, scheduler, output, advance)
+                    fused_cube = read_cube(output)
+                    maps = None
+                else:
+                    # a GeoTIFF is written by one writer: the blocks' rows gathered here first
+                    fused_data = cubes.allocate(plan.shape, scratch)
+                    maps = None if maps_header is None else np.empty(maps_header.shape, dtype=np.float32)
+                    sinks = Sinks(ArrayOut(fused_data), None if maps is None else ArrayOut(maps))
+                    checks = _run_blocks(plan, client, scheduler, output, advance, sinks)
+                    fused_cube = fused_header.replace(data=fused_data)
+                    write_cube(fused_cube, output, format=kind, overwrite=overwrite, creation_options=creation)
+                written.append(output)
+                files.extend(output_files(output, kind))
+                result = fit.result(None, None, checks)
+                if save_abundances:
+                    if maps is not None:
+                        write_cube(maps_header.replace(data=maps), abundance_path, format=kind, overwrite=overwrite,
+                                   creation_options=creation)
+                    written.append(abundance_path)
+                    files.extend(output_files(abundance_path, kind))
+                if save_endmembers:
+                    library = cubes.endmember_library(result, pair.lr)
+                    for path in (library_paths[0], library_paths[2]):
+                        files.extend(write_library(library, path, overwrite=overwrite))
+                        written.append(path)
+                if quicklook:
+                    labels = panel_labels(pair.lr, pair.hr, method.value, lr_hsi.name, hr_msi.name)
+                    written.append(write_quicklook(quicklook_path, pair.lr, pair.hr, fused_cube, result.valid, overwrite=overwrite,
+                                                   labels=labels))
+                    files.append(quicklook_path)
+            if isinstance(fused_cube.data, cubes.RowFile):
+                fused_cube.data.close()  # before its scratch folder goes
+            fused_cube = None
     summary = dict(result.info)
     summary.update(output=str(output), inputs=[str(lr_hsi), str(hr_msi)], srf=srf_name, outputs=[str(p) for p in written])
     if pair.resampled:
@@ -230,3 +276,25 @@ def fuse_command(
                  f"check against bicubic: {summary['guard']}")
         for path in written:
             emit(str(path))
+
+
+def _run_blocks(plan, client, scheduler, output: Path, advance, sinks=None):
+    """Every block of ``plan``: in turn here, or (with ``client``) as tasks on its cluster, whose
+    temporaries are swept however the run ends. ``sinks``: where blocks that return their rows go."""
+    from ..fusion.blocks import run_blocks
+
+    if client is None:
+        if sinks is not None:
+            plan.sinks = sinks
+        return run_blocks(plan, advance=advance)
+    from ..cluster import Run
+    from ..cluster.fuse import cluster_map
+
+    run = Run(client, [output.parent])
+    try:
+        return run_blocks(plan, cluster_map(client, run, scheduler), sinks, advance=advance)
+    except BaseException:
+        run.stop()
+        raise
+    finally:
+        run.sweep()

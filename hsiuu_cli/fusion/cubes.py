@@ -49,6 +49,8 @@ class AlignedPair:
     cropped: bool
     resampled: str | None = None
     """How the MSI was resampled onto a grid nesting with the HSI's (None: it already nested)."""
+    hr_offset: tuple[int, int] = (0, 0)
+    """Where ``hr`` starts in the MSI's file (row, column), when it was not resampled."""
 
 
 def _crop(cube: Cube, rows: slice, cols: slice) -> Cube:
@@ -131,7 +133,7 @@ def _nested_pair(lr: Cube, hr: Cube, lr_path: Path, hr_path: Path) -> AlignedPai
         slice(0, hr.cols),
     )
     lr_c, hr_c = _crop(lr, lr_rows, lr_cols), _crop(hr, hr_rows, hr_cols)
-    return AlignedPair(lr_c, hr_c, check_grids(lr_c, hr_c, lr_path, hr_path), cropped)
+    return AlignedPair(lr_c, hr_c, check_grids(lr_c, hr_c, lr_path, hr_path), cropped, hr_offset=(hr_rows.start, hr_cols.start))
 
 
 def resample_msi(lr: Cube, hr: Cube, lr_path: Path, hr_path: Path, srf: np.ndarray | None = None) -> AlignedPair:
@@ -418,6 +420,21 @@ def plan_cubes(
             raise
         which = msi_path if isinstance(exc, (ShapeMismatchError, GridError)) or "MSI" in exc.message else lr_path
         raise type(exc)(exc.message, which) from None
+
+
+def msi_rows(pair: AlignedPair, msi_cube: Cube, msi_path: Path, scratch: Path | None = None) -> MsiRows:
+    """The aligned MSI's rows as :class:`MsiRows`: its window of ``msi_path`` (``msi_cube``, the
+    whole file). A resampled MSI exists only in memory: with ``scratch`` (a folder other processes
+    see) it is written there as ENVI for them to read."""
+    rows, cols = pair.hr.rows, pair.hr.cols
+    if not pair.resampled:
+        return MsiRows(Path(msi_path).resolve(), (*pair.hr_offset, rows, cols), msi_cube)
+    if scratch is None:
+        return MsiRows(None, (0, 0, rows, cols), pair.hr)
+    from ..io import write_cube
+
+    path = write_cube(pair.hr, Path(scratch).resolve() / "msi_resampled.hdr", format="ENVI")
+    return MsiRows(path, (0, 0, rows, cols))
 
 
 def output_cube(lr_cube: Cube, msi_cube: Cube, data, fit: SceneFit, lr_path: Path, msi_path: Path) -> Cube:

@@ -625,10 +625,8 @@ class ConsistencySolver:
         self.eig_cols, self.vec_cols = np.linalg.eigh((self.gc @ self.gc.T).toarray())
         self.gr_t = sparse.csr_array(self.gr.T)
         self.gc_t = sparse.csr_array(self.gc.T)
-        p = self.basis.shape[1]
-        self.lr_in_basis = (self.lr_hsi @ self.basis).astype(np.float64)
-        self.projected_terms = np.zeros(self.lr_in_basis.shape[:2] + (p,))
-        self.projected_prior = np.zeros_like(self.projected_terms)
+        # the sums live on the client alone (made at the first add): tasks that only compute a strip's share need none
+        self.projected_terms = self.projected_prior = None
 
     def _terms(self, prior: np.ndarray, msi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         prior_in_basis = prior @ self.basis
@@ -644,22 +642,29 @@ class ConsistencySolver:
     def add(self, sums: "SolverSums") -> None:
         """Add one strip's sums; every strip is added once, in the order of the rows (floating-point
         sums depend on the order)."""
+        if self.projected_terms is None:
+            self.projected_terms = np.zeros(self.lr_hsi.shape[:2] + (self.basis.shape[1],))
+            self.projected_prior = np.zeros_like(self.projected_terms)
         self.projected_terms[sums.lr_rows] += sums.projected_terms
         if sums.projected_prior is not None:
             self.projected_prior[sums.lr_rows] += sums.projected_prior
 
     def finish(self) -> None:
-        self.lr_in_basis[~self.lr_valid] = self.projected_prior[~self.lr_valid]
+        """Solve at LR scale once every strip was added; :meth:`correct` then needs only the result
+        (the sums are dropped, so that the solver is small to send to other processes)."""
+        lr_in_basis = (self.lr_hsi @ self.basis).astype(np.float64)
+        lr_in_basis[~self.lr_valid] = self.projected_prior[~self.lr_valid]
         gram_rows, gram_cols = self.vec_rows * self.eig_rows @ self.vec_rows.T, self.vec_cols * self.eig_cols @ self.vec_cols.T
-        projected_rhs = np.einsum("hi,ijp,jw->hwp", gram_rows, self.lr_in_basis, gram_cols, optimize=True)
+        projected_rhs = np.einsum("hi,ijp,jw->hwp", gram_rows, lr_in_basis, gram_cols, optimize=True)
         projected_rhs += self.projected_terms
         inner = np.einsum("ih,ijp,jw->hwp", self.vec_rows, projected_rhs, self.vec_cols, optimize=True)
         inner /= self.weights[None, None, :] + self.eig_rows[:, None, None] * self.eig_cols[None, :, None]
-        self.inverse_lr = np.einsum("hi,ijp,wj->hwp", self.vec_rows, inner, self.vec_cols, optimize=True)
+        self.lr_residual = lr_in_basis - np.einsum("hi,ijp,wj->hwp", self.vec_rows, inner, self.vec_cols, optimize=True)
+        self.projected_terms = self.projected_prior = None
 
     def correct(self, prior: np.ndarray, msi: np.ndarray, start: int, stop: int) -> np.ndarray:
         prior_in_basis, terms = self._terms(prior, msi)
         rows_t = sparse.csr_array(self.gr_t[start:stop])
-        rhs = apply_spatial(self.lr_in_basis - self.inverse_lr, rows_t, self.gc_t) + terms
+        rhs = apply_spatial(self.lr_residual, rows_t, self.gc_t) + terms
         solution = rhs / self.weights[None, None, :].astype(np.float32)
         return (prior + (solution - prior_in_basis) @ self.basis.T).astype(np.float32)
