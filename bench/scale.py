@@ -8,6 +8,8 @@ Run from the repository root (needs `pip install -e ".[dask]"`):
     python bench/scale.py large               # one scene ×4 in blocks over 2 workers: RSS per worker, bytes, wall
     python bench/scale.py large --lr-rows 1000   # the issue's full 1000 × 1000 LR → 4000 × 4000 × 100 output
     python bench/scale.py unmix               # one 1500 × 1500 × 198 scene unmixed in blocks: local, 2 workers, old code
+    python bench/scale.py fuse                # one 4000 × 4000 × 4 MSI + 500 × 500 × 31 HSI fused in blocks: old code
+                                              # (local, one task), local blocks, 2 workers (--fuse-side 512: a quick check)
     python bench/scale.py startup             # `hsiuu --help` and the imports of the default path
     python bench/scale.py all
 
@@ -64,7 +66,7 @@ def digest(directory: Path) -> dict[str, str]:
 class Cluster:
     """`dask scheduler` + `dask worker --nworkers N --nthreads 1` on 127.0.0.1."""
 
-    def __init__(self, workers: int, directory: Path):
+    def __init__(self, workers: int, directory: Path, env: dict | None = None):
         import distributed
 
         self.directory = directory
@@ -73,15 +75,18 @@ class Cluster:
         scheduler_file.unlink(missing_ok=True)
         log = open(directory / "dask.log", "a")
         started = time.perf_counter()
+        # ``env``: for workers that run another checkout's code (PYTHONPATH), started outside this one
+        environment, cwd = (dict(os.environ, **env), "/") if env else (None, None)
         self.processes = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
-                                            "--no-dashboard", "--scheduler-file", str(scheduler_file)], stdout=log, stderr=log)]
+                                            "--no-dashboard", "--scheduler-file", str(scheduler_file)], stdout=log, stderr=log,
+                                           env=environment, cwd=cwd)]
         while not scheduler_file.exists() or not scheduler_file.read_text().strip():
             time.sleep(0.1)
         time.sleep(0.2)
         self.address = json.loads(scheduler_file.read_text())["address"]
         self.processes.append(subprocess.Popen(
             [sys.executable, "-m", "dask", "worker", self.address, "--nworkers", str(workers), "--nthreads", "1",
-             "--no-dashboard", "--local-directory", str(directory)], stdout=log, stderr=log))
+             "--no-dashboard", "--local-directory", str(directory)], stdout=log, stderr=log, env=environment, cwd=cwd))
         self.client = distributed.Client(self.address)
         self.client.wait_for_workers(workers, timeout=300)
         self.start_seconds = time.perf_counter() - started
@@ -327,6 +332,103 @@ def unmix_large(args, work: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# One large pair fused in blocks
+# ---------------------------------------------------------------------------------------------
+
+
+def _fuse_inputs(folder: Path, side: int, ratio: int = 8, bands: int = 31) -> tuple[Path, Path, Path]:
+    """A synthetic pair as bench/fuse.py memory sizes it: an LR-HSI of ``side``/8 pixels, 31 bands
+    (5 smooth spectra mixed by smooth maps), and a ``side`` × ``side`` × 4 MSI (the HSI through a
+    4-band SRF, enlarged a strip at a time, with texture the HSI cannot have); and the SRF as CSV."""
+    from scipy import ndimage
+
+    from hsiuu_cli import degrade
+
+    rows_lr = side // ratio
+    rng = np.random.default_rng(0)
+    grid = np.linspace(0.0, 1.0, bands)
+    spectra = np.stack([0.2 + 0.6 * np.exp(-0.5 * ((grid - centre) / 0.2) ** 2) for centre in (0.1, 0.3, 0.5, 0.7, 0.9)])
+    maps = ndimage.gaussian_filter(rng.random((rows_lr, rows_lr, 5)), sigma=(3, 3, 0))
+    maps /= maps.sum(axis=2, keepdims=True)
+    lr = (maps @ spectra).astype(np.float32)
+    srf = np.stack([np.exp(-0.5 * ((grid - centre) / 0.12) ** 2) for centre in (0.15, 0.4, 0.65, 0.9)], axis=1)
+    srf_path = folder / "srf.csv"
+    np.savetxt(srf_path, srf, delimiter=",")
+    lr_path = write_cube(Cube(lr), folder / "lr.hdr")
+    msi = np.lib.format.open_memmap(folder / "msi.npy", mode="w+", dtype=np.float32, shape=(side, side, 4))
+    lr_msi = lr @ (srf / srf.sum(axis=0)).astype(np.float32)
+    for start in range(0, rows_lr, 64):
+        stop = min(start + 64, rows_lr)
+        lo, hi = max(0, start - 3), min(rows_lr, stop + 3)
+        enlarged = degrade.resize_bicubic(lr_msi[lo:hi], (hi - lo) * ratio, side)
+        block = enlarged[(start - lo) * ratio : (start - lo) * ratio + (stop - start) * ratio]
+        block *= 1.0 + 0.05 * rng.standard_normal(block.shape[:2])[:, :, None].astype(np.float32)
+        msi[start * ratio : stop * ratio] = block
+    msi_path = write_cube(Cube(msi), folder / "msi.hdr")
+    del msi
+    (folder / "msi.npy").unlink()
+    return lr_path, msi_path, srf_path
+
+
+def fuse_large(args, work: Path) -> None:
+    """One large pair fused: the code of ``--fuse-baseline`` (whole HR cube in one process; with
+    --scheduler, the whole command one task on a worker), and blocks of rows here and on 2 workers."""
+    folder = (work / "fuse").resolve()  # absolute: the old code's runs work in /
+    folder.mkdir(parents=True, exist_ok=True)
+    side = args.fuse_side
+    inputs = folder / f"pair_{side}"
+    if not inputs.exists():
+        inputs.mkdir()
+        _fuse_inputs(inputs, side)
+    lr_path, msi_path, srf_path = inputs / "lr.hdr", inputs / "msi.hdr", inputs / "srf.csv"
+    baseline = folder / "baseline_code"
+    if not baseline.exists():
+        baseline.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.fuse_baseline, "hsiuu_cli"], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive.stdout, check=True)
+    old_code = {"PYTHONPATH": str(baseline)}
+    command = ["-q", "fuse", str(lr_path), str(msi_path), "--srf-matrix", str(srf_path), "--seed", "0"]
+    runner = [sys.executable, "-c", "import sys; from hsiuu_cli.cli.entry import main; sys.argv[0] = 'hsiuu'; main()"]
+    print(f"\n### One pair fused in blocks: {side}×{side}×4 MSI + {side // 8}×{side // 8}×31 HSI, ratio 8, spectramorph, ENVI output\n")
+    print(f"{load()} before.\n")
+    rows = []
+
+    def run(name: str, out: Path, extra: list[str], env: dict | None = None, cluster: Cluster | None = None) -> None:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        seconds, rss, _ = run_measured((runner if env else HSIUU) + command + ["-o", str(out / "fused.hdr")] + extra,
+                                       env=dict(os.environ, **(env or {})), cwd="/" if env else None)
+        peaks = cluster.peak_rss_mb() if cluster is not None else []
+        who = f"{rss}" if cluster is None else ", ".join(f"{p:.0f}" for p in peaks) + f" (client {rss})"
+        rows.append((name, seconds, who, out))
+        print(f"  {name}: {seconds:.1f} s, {who} MB ({load()})", file=sys.stderr, flush=True)
+
+    run(f"local, code of {args.fuse_baseline} (whole HR cube in one process)", folder / "baseline", [], old_code)
+    run("local, blocks of rows written in place", folder / "local", [])
+    cluster = Cluster(1, folder / "dask_baseline", env=old_code)
+    try:
+        run(f"1 worker, code of {args.fuse_baseline}: the whole command one task", folder / "one_task",
+            ["--scheduler", cluster.address], old_code, cluster)
+    finally:
+        cluster.close()
+    cluster = Cluster(2, folder / "dask2")
+    try:
+        run("2 workers (1 thread each), blocks written by the workers", folder / "cluster2", ["--scheduler", cluster.address],
+            cluster=cluster)
+    finally:
+        cluster.close()
+    local = digest(folder / "local")
+    print("| run | wall s | peak RSS MB (workers, client) | output bytes identical to local blocks |")
+    print("|---|---|---|---|")
+    for name, seconds, who, directory in rows:
+        print(f"| {name} | {seconds:.1f} | {who} | {'yes' if digest(directory) == local else 'no'} |")
+    print(f"\n{load()} after.")
+    if not args.keep:
+        for name in ("baseline", "local", "one_task", "cluster2"):
+            shutil.rmtree(folder / name, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
 # GeoTIFF from several workers: one writer on the client, or the workers in turn under a lock
 # ---------------------------------------------------------------------------------------------
 
@@ -440,7 +542,7 @@ def startup(args, work: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["many", "large", "unmix", "geotiff", "startup", "all"])
+    parser.add_argument("what", choices=["many", "large", "unmix", "fuse", "geotiff", "startup", "all"])
     parser.add_argument("--blocks", type=int, default=32, help="blocks of the GeoTIFF writer comparison")
     parser.add_argument("--scenes", type=int, default=24)
     parser.add_argument("--crop", type=int, default=48, help="side of the LR crops of the many-scenes run")
@@ -454,6 +556,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the outputs of the large-scene run")
     parser.add_argument("--unmix-side", type=int, default=1500, help="side of the scene of the unmix part")
     parser.add_argument("--baseline", default="1b6532b", help="commit whose unmix held the whole scene in memory")
+    parser.add_argument("--fuse-side", type=int, default=4000, help="MSI side of the fuse part (a multiple of 8)")
+    parser.add_argument("--fuse-baseline", default="8c92706", help="commit whose fuse ran whole (one task on a cluster)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="hsiuu-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -464,6 +568,8 @@ def main() -> None:
         many(args, work)
     if args.what in ("unmix", "all"):
         unmix_large(args, work)
+    if args.what in ("fuse", "all"):
+        fuse_large(args, work)
     if args.what in ("geotiff", "all"):
         geotiff(args, work)
     if args.what in ("large", "all"):

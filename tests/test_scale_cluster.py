@@ -239,6 +239,38 @@ def test_blocks_of_several_tiles_across_columns(cluster, tmp_path, tiny_model):
     assert (tmp_path / "remote.img").read_bytes() == (tmp_path / "local.img").read_bytes()
 
 
+@pytest.mark.parametrize("ext", [".hdr", ".tif"])
+def test_one_pair_fused_in_blocks_equals_local(runner, cluster, tmp_path, monkeypatch, ext):
+    import hsiuu_cli.fusion.blocks as blocks
+
+    from hsiuu_cli import degrade
+
+    cube, _, _, wavelengths = make_mixture(rows=64, cols=32, bands=6, seed=7)
+    srf = np.kron(np.eye(3), np.ones((2, 1)))  # 3 broad bands over the 6
+    np.savetxt(tmp_path / "srf.csv", srf, delimiter=",")
+    write_cube(Cube(degrade.spatial_degrade(cube, 4, sigma=2.0), wavelengths=wavelengths), tmp_path / "case_lr.hdr")
+    msi = degrade.spectral_degrade(cube, srf)
+    msi[10:14, 5:9] = np.nan
+    write_cube(Cube(msi, nodata=float("nan")), tmp_path / "case_msi.hdr")
+    # the plan is made on the client: strips of 4 rows, blocks of 3 strips (6 blocks, the last of 4 rows)
+    monkeypatch.setattr(blocks, "STRIP_BYTES", 1)
+    monkeypatch.setattr(blocks, "BLOCK_VALUES", 12 * 32 * 6)
+    runs = {}
+    for where, extra in (("local", []), ("remote", ["--scheduler", cluster.address])):
+        result = invoke(runner, "fuse", tmp_path / "case_lr.hdr", tmp_path / "case_msi.hdr", "--srf-matrix", tmp_path / "srf.csv",
+                        "--epochs", 20, "--save-abundances", "--json", "-o", tmp_path / f"{where}{ext}", *extra)
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        for key in ("seconds", "output", "outputs"):
+            summary.pop(key)
+        runs[where] = (summary, {name.replace(where, ""): data for name, data in files(tmp_path).items() if name.startswith(where)})
+    assert "blocks of rows on the Dask cluster" in result.stderr
+    assert runs["remote"] == runs["local"]
+    assert len(runs["local"][1]) == (4 if ext == ".hdr" else 2)  # the cube and its abundances
+    assert runs["local"][0]["checks"]["fused_share"] == 1.0
+    assert leftovers(tmp_path) == []
+
+
 # ---------------------------------------------------------------------------------------------
 # Faults
 # ---------------------------------------------------------------------------------------------

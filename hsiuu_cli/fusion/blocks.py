@@ -26,6 +26,7 @@ output is byte for byte the same whichever process computes a block.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -233,8 +234,29 @@ class FusionPlan:
         return spectra, coefficients
 
 
+@contextmanager
+def one_thread():
+    """BLAS and PyTorch on one thread, as on a cluster's worker: a block's bytes then do not depend on
+    how many threads the process has (float32 products may round differently with more)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def consistency_sums(plan: FusionPlan, start: int, stop: int) -> list[SolverSums]:
     """Pass 1 of a block: each strip's share of the consistency step's LR-scale sums."""
+    with one_thread():
+        return _consistency_sums(plan, start, stop)
+
+
+def _consistency_sums(plan: FusionPlan, start: int, stop: int) -> list[SolverSums]:
     from ..io.atomic import raise_if_stopped
 
     sums = []
@@ -261,6 +283,11 @@ def fuse_block(plan: FusionPlan, start: int, stop: int, with_checks: bool) -> Fu
     """Passes 2 and 3 of a block: its output rows (in the HSI's units, NaN without data, bad bands
     enlarged), blended with bicubic by ``plan.alpha``, written to ``plan.sinks`` when it has them;
     ``with_checks``: the guard's sums of its strips too."""
+    with one_thread():
+        return _fuse_block(plan, start, stop, with_checks)
+
+
+def _fuse_block(plan: FusionPlan, start: int, stop: int, with_checks: bool) -> FusedBlock:
     from ..io.atomic import raise_if_stopped
 
     rows, cols, bands = stop - start, plan.shape[1], plan.shape[2]
