@@ -347,6 +347,48 @@ def test_worker_killed_mid_run_output_still_identical(runner, own_cluster, tmp_p
     assert leftovers(tmp_path) == []
 
 
+def test_worker_killed_while_fusing_blocks_output_still_identical(own_cluster, tmp_path, monkeypatch):
+    import threading
+
+    import hsiuu_cli.fusion.blocks as blocks
+    from hsiuu_cli import degrade
+    from hsiuu_cli.cluster import Run
+    from hsiuu_cli.cluster.fuse import cluster_map
+    from hsiuu_cli.fusion import fuse, plan_fusion
+    from hsiuu_cli.fusion.blocks import ArrayOut, MsiRows, Sinks, run_blocks
+
+    cube, _, _, _ = make_mixture(rows=192, cols=48, bands=6, seed=7)
+    srf = np.kron(np.eye(3), np.ones((2, 1)))
+    lr = degrade.spatial_degrade(cube, 4, sigma=2.0)
+    msi_path = write_cube(Cube(degrade.spectral_degrade(cube, srf)), tmp_path / "msi.hdr")
+    monkeypatch.setattr(blocks, "STRIP_BYTES", 1)
+    monkeypatch.setattr(blocks, "BLOCK_VALUES", 8 * 48 * 6)  # 24 blocks of 8 rows, two passes
+    local = fuse(lr, read_cube(msi_path).data, srf, epochs=10).fused
+    fit = plan_fusion(lr, read_cube(msi_path).data, srf, epochs=10, msi_rows=MsiRows(msi_path, (0, 0, 192, 48)))
+    out = np.full(fit.plan.shape, -1.0, dtype=np.float32)
+    killed = []
+
+    def kill_a_worker() -> None:
+        with own_cluster.client() as watcher:
+            pids = watcher.run(os.getpid)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not killed:
+                for address, keys in watcher.processing().items():
+                    if any(str(k).startswith("hsiuu-fuse-block-1-") for k in keys):  # the output pass
+                        os.kill(pids[address], signal.SIGKILL)
+                        killed.append(address)
+                        break
+                time.sleep(0.01)
+
+    watcher = threading.Thread(target=kill_a_worker)
+    with own_cluster.client() as client:
+        watcher.start()
+        run_blocks(fit.plan, cluster_map(client, Run(client, [tmp_path])), Sinks(ArrayOut(out)))
+    watcher.join()
+    assert killed, "no block of the output pass was ever seen running"
+    assert out.tobytes() == local.tobytes()
+
+
 def test_scheduler_gone_is_one_line_and_leaves_nothing(own_cluster, tmp_path, tiny_model):
     scene = large_scene(tmp_path, rows=240, cols=40)
     with own_cluster.client() as client:
