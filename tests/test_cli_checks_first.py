@@ -86,7 +86,7 @@ def test_a_batch_reports_every_obvious_refusal_before_the_first_input_is_process
 
 
 def test_fuse_refuses_before_it_computes(runner, inputs, tmp_path, monkeypatch):
-    monkeypatch.setattr("hsiuu_cli.fusion.cubes.fuse_cubes", never)
+    monkeypatch.setattr("hsiuu_cli.fusion.cubes.plan_cubes", never)
     lr, msi = str(inputs["lr"]), str(inputs["msi"])
     before = fingerprint(inputs["folder"])
     for arguments, message in [

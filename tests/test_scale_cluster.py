@@ -356,6 +356,7 @@ def test_worker_killed_while_fusing_blocks_output_still_identical(own_cluster, t
     from hsiuu_cli.cluster.fuse import cluster_map
     from hsiuu_cli.fusion import fuse, plan_fusion
     from hsiuu_cli.fusion.blocks import ArrayOut, MsiRows, Sinks, run_blocks
+    from hsiuu_cli.fusion.cubes import RowFile
 
     cube, _, _, _ = make_mixture(rows=192, cols=48, bands=6, seed=7)
     srf = np.kron(np.eye(3), np.ones((2, 1)))
@@ -365,7 +366,8 @@ def test_worker_killed_while_fusing_blocks_output_still_identical(own_cluster, t
     monkeypatch.setattr(blocks, "BLOCK_VALUES", 8 * 48 * 6)  # 24 blocks of 8 rows, two passes
     local = fuse(lr, read_cube(msi_path).data, srf, epochs=10).fused
     fit = plan_fusion(lr, read_cube(msi_path).data, srf, epochs=10, msi_rows=MsiRows(msi_path, (0, 0, 192, 48)))
-    out = np.full(fit.plan.shape, -1.0, dtype=np.float32)
+    out = RowFile(tmp_path / "out.f32", fit.plan.shape)
+    fit.plan.sinks = Sinks(ArrayOut(out))
     killed = []
 
     def kill_a_worker() -> None:
@@ -374,7 +376,7 @@ def test_worker_killed_while_fusing_blocks_output_still_identical(own_cluster, t
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not killed:
                 for address, keys in watcher.processing().items():
-                    if any(str(k).startswith("hsiuu-fuse-block-1-") for k in keys):  # the output pass
+                    if any(str(k).startswith("hsiuu-fuse-block-1-") for k in keys):  # the consistency pass
                         os.kill(pids[address], signal.SIGKILL)
                         killed.append(address)
                         break
@@ -383,10 +385,10 @@ def test_worker_killed_while_fusing_blocks_output_still_identical(own_cluster, t
     watcher = threading.Thread(target=kill_a_worker)
     with own_cluster.client() as client:
         watcher.start()
-        run_blocks(fit.plan, cluster_map(client, Run(client, [tmp_path])), Sinks(ArrayOut(out)))
+        run_blocks(fit.plan, cluster_map(client, Run(client, [tmp_path])))
     watcher.join()
-    assert killed, "no block of the output pass was ever seen running"
-    assert out.tobytes() == local.tobytes()
+    assert killed, "no block of the consistency pass was ever seen running"
+    assert out[0:192].tobytes() == local.tobytes()
 
 
 def test_scheduler_gone_is_one_line_and_leaves_nothing(own_cluster, tmp_path, tiny_model):

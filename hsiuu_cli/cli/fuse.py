@@ -227,11 +227,13 @@ def fuse_command(
                     fused_cube = read_cube(output)
                     maps = None
                 else:
-                    # a GeoTIFF is written by one writer: the blocks' rows gathered here first
-                    fused_data = cubes.allocate(plan.shape, scratch)
-                    maps = None if maps_header is None else np.empty(maps_header.shape, dtype=np.float32)
-                    sinks = Sinks(ArrayOut(fused_data), None if maps is None else ArrayOut(maps))
-                    checks = _run_blocks(plan, client, scheduler, output, advance, sinks)
+                    # a GeoTIFF is written by one writer: the blocks' rows gathered first, in a scratch
+                    # file when large or written by the workers
+                    on_disk = client is not None
+                    fused_data = cubes.allocate(plan.shape, scratch, on_disk=on_disk)
+                    maps = None if maps_header is None else cubes.allocate(maps_header.shape, scratch, "abundances.f32", on_disk)
+                    plan.sinks = Sinks(ArrayOut(fused_data), None if maps is None else ArrayOut(maps))
+                    checks = _run_blocks(plan, client, scheduler, output, advance)
                     fused_cube = fused_header.replace(data=fused_data)
                     write_cube(fused_cube, output, format=kind, overwrite=overwrite, creation_options=creation)
                 written.append(output)
@@ -253,9 +255,10 @@ def fuse_command(
                     written.append(write_quicklook(quicklook_path, pair.lr, pair.hr, fused_cube, result.valid, overwrite=overwrite,
                                                    labels=labels))
                     files.append(quicklook_path)
-            if isinstance(fused_cube.data, cubes.RowFile):
-                fused_cube.data.close()  # before its scratch folder goes
-            fused_cube = None
+            for stored in (fused_cube.data, maps):
+                if isinstance(stored, cubes.RowFile):
+                    stored.close()  # before its scratch folder goes
+            fused_cube = maps = None
     summary = dict(result.info)
     summary.update(output=str(output), inputs=[str(lr_hsi), str(hr_msi)], srf=srf_name, outputs=[str(p) for p in written])
     if pair.resampled:
@@ -278,21 +281,19 @@ def fuse_command(
             emit(str(path))
 
 
-def _run_blocks(plan, client, scheduler, output: Path, advance, sinks=None):
+def _run_blocks(plan, client, scheduler, output: Path, advance):
     """Every block of ``plan``: in turn here, or (with ``client``) as tasks on its cluster, whose
-    temporaries are swept however the run ends. ``sinks``: where blocks that return their rows go."""
+    temporaries are swept however the run ends."""
     from ..fusion.blocks import run_blocks
 
     if client is None:
-        if sinks is not None:
-            plan.sinks = sinks
         return run_blocks(plan, advance=advance)
     from ..cluster import Run
     from ..cluster.fuse import cluster_map
 
     run = Run(client, [output.parent])
     try:
-        return run_blocks(plan, cluster_map(client, run, scheduler), sinks, advance=advance)
+        return run_blocks(plan, cluster_map(client, run, scheduler), advance=advance)
     except BaseException:
         run.stop()
         raise

@@ -145,21 +145,26 @@ class Precomputed:
 
 @dataclass
 class Sinks:
-    """Where a block's rows go: objects with ``write(row, col, values)`` (``io.envi.EnviWindows``, or
-    :class:`ArrayOut` in this process)."""
+    """Where a block's rows go: the output (every band; it also holds the passes' intermediate
+    results, read back by the block that wrote them) and the coefficient maps. Objects with
+    ``write(row, col, values)`` and ``read_rows(start, stop)``: ``io.envi.EnviWindows``, or
+    :class:`ArrayOut`."""
 
     values: object
     abundances: object | None = None
 
 
 class ArrayOut:
-    """An array (or :class:`hsiuu_cli.fusion.cubes.RowFile`) taking whole rows as a sink."""
+    """An array, or a :class:`hsiuu_cli.fusion.cubes.RowFile` (which other processes may open), as a sink."""
 
     def __init__(self, array):
         self.array = array
 
     def write(self, row: int, col: int, values: np.ndarray) -> None:
         self.array[row : row + values.shape[0]] = values
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        return np.asarray(self.array[start:stop], dtype=np.float32)
 
 
 @dataclass
@@ -191,7 +196,7 @@ class FusionPlan:
     alpha: float = 1.0
     """The fused share the guard returned (1 until it decides otherwise)."""
     sinks: Sinks | None = None
-    """Where blocks write their rows (None: they return them)."""
+    """Where blocks write their rows."""
     info: dict = field(default_factory=dict)
 
     @property
@@ -220,18 +225,30 @@ class FusionPlan:
         """SpectraMorph's consistency solver (None: the method has no such step)."""
         return getattr(self.model, "solver", None)
 
-    def method_strip(self, start: int, stop: int, msi: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The method's result for HR rows start:stop (scaled units) before the guard, and its
-        coefficient maps when it has them."""
+    def method_strip(self, start: int, stop: int, calibrated: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The method's result for HR rows start:stop (scaled units) before the consistency step and
+        the guard, and its coefficient maps when it has them."""
         if isinstance(self.model, BicubicStrips):
             return self.model.strip(start // self.ratio, stop // self.ratio), None
         if isinstance(self.model, Precomputed):
             return self.model.strip(start, stop)
-        calibrated = self.calibration(msi, usable)
-        spectra, coefficients = self.model.predict(calibrated, usable, start, stop)
-        if self.consistency is not None:
-            spectra = self.consistency.correct(spectra, self.model.msi_for_solve(spectra, calibrated, usable, self.srf), start, stop)
-        return spectra, coefficients
+        return self.model.predict(calibrated, usable, start, stop)
+
+    def sampling(self):
+        """The fitted sampling matrices (LR × HR rows, LR × HR columns)."""
+        return self.sensor.spatial.matrices(self.lr_valid.shape[0], self.lr_valid.shape[1], self.shape[0], self.shape[1])
+
+    def good_bands(self, values: np.ndarray) -> np.ndarray:
+        """The fused bands of output rows (all of them when no band is bad)."""
+        return values if self.bad is None else values[:, :, self.bad.good]
+
+    def with_every_band(self, fused: np.ndarray) -> np.ndarray:
+        """Fused bands placed in output rows of every band (bad ones still to fill)."""
+        if self.bad is None:
+            return fused
+        rows = np.zeros(fused.shape[:2] + (self.shape[2],), dtype=np.float32)
+        rows[:, :, self.bad.good] = fused
+        return rows
 
 
 @contextmanager
@@ -250,86 +267,121 @@ def one_thread():
         torch.set_num_threads(threads)
 
 
-def consistency_sums(plan: FusionPlan, start: int, stop: int) -> list[SolverSums]:
-    """Pass 1 of a block: each strip's share of the consistency step's LR-scale sums."""
+@dataclass
+class BlockSums:
+    """What a block returns to the client: each strip's share of the consistency step's sums and of
+    the guard's checks (empty where the pass has none)."""
+
+    solver: list[SolverSums] = field(default_factory=list)
+    checks: list[StripChecks] = field(default_factory=list)
+
+
+def first_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
+    """Pass 1 of a block: the method's result written to the output (scaled units, fused bands; the
+    network's first guess for SpectraMorph) with the final coefficient maps; the consistency step's
+    sums, or without that step the guard's."""
     with one_thread():
-        return _consistency_sums(plan, start, stop)
+        return _first_pass(plan, start, stop)
 
 
-def _consistency_sums(plan: FusionPlan, start: int, stop: int) -> list[SolverSums]:
+def _first_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
     from ..io.atomic import raise_if_stopped
 
-    sums = []
+    rows, cols = stop - start, plan.shape[1]
+    values = np.empty((rows, cols, plan.shape[2]), dtype=np.float32)
+    abundances = None
+    sums = BlockSums()
+    checks = plan.guard is not None and plan.consistency is None
+    if checks:
+        gr, gc = plan.sampling()
+    for first, last in plan.strips(start, stop):
+        raise_if_stopped()
+        msi, valid, usable = plan.read_msi(first, last)
+        calibrated = None if plan.calibration is None else plan.calibration(msi, usable)
+        fused, coefficients = plan.method_strip(first, last, calibrated, usable)
+        values[first - start : last - start] = plan.with_every_band(fused)
+        if plan.consistency is not None:
+            sums.solver.append(plan.consistency.strip_sums(fused, plan.model.msi_for_solve(fused, calibrated, usable, plan.srf),
+                                                          first, last))
+        if checks:
+            sums.checks.append(_strip_checks(plan, fused, msi, usable, gr, gc, first, last))
+        if coefficients is not None and plan.with_abundances:
+            if abundances is None:
+                abundances = np.empty((rows, cols, coefficients.shape[2]), dtype=np.float32)
+            coefficients = coefficients.astype(np.float32, copy=True)
+            coefficients[~plan.output_valid(valid, first, last)] = np.nan
+            abundances[first - start : last - start] = coefficients
+    plan.sinks.values.write(start, 0, values)
+    if abundances is not None and plan.sinks.abundances is not None:
+        plan.sinks.abundances.write(start, 0, abundances)
+    return sums
+
+
+def _strip_checks(plan: FusionPlan, fused: np.ndarray, msi: np.ndarray, usable: np.ndarray, gr, gc, first: int,
+                  last: int) -> StripChecks:
+    bicubic = plan.guard.bicubic.strip(first // plan.ratio, last // plan.ratio)
+    # the checks compare with the MSI as recorded (calibrated, not projected)
+    return strip_checks(fused, bicubic, plan.calibration(msi, usable, project=False), usable, gr, gc, plan.srf, first, last)
+
+
+def consistency_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
+    """Pass 2 of a block (SpectraMorph's consistency step, once the client solved it): the first
+    guess read back, corrected and written again; the guard's sums."""
+    with one_thread():
+        return _consistency_pass(plan, start, stop)
+
+
+def _consistency_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
+    from ..io.atomic import raise_if_stopped
+
+    values = plan.sinks.values.read_rows(start, stop)
+    sums = BlockSums()
+    if plan.guard is not None:
+        gr, gc = plan.sampling()
     for first, last in plan.strips(start, stop):
         raise_if_stopped()
         msi, _, usable = plan.read_msi(first, last)
         calibrated = plan.calibration(msi, usable)
-        spectra, _ = plan.model.predict(calibrated, usable, first, last)
-        sums.append(plan.consistency.strip_sums(spectra, plan.model.msi_for_solve(spectra, calibrated, usable, plan.srf), first, last))
+        part = values[first - start : last - start]
+        first_guess = plan.good_bands(part)
+        fused = plan.consistency.correct(first_guess, plan.model.msi_for_solve(first_guess, calibrated, usable, plan.srf),
+                                         first, last)
+        if plan.guard is not None:
+            sums.checks.append(_strip_checks(plan, fused, msi, usable, gr, gc, first, last))
+        part[:] = plan.with_every_band(fused)
+    plan.sinks.values.write(start, 0, values)
     return sums
 
 
-@dataclass
-class FusedBlock:
-    """A block's output rows (None once written to the plan's sinks) and its strips' check sums."""
-
-    start: int
-    values: np.ndarray | None
-    abundances: np.ndarray | None
-    checks: list[StripChecks]
-
-
-def fuse_block(plan: FusionPlan, start: int, stop: int, with_checks: bool) -> FusedBlock:
-    """Passes 2 and 3 of a block: its output rows (in the HSI's units, NaN without data, bad bands
-    enlarged), blended with bicubic by ``plan.alpha``, written to ``plan.sinks`` when it has them;
-    ``with_checks``: the guard's sums of its strips too."""
+def final_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
+    """The last pass of a block: the fused rows read back, blended with bicubic by ``plan.alpha``,
+    in the HSI's units, NaN without data, bad bands enlarged, written."""
     with one_thread():
-        return _fuse_block(plan, start, stop, with_checks)
+        return _final_pass(plan, start, stop)
 
 
-def _fuse_block(plan: FusionPlan, start: int, stop: int, with_checks: bool) -> FusedBlock:
+def _final_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
     from ..io.atomic import raise_if_stopped
 
-    rows, cols, bands = stop - start, plan.shape[1], plan.shape[2]
-    values = np.empty((rows, cols, bands), dtype=np.float32)
-    abundances = None
-    checks = []
-    if with_checks:
-        gr, gc = plan.sensor.spatial.matrices(plan.lr_valid.shape[0], plan.lr_valid.shape[1], plan.shape[0], cols)
+    values = plan.sinks.values.read_rows(start, stop)
     for first, last in plan.strips(start, stop):
         raise_if_stopped()
-        msi, valid, usable = plan.read_msi(first, last)
-        fused, coefficients = plan.method_strip(first, last, msi, usable)
-        if plan.guard is not None and (with_checks or plan.alpha < 1.0):
-            bicubic = plan.guard.bicubic.strip(first // plan.ratio, last // plan.ratio)
-            if with_checks:
-                # the checks compare with the MSI as recorded (calibrated, not projected)
-                checks.append(strip_checks(fused, bicubic, plan.calibration(msi, usable, project=False), usable, gr, gc,
-                                           plan.srf, first, last))
-            if plan.alpha < 1.0:
-                fused = blended(fused, bicubic, plan.alpha)
+        _, valid, _ = plan.read_msi(first, last)
+        part = values[first - start : last - start]
+        fused = plan.good_bands(part)
+        if plan.alpha < 1.0:
+            fused = blended(fused, plan.guard.bicubic.strip(first // plan.ratio, last // plan.ratio), plan.alpha)
         has_data = plan.output_valid(valid, first, last)
         scaled = fused * np.float32(plan.scale)
         scaled[~has_data] = np.nan
-        part = values[first - start : last - start]
         if plan.bad is None:
             part[:] = scaled
         else:
             part[:, :, plan.bad.good] = scaled
             part[:, :, plan.bad.bad] = plan.bad.enlarged.strip(first // plan.ratio, last // plan.ratio)
             part[~has_data] = np.nan
-        if coefficients is not None and plan.with_abundances:
-            if abundances is None:
-                abundances = np.empty((rows, cols, coefficients.shape[2]), dtype=np.float32)
-            coefficients = coefficients.astype(np.float32, copy=True)
-            coefficients[~has_data] = np.nan
-            abundances[first - start : last - start] = coefficients
-    if plan.sinks is None:
-        return FusedBlock(start, values, abundances, checks)
     plan.sinks.values.write(start, 0, values)
-    if abundances is not None and plan.sinks.abundances is not None:
-        plan.sinks.abundances.write(start, 0, abundances)
-    return FusedBlock(start, None, None, checks)
+    return BlockSums()
 
 
 MapBlocks = Callable[..., Iterable[tuple[int, object]]]
@@ -354,43 +406,34 @@ def in_order(results: Iterable[tuple[int, object]]) -> Iterator[tuple[int, objec
             following += 1
 
 
-def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, sinks: Sinks | None = None,
-               advance: Callable[[float], None] = lambda n: None) -> Checks | None:
-    """Fuse every block of ``plan`` through ``map_blocks`` (in this process, or as cluster tasks):
-    the consistency pass and its solve, the output pass with the guard's sums, and the blended pass
-    if the guard asks for one. Blocks write to ``plan.sinks``; blocks that return their rows are
-    written here, to ``sinks``. Returns the guard's checks (None without a guard)."""
+def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, advance: Callable[[float], None] = lambda n: None) -> Checks | None:
+    """Fuse every block of ``plan`` into ``plan.sinks`` through ``map_blocks`` (in this process, or
+    as cluster tasks): the method's pass (with the consistency step's sums, or the guard's), the
+    consistency solve on the LR grid and its pass (with the guard's sums), the guard's decision,
+    and the final pass. Returns the guard's checks (None without a guard)."""
     rows = [stop - start for start, stop in plan.blocks]
-    solver = plan.consistency
-    if solver is not None:
-        for index, parts in in_order(map_blocks(consistency_sums, plan)):
-            for part in parts:
-                solver.add(part)
-            advance(rows[index])
-        solver.finish()
-    guard = plan.guard
-    lr_rows, lr_cols = plan.lr_valid.shape
-    sums = None if guard is None else CheckSums((lr_rows, lr_cols), plan.shape[2] if plan.bad is None else plan.bad.good.size,
-                                                plan.srf.shape[1])
-    for index, block in in_order(map_blocks(fuse_block, plan, sums is not None)):
-        _store(block, sinks)
+    guard, solver = plan.guard, plan.consistency
+    sums = None
+    if guard is not None:
+        fused_bands = plan.shape[2] if plan.bad is None else plan.bad.good.size
+        sums = CheckSums(plan.lr_valid.shape, fused_bands, plan.srf.shape[1])
+    for index, block in in_order(map_blocks(first_pass, plan)):
+        for part in block.solver:
+            solver.add(part)
         for part in block.checks:
             sums.add(part)
         advance(rows[index])
-    if sums is None:
-        return None
-    checks = sums.checks(guard.lr, guard.lr_valid, blend=guard.blend, lr_noise=guard.lr_noise, msi_noise=guard.msi_noise,
-                         lr_target=guard.lr_target)
-    if checks.alpha < 1.0:
+    if solver is not None:
+        solver.finish()
+        for index, block in in_order(map_blocks(consistency_pass, plan)):
+            for part in block.checks:
+                sums.add(part)
+            advance(rows[index])
+    checks = None
+    if sums is not None:
+        checks = sums.checks(guard.lr, guard.lr_valid, blend=guard.blend, lr_noise=guard.lr_noise, msi_noise=guard.msi_noise,
+                             lr_target=guard.lr_target)
         plan.alpha = checks.alpha
-        for _, block in in_order(map_blocks(fuse_block, plan, False)):
-            _store(block, sinks)
+    for _ in in_order(map_blocks(final_pass, plan)):
+        pass
     return checks
-
-
-def _store(block: FusedBlock, sinks: Sinks | None) -> None:
-    if block.values is None:
-        return
-    sinks.values.write(block.start, 0, block.values)
-    if block.abundances is not None and sinks.abundances is not None:
-        sinks.abundances.write(block.start, 0, block.abundances)

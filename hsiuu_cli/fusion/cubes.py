@@ -3,9 +3,10 @@
 :func:`align_pair` brings the LR-HSI and the HR-MSI onto nested grids (georeferenced inputs:
 same CRS, integer pixel-size ratio, LR pixel corners on HR pixel corners, both cut to their
 overlap; others: an integer size ratio). :func:`resolve_srf` builds the B × b matrix from a
-built-in/CSV SRF (resampled to the HSI's wavelengths) or a matrix CSV. :func:`fuse_cubes` runs
-:func:`hsiuu_cli.fusion.fuse` on the HSI's good bands and returns the output cube on the MSI's grid
-with the HSI's spectral metadata.
+built-in/CSV SRF (resampled to the HSI's wavelengths) or a matrix CSV. :func:`plan_cubes` fits
+the fusion (:func:`hsiuu_cli.fusion.plan_fusion`) on the HSI's good bands, its plan writing every
+band (bad ones enlarged); :func:`output_cube` is the output's header on the MSI's grid with the HSI's
+spectral metadata; :func:`fuse_cubes` does both and runs the blocks in this process.
 """
 
 from __future__ import annotations
@@ -330,7 +331,7 @@ class RowFile:
     Unlike a memory map, pages written here do not count against the process's resident memory,
     so a fused cube larger than RAM costs only the strips being worked on. Supports what fusion and
     the cube writers use: ``a[start:stop]`` (read and write), ``a[start:stop:step, ...]`` (read),
-    ``shape``, ``dtype``, ``ndim``.
+    ``shape``, ``dtype``, ``ndim``. It pickles as its path and shape: another process reopens the file.
     """
 
     def __init__(self, path: Path, shape: tuple[int, int, int]):
@@ -340,6 +341,16 @@ class RowFile:
         self._row_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         os.ftruncate(self._fd, self.shape[0] * self._row_bytes)
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "shape": self.shape}
+
+    def __setstate__(self, state: dict) -> None:
+        # another process's view of the same file (a cluster's worker on a shared file system)
+        self.path, self.shape = state["path"], state["shape"]
+        self.dtype, self.ndim = np.dtype(np.float32), 3
+        self._row_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
+        self._fd = os.open(self.path, os.O_RDWR)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -380,10 +391,11 @@ IN_MEMORY_BYTES = 512 * 2**20
 """Fused cubes up to this size are assembled in memory; larger ones in a :class:`RowFile`."""
 
 
-def allocate(shape: tuple[int, int, int], scratch: Path | None, name: str = "fused.f32"):
-    """A float32 array, or a :class:`RowFile` ``name`` in ``scratch`` when it would exceed :data:`IN_MEMORY_BYTES`."""
+def allocate(shape: tuple[int, int, int], scratch: Path | None, name: str = "fused.f32", on_disk: bool = False):
+    """A float32 array, or a :class:`RowFile` ``name`` in ``scratch`` when it would exceed
+    :data:`IN_MEMORY_BYTES` or ``on_disk`` (other processes write it)."""
     size = int(np.prod(shape)) * 4
-    if scratch is None or size <= IN_MEMORY_BYTES:
+    if scratch is None or (size <= IN_MEMORY_BYTES and not on_disk):
         return np.empty(shape, dtype=np.float32)
     return RowFile(Path(scratch) / name, shape)
 

@@ -883,6 +883,42 @@ class EnviWindows:
             os.close(descriptor)
 
 
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` as written so far (every band, native byte order): a process that
+        writes a window in several passes reads back its own earlier pass."""
+        rows, cols, bands = self.shape
+        count, item = stop - start, self.dtype.itemsize
+        try:
+            descriptor = os.open(self.data, os.O_RDONLY)
+        except OSError as exc:
+            raise CubeWriteError(f"cannot read output back ({exc.strerror})", self.output) from None
+        try:
+            if self.interleave == "bip":
+                values = _read_at(descriptor, self.dtype, count * cols * bands, start * cols * bands * item).reshape(count, cols, bands)
+            elif self.interleave == "bil":
+                values = _read_at(descriptor, self.dtype, count * bands * cols, start * bands * cols * item)
+                values = values.reshape(count, bands, cols).transpose(0, 2, 1)
+            else:
+                values = np.stack([_read_at(descriptor, self.dtype, count * cols, (b * rows + start) * cols * item).reshape(count, cols)
+                                   for b in range(bands)], axis=2)
+        finally:
+            os.close(descriptor)
+        return values.astype(self.dtype.newbyteorder("="))
+
+
+def _read_at(descriptor: int, dtype: np.dtype, count: int, offset: int) -> np.ndarray:
+    """``count`` values of ``dtype`` at ``offset``: pread may return fewer bytes than asked for."""
+    wanted = count * dtype.itemsize
+    pieces, done = [], 0
+    while done < wanted:
+        piece = os.pread(descriptor, wanted - done, offset + done)
+        if not piece:
+            raise OSError("the file is shorter than its layout")
+        pieces.append(piece)
+        done += len(piece)
+    return np.frombuffer(b"".join(pieces), dtype=dtype)
+
+
 @contextmanager
 def envi_windows(
     cube: Cube,
