@@ -36,11 +36,12 @@ def small_strips(monkeypatch, blocks_of: int | None):
 
 
 def shuffled(task, plan, *args):
-    """The blocks of a pass in reverse order, each from a pickled copy of the plan (another process's view)."""
+    """The blocks of a pass in reverse order, each from a pickled copy of the plan (another process's
+    view) and each run twice, as a block is rerun when its worker died after writing."""
     indexed = list(enumerate(plan.blocks))[::-1]
-    copy = pickle.loads(pickle.dumps(plan))
     for index, (start, stop) in indexed:
-        yield index, task(copy, start, stop, *args)
+        task(pickle.loads(pickle.dumps(plan)), start, stop, *args)
+        yield index, task(pickle.loads(pickle.dumps(plan)), start, stop, *args)
 
 
 @pytest.mark.parametrize("options", [{}, {"consistency": False}, {"method": "bicubic"}], ids=["default", "no consistency", "bicubic"])
@@ -54,9 +55,11 @@ def test_blocks_give_the_bytes_of_one_block(pair, monkeypatch, tmp_path, options
     assert [stop - start for start, stop in fit.plan.blocks] == [12, 12, 12, 12]
     out = RowFile(tmp_path / "out.f32", fit.plan.shape)
     abundances = None if whole.abundances is None else RowFile(tmp_path / "maps.f32", whole.abundances.shape)
-    fit.plan.sinks = Sinks(ArrayOut(out), None if abundances is None else ArrayOut(abundances))
-    # blocks run in reverse order, each from a pickled copy of the plan (as on another process,
-    # which opens the same files)
+    # the passes alternate between the output and a scratch file, so that a rerun reads what it read
+    fit.plan.sinks = Sinks(ArrayOut(out), None if abundances is None else ArrayOut(abundances),
+                           ArrayOut(RowFile(tmp_path / "passes.f32", fit.plan.shape)))
+    # blocks run in reverse order, twice each, each time from a pickled copy of the plan (as on
+    # another process, which opens the same files)
     checks = run_blocks(fit.plan, shuffled)
     out = out[0 : out.shape[0]]
     abundances = None if abundances is None else abundances[0 : abundances.shape[0]]

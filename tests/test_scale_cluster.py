@@ -367,7 +367,7 @@ def test_worker_killed_while_fusing_blocks_output_still_identical(own_cluster, t
     local = fuse(lr, read_cube(msi_path).data, srf, epochs=10).fused
     fit = plan_fusion(lr, read_cube(msi_path).data, srf, epochs=10, msi_rows=MsiRows(msi_path, (0, 0, 192, 48)))
     out = RowFile(tmp_path / "out.f32", fit.plan.shape)
-    fit.plan.sinks = Sinks(ArrayOut(out))
+    fit.plan.sinks = Sinks(ArrayOut(out), scratch=ArrayOut(RowFile(tmp_path / "passes.f32", fit.plan.shape)))
     killed = []
 
     def kill_a_worker() -> None:

@@ -223,6 +223,7 @@ def fuse_command(
                         if maps_header is not None:
                             plan.sinks.abundances = windows.enter_context(open_envi_windows(
                                 maps_header, abundance_path, overwrite=overwrite, creation_options=creation))
+                        plan.sinks.scratch = _pass_scratch(plan, client, scratch)
                         checks = _run_blocks(plan, client, scheduler, output, advance)
                     fused_cube = read_cube(output)
                     maps = None
@@ -232,7 +233,8 @@ def fuse_command(
                     on_disk = client is not None
                     fused_data = cubes.allocate(plan.shape, scratch, on_disk=on_disk)
                     maps = None if maps_header is None else cubes.allocate(maps_header.shape, scratch, "abundances.f32", on_disk)
-                    plan.sinks = Sinks(ArrayOut(fused_data), None if maps is None else ArrayOut(maps))
+                    plan.sinks = Sinks(ArrayOut(fused_data), None if maps is None else ArrayOut(maps),
+                                       _pass_scratch(plan, client, scratch))
                     checks = _run_blocks(plan, client, scheduler, output, advance)
                     fused_cube = fused_header.replace(data=fused_data)
                     write_cube(fused_cube, output, format=kind, overwrite=overwrite, creation_options=creation)
@@ -255,7 +257,7 @@ def fuse_command(
                     written.append(write_quicklook(quicklook_path, pair.lr, pair.hr, fused_cube, result.valid, overwrite=overwrite,
                                                    labels=labels))
                     files.append(quicklook_path)
-            for stored in (fused_cube.data, maps):
+            for stored in (fused_cube.data, maps, getattr(plan.sinks.scratch, "array", None)):
                 if isinstance(stored, cubes.RowFile):
                     stored.close()  # before its scratch folder goes
             fused_cube = maps = None
@@ -299,3 +301,12 @@ def _run_blocks(plan, client, scheduler, output: Path, advance):
         raise
     finally:
         run.sweep()
+
+
+def _pass_scratch(plan, client, scratch: Path):
+    """On a cluster, a scratch file the passes alternate with the output, so that a block rerun on
+    another worker reads what its pass read (hsiuu_cli.fusion.blocks.Sinks); none for a local run."""
+    from ..fusion import cubes
+    from ..fusion.blocks import ArrayOut
+
+    return None if client is None else ArrayOut(cubes.allocate(plan.shape, scratch, "passes.f32", on_disk=True))

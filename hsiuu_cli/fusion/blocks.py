@@ -15,13 +15,15 @@ at LR scale, so a block's correction reads only the PSF's reach of LR rows), the
 bicubic, the scaling back to the HSI's units, the no-data mask and bad bands (the HSI enlarged).
 
 Two steps sum over the whole grid, so the blocks run in passes with a reduction on the client in
-between: the consistency step's LR-scale right-hand side (pass 1: every block returns its strips'
-sums, the client adds them in row order and solves), and the guard's two checks (pass 2: each block
-returns its strips' sums while it writes its rows as if the guard passes; the client decides). Only
-when the guard blends with bicubic (a failed check) does pass 3 write every block again, blended.
-Sums are added strip by strip in row order, whatever order blocks finish in, and each strip is the
-same rows as a run without blocks (:data:`STRIP_BYTES` depends only on the scene's shape), so the
-output is byte for byte the same whichever process computes a block.
+between, each pass keeping its result in the output (the next pass of a block reads its own rows
+back, so the network runs once): :func:`first_pass` writes the method's result (the network's first
+guess) and returns the consistency step's LR-scale sums, which the client adds in row order and
+solves; :func:`consistency_pass` corrects the rows and returns the guard's sums, from which the
+client decides; :func:`final_pass` blends (when the guard asks for it), scales, masks and writes the
+final rows. Sums are added strip by strip in row order, whatever order blocks finish in; each strip
+is the same rows as a run without blocks (:data:`STRIP_BYTES` depends only on the scene's shape);
+and blocks compute on one thread: the output is byte for byte the same whichever process computes
+a block.
 """
 
 from __future__ import annotations
@@ -152,6 +154,10 @@ class Sinks:
 
     values: object
     abundances: object | None = None
+    scratch: object | None = None
+    """Where passes alternate with the output (the same kind of object), so that no pass reads what
+    it writes: a block rerun after its worker died reads its input unchanged. None: every pass reads
+    and writes the output (one process, in turn)."""
 
 
 class ArrayOut:
@@ -197,6 +203,9 @@ class FusionPlan:
     """The fused share the guard returned (1 until it decides otherwise)."""
     sinks: Sinks | None = None
     """Where blocks write their rows."""
+    pass_input: object | None = None
+    pass_output: object | None = None
+    """Where the current pass reads its rows from and writes them to (set by :func:`run_blocks`)."""
     info: dict = field(default_factory=dict)
 
     @property
@@ -311,7 +320,7 @@ def _first_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
             coefficients = coefficients.astype(np.float32, copy=True)
             coefficients[~plan.output_valid(valid, first, last)] = np.nan
             abundances[first - start : last - start] = coefficients
-    plan.sinks.values.write(start, 0, values)
+    plan.pass_output.write(start, 0, values)
     if abundances is not None and plan.sinks.abundances is not None:
         plan.sinks.abundances.write(start, 0, abundances)
     return sums
@@ -334,7 +343,7 @@ def consistency_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
 def _consistency_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
     from ..io.atomic import raise_if_stopped
 
-    values = plan.sinks.values.read_rows(start, stop)
+    values = plan.pass_input.read_rows(start, stop)
     sums = BlockSums()
     if plan.guard is not None:
         gr, gc = plan.sampling()
@@ -349,7 +358,7 @@ def _consistency_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
         if plan.guard is not None:
             sums.checks.append(_strip_checks(plan, fused, msi, usable, gr, gc, first, last))
         part[:] = plan.with_every_band(fused)
-    plan.sinks.values.write(start, 0, values)
+    plan.pass_output.write(start, 0, values)
     return sums
 
 
@@ -363,7 +372,7 @@ def final_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
 def _final_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
     from ..io.atomic import raise_if_stopped
 
-    values = plan.sinks.values.read_rows(start, stop)
+    values = plan.pass_input.read_rows(start, stop)
     for first, last in plan.strips(start, stop):
         raise_if_stopped()
         _, valid, _ = plan.read_msi(first, last)
@@ -380,7 +389,7 @@ def _final_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
             part[:, :, plan.bad.good] = scaled
             part[:, :, plan.bad.bad] = plan.bad.enlarged.strip(first // plan.ratio, last // plan.ratio)
             part[~has_data] = np.nan
-    plan.sinks.values.write(start, 0, values)
+    plan.pass_output.write(start, 0, values)
     return BlockSums()
 
 
@@ -413,6 +422,11 @@ def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, advance: Calla
     and the final pass. Returns the guard's checks (None without a guard)."""
     rows = [stop - start for start, stop in plan.blocks]
     guard, solver = plan.guard, plan.consistency
+    passes = 3 if solver is not None else 2
+    # the last pass writes the output; with scratch, the passes before it alternate with it
+    targets = [plan.sinks.values if (passes - 1 - index) % 2 == 0 else (plan.sinks.scratch or plan.sinks.values)
+               for index in range(passes)]
+    plan.pass_input, plan.pass_output = None, targets[0]
     sums = None
     if guard is not None:
         fused_bands = plan.shape[2] if plan.bad is None else plan.bad.good.size
@@ -425,6 +439,7 @@ def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, advance: Calla
         advance(rows[index])
     if solver is not None:
         solver.finish()
+        plan.pass_input, plan.pass_output = targets[0], targets[1]
         for index, block in in_order(map_blocks(consistency_pass, plan)):
             for part in block.checks:
                 sums.add(part)
@@ -434,6 +449,7 @@ def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, advance: Calla
         checks = sums.checks(guard.lr, guard.lr_valid, blend=guard.blend, lr_noise=guard.lr_noise, msi_noise=guard.msi_noise,
                              lr_target=guard.lr_target)
         plan.alpha = checks.alpha
+    plan.pass_input, plan.pass_output = targets[-2], targets[-1]
     for _ in in_order(map_blocks(final_pass, plan)):
         pass
     return checks
