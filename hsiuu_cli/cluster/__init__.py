@@ -7,6 +7,8 @@
   workers into one pre-allocated output (:mod:`.superres`).
 * :func:`.unmix.write_blocks_on_cluster` — one scene's FCLS abundances as blocks of rows written
   by the workers into the pre-allocated abundance and residual cubes (:mod:`.unmix`).
+* :func:`.fuse.cluster_map` — one pair's fusion, after the per-scene fit on the client, as passes
+  over blocks of HR rows written by the workers into the pre-allocated output (:mod:`.fuse`).
 
 Dask is an optional extra (``pip install 'hsiuu[dask]'``): nothing here imports it at import time,
 so commands run without ``--scheduler`` never load it. docs/scale.md says what each command

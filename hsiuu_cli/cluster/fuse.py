@@ -1,13 +1,14 @@
 """One scene's fusion as blocks of HR rows on a cluster, after the per-scene fit on the client.
 
 The client fits the scene (:func:`hsiuu_cli.fusion.plan_fusion`: LR scale, and the MSI read strip
-by strip) and allocates the output (ENVI) under a temporary name; each pass over the blocks
+by strip) and allocates the output under a temporary name (ENVI; for a GeoTIFF, a scratch file
+beside it that the client, the one writer, converts at the end); each pass over the blocks
 (:func:`hsiuu_cli.fusion.blocks.run_blocks`) makes every block of rows a task. A worker maps the
 MSI, reads its rows, fuses them exactly as a local run does and writes them at their offsets:
-blocks never overlap, so the workers need no lock, and a block rerun after its worker died writes
-the same bytes again. What a pass sums (the consistency step's right-hand side, the guard's checks)
-comes back to the client, which adds it in row order. A GeoTIFF output is gathered: blocks return
-their rows and the client writes them. A worker holds the plan (LR-scale state) and one block.
+blocks never overlap, so the workers need no lock. The passes alternate between the output and a
+scratch file, so a block rerun after its worker died reads what the first try read and writes the
+same bytes. What a pass sums (the consistency step's right-hand side, the guard's checks) comes back
+to the client, which adds it in row order. A worker holds the plan (LR-scale state) and one block.
 """
 
 from __future__ import annotations
