@@ -64,7 +64,7 @@ def digest(directory: Path) -> dict[str, str]:
 class Cluster:
     """`dask scheduler` + `dask worker --nworkers N --nthreads 1` on 127.0.0.1."""
 
-    def __init__(self, workers: int, directory: Path):
+    def __init__(self, workers: int, directory: Path, preload: bool = False):
         import distributed
 
         self.directory = directory
@@ -81,7 +81,8 @@ class Cluster:
         self.address = json.loads(scheduler_file.read_text())["address"]
         self.processes.append(subprocess.Popen(
             [sys.executable, "-m", "dask", "worker", self.address, "--nworkers", str(workers), "--nthreads", "1",
-             "--no-dashboard", "--local-directory", str(directory)], stdout=log, stderr=log))
+             "--no-dashboard", "--local-directory", str(directory)]
+            + (["--preload", "hsiuu_cli.cluster.preload"] if preload else []), stdout=log, stderr=log))
         self.client = distributed.Client(self.address)
         self.client.wait_for_workers(workers, timeout=300)
         self.start_seconds = time.perf_counter() - started
@@ -163,24 +164,28 @@ def many(args, work: Path) -> None:
             shutil.rmtree(out, ignore_errors=True)
             record(name, timed(command + ["--out-dir", out, "-j", jobs], env), out)
         for workers in (1, 2):
-            cluster = Cluster(workers, work / "many" / f"dask{workers}")
-            try:
-                out = work / "many" / f"cluster{workers}"
-                shutil.rmtree(out, ignore_errors=True)
-                before = cluster.cpu_seconds()
-                wall, client_cpu = timed(command + ["--out-dir", out, "--scheduler", cluster.address])
-                cpu = client_cpu + cluster.cpu_seconds() - before
-                label = f"{workers} worker{'s' if workers > 1 else ''} (1 thread each)"
-                record(label, (wall, cpu), out, f"cluster start {cluster.start_seconds:.1f} s")
-                # The same run again on the same workers: what a standing cluster gives from its second
-                # run on (the workers have imported torch, ONNX Runtime and hsiuu during the first).
-                out = work / "many" / f"cluster{workers}warm"
-                shutil.rmtree(out, ignore_errors=True)
-                before = cluster.cpu_seconds()
-                wall, client_cpu = timed(command + ["--out-dir", out, "--scheduler", cluster.address])
-                record(label + ", warm workers", (wall, client_cpu + cluster.cpu_seconds() - before), out)
-            finally:
-                cluster.close()
+            label = f"{workers} worker{'s' if workers > 1 else ''} (1 thread each)"
+            for preload in (False, True):
+                cluster = Cluster(workers, work / "many" / f"dask{workers}", preload=preload)
+                try:
+                    out = work / "many" / f"cluster{workers}{preload}"
+                    shutil.rmtree(out, ignore_errors=True)
+                    before = cluster.cpu_seconds()
+                    wall, client_cpu = timed(command + ["--out-dir", out, "--scheduler", cluster.address])
+                    cpu = client_cpu + cluster.cpu_seconds() - before
+                    name = label + (", preloaded workers" if preload else "")
+                    record(name, (wall, cpu), out, f"cluster start {cluster.start_seconds:.1f} s")
+                    if preload:
+                        continue
+                    # The same run again on the same workers: what a standing cluster gives from its second
+                    # run on (the workers have imported torch, ONNX Runtime and hsiuu during the first).
+                    out = work / "many" / f"cluster{workers}warm"
+                    shutil.rmtree(out, ignore_errors=True)
+                    before = cluster.cpu_seconds()
+                    wall, client_cpu = timed(command + ["--out-dir", out, "--scheduler", cluster.address])
+                    record(label + ", warm workers", (wall, client_cpu + cluster.cpu_seconds() - before), out)
+                finally:
+                    cluster.close()
     best: dict[str, tuple[float, float]] = {}
     for name, seconds, _ in rows:
         best[name] = min(seconds, best.get(name, seconds))
@@ -192,7 +197,7 @@ def many(args, work: Path) -> None:
         same = "yes" if outputs[name] == reference else "NO"
         print(f"| {name} | {seconds:.1f} | {cpu:.1f} | {args.scenes / seconds:.3f} | {one / seconds:.2f}× | {same} |")
     local1 = best["local, 1 thread (OMP_NUM_THREADS=1)"]
-    for warm in ("", ", warm workers"):
+    for warm in ("", ", preloaded workers", ", warm workers"):
         one, two = best[f"1 worker (1 thread each){warm}"], best[f"2 workers (1 thread each){warm}"]
         print(f"\n{warm.strip(', ').capitalize() or 'Fresh workers'}: 2 workers vs 1 worker: {one[0] / two[0]:.2f}× the throughput "
               f"(target ≥ 1.7×); 1 worker vs local on one thread: {100 * (one[0] / local1[0] - 1):+.1f} % wall time, "

@@ -38,7 +38,7 @@ class ProcessCluster:
     """A `dask scheduler` and `dask worker` processes on 127.0.0.1 (workers single-threaded, no
     nanny, so a killed worker stays dead)."""
 
-    def __init__(self, directory: Path, workers: int):
+    def __init__(self, directory: Path, workers: int, preload: tuple[str, ...] = ()):
         self.directory = directory
         scheduler_file = directory / "scheduler.json"
         self.scheduler = self._start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
@@ -52,7 +52,8 @@ class ProcessCluster:
         self.address = json.loads(scheduler_file.read_text())["address"]
         self.workers = [
             self._start(["worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
-                         "--local-directory", str(directory), "--name", f"w{i}"], f"worker{i}")
+                         "--local-directory", str(directory), "--name", f"w{i}",
+                         *(arg for module in preload for arg in ("--preload", module))], f"worker{i}")
             for i in range(workers)
         ]
         with distributed.Client(self.address, timeout=30) as client:
@@ -185,6 +186,20 @@ def test_evaluate_and_fuse_run_as_one_task(runner, cluster, tmp_path):
     assert results["remote"] == results["local"]
     missing = invoke(runner, "evaluate", tmp_path / "nope.hdr", "-r", scene, "--scheduler", cluster.address)
     assert missing.exit_code == 1 and "nope.hdr: file not found" in missing.stderr
+
+
+def test_preloaded_worker_has_the_task_modules_before_its_first_task(tmp_path):
+    from hsiuu_cli.cluster.preload import TASK_MODULES
+
+    def loaded() -> list[str]:
+        return [name for name in TASK_MODULES if name in sys.modules]
+
+    running = ProcessCluster(tmp_path, workers=1, preload=("hsiuu_cli.cluster.preload",))
+    try:
+        with running.client() as client:
+            assert list(client.run(loaded).values()) == [list(TASK_MODULES)]
+    finally:
+        running.close()
 
 
 def test_local_cluster(runner, tmp_path):
