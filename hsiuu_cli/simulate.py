@@ -70,13 +70,16 @@ class CubeRows:
     """Rows of a cube's whole-block grid: physical values (float32, every band) and the valid
     pixels (:meth:`Cube.valid_mask` on the bands ``good``).
 
-    Made with the scene's ``path``, it pickles as that path: a worker opens the scene itself (a
-    memory map for ENVI, so a block reads only its rows).
+    Made with the ``path`` of an (uncompressed) ENVI scene, it pickles as that path, and each read
+    maps the scene afresh (:func:`hsiuu_cli.io.envi.remap`): a block reads only its rows, and the
+    pages it read leave the process's resident memory with it, rather than the whole scene piling
+    up in one map kept over every block (which a Dask nanny would count against a worker's limit).
     """
 
     def __init__(self, cube: Cube, cols: int, good: np.ndarray, path: str | Path | None = None):
         self._cube, self.cols, self.good = cube, cols, good
         self.path = None if path is None else Path(path)
+        self._layout = None
 
     def __getstate__(self) -> dict:
         return dict(self.__dict__, _cube=None) if self.path is not None else dict(self.__dict__)
@@ -90,7 +93,14 @@ class CubeRows:
         return self._cube
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        part = self.cube.replace(data=self.cube.data[start:stop, : self.cols])
+        data = self.cube.data
+        if self.path is not None:
+            from .io.envi import open_layout, remap
+
+            if self._layout is None:
+                self._layout = open_layout(self.path)
+            data = remap(self._layout)
+        part = self.cube.replace(data=data[start:stop, : self.cols])
         return part.physical(), part.valid_mask(self.good)
 
 
@@ -371,20 +381,28 @@ def gather_blocks(plan: SimulationPlan, run: Runner = run_here, roles: list[str]
     shapes = output_shapes(plan)
     arrays = {role: np.empty(shapes[role], np.float32) for role in (roles or output_roles(plan))}
 
-    def place(index: int, pixels: BlockPixels) -> None:
-        for role, array in arrays.items():
-            values = getattr(pixels, role)
+    def place(index: int, pieces: dict[str, np.ndarray]) -> None:
+        for role, values in pieces.items():
             row = output_row(plan, role, index)
-            array[row : row + values.shape[0]] = values
+            arrays[role][row : row + values.shape[0]] = values
 
-    run(degrade_block, plan, place)
+    run(block_rows, plan, place, list(arrays))
     return arrays
+
+
+def block_rows(plan: SimulationPlan, index: int, roles: list[str]) -> dict[str, np.ndarray]:
+    """The block's rows of the outputs ``roles`` (what a cluster task sends back, and no more)."""
+    pixels = degrade_block(plan, index)
+    return {role: getattr(pixels, role) for role in roles}
 
 
 def write_block(plan: SimulationPlan, index: int, outputs: dict) -> None:
     """The block degraded and its rows written into ``outputs`` (role → ``io.envi.EnviWindows``,
     which any process may write)."""
+    from .io.atomic import raise_if_stopped
+
     pixels = degrade_block(plan, index)
+    raise_if_stopped()  # a task of a run stopped while it computed writes nothing
     for role, windows in outputs.items():
         windows.write(output_row(plan, role, index), 0, getattr(pixels, role))
 
