@@ -263,6 +263,19 @@ def large(args, work: Path) -> None:
             shutil.rmtree(folder / f"cluster{workers}", ignore_errors=True)
 
 
+OLD_HSIUU = [sys.executable, "-c", "import sys; from hsiuu_cli.cli.entry import main; sys.argv[0] = 'hsiuu'; main()"]
+"""The command line of the hsiuu_cli package on PYTHONPATH (run with cwd="/" so this checkout's is not found)."""
+
+
+def code_of(commit: str, folder: Path) -> Path:
+    """``folder`` holding the hsiuu_cli package of ``commit`` (extracted once), for PYTHONPATH."""
+    if not folder.exists():
+        folder.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "hsiuu_cli"], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
+
+
 def unmix_large(args, work: Path) -> None:
     """One large scene unmixed by blocks of rows (vca-fcls): here, on 2 workers, and by the code of
     ``--baseline`` (which held the whole scene in memory), side by side."""
@@ -282,13 +295,8 @@ def unmix_large(args, work: Path) -> None:
         values = np.rint(np.tile(block, (reps[0], reps[1], 1))[:side, :side] * 10000).astype(np.int16)
         write_cube(Cube(data=values, scale_factor=10000.0), source)
         del values
-    baseline = folder / "baseline_code"
-    if not baseline.exists():
-        baseline.mkdir()
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline, "hsiuu_cli"], capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive.stdout, check=True)
+    baseline = code_of(args.baseline, folder / "baseline_code")
     command = ["-q", "unmix", str(source), "--method", "vca-fcls", "-k", "4"]
-    runner = [sys.executable, "-c", "import sys; from hsiuu_cli.cli.entry import main; sys.argv[0] = 'hsiuu'; main()"]
     print(f"\n### One scene unmixed in blocks: {side}×{side}×198 int16 (Jasper Ridge tiled), vca-fcls -k 4\n")
     print(f"{load()} before.\n")
     rows = []
@@ -298,7 +306,7 @@ def unmix_large(args, work: Path) -> None:
 
     out = folder / "baseline"
     shutil.rmtree(out, ignore_errors=True)
-    seconds, rss, _ = run_measured(runner + command + ["-o", str(out)], env=dict(os.environ, PYTHONPATH=str(baseline)), cwd="/")
+    seconds, rss, _ = run_measured(OLD_HSIUU + command + ["-o", str(out)], env=dict(os.environ, PYTHONPATH=str(baseline)), cwd="/")
     rows.append((f"local, code of {args.baseline} (whole scene in memory)", seconds, f"{rss}", out))
     print(f"  baseline: {seconds:.1f} s, {rss} MB ({load()})", file=sys.stderr, flush=True)
     out = folder / "local"
@@ -351,13 +359,8 @@ def simulate_large(args, work: Path) -> None:
                 rows = min(100, side - start)
                 mix = rng.dirichlet(np.ones(4), size=(rows, side)).astype(np.float32)
                 windows.write(start, 0, np.rint(mix @ spectra * 10000).astype(np.int16))
-    baseline = folder / f"baseline_code_{args.simulate_baseline}"
-    if not baseline.exists():
-        baseline.mkdir()
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.simulate_baseline, "hsiuu_cli"], capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive.stdout, check=True)
+    baseline = code_of(args.simulate_baseline, folder / f"baseline_code_{args.simulate_baseline}")
     command = ["-q", "simulate", str(source), "-r", "4", "--srf", "sentinel2a"]
-    runner = [sys.executable, "-c", "import sys; from hsiuu_cli.cli.entry import main; sys.argv[0] = 'hsiuu'; main()"]
     print(f"\n### One scene simulated in blocks: {side}×{side}×{bands} int16, -r 4 --srf sentinel2a\n")
     print(f"{load()} before.\n")
     rows = []
@@ -369,7 +372,7 @@ def simulate_large(args, work: Path) -> None:
         rows.append((name, seconds, f"{rss}", out))
         print(f"  {name}: {seconds:.1f} s, {rss} MB ({load()})", file=sys.stderr, flush=True)
 
-    measured(f"local, code of {args.simulate_baseline} (whole scene in memory)", folder / "baseline", runner + command,
+    measured(f"local, code of {args.simulate_baseline} (whole scene in memory)", folder / "baseline", OLD_HSIUU + command,
              env=dict(os.environ, PYTHONPATH=str(baseline)), cwd="/")
     measured("local, blocks of rows", folder / "local", HSIUU + command)
     measured("local, blocks of rows, --snr 30", folder / "local_snr", HSIUU + command + ["--snr", "30"])

@@ -15,15 +15,11 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..io.atomic import stop_when
-from .session import Run, RunTicket, connected, import_distributed, result_of
-from .tasks import cancel
+from .session import RunTicket
+from .tasks import run_block_tasks
 
 
-def _plan_job(plan):
-    return plan
-
-
-def _block_task(task: Callable, plan, index: int, args: tuple, ticket: RunTicket):
+def _block_task(plan, index: int, task: Callable, args: tuple, ticket: RunTicket):
     with stop_when(ticket.stop_check()):
         return task(plan, index, *args)
 
@@ -32,30 +28,10 @@ def cluster_runner(client, directories: Iterable[Path], *, scheduler: object = "
     """A :data:`hsiuu_cli.simulate.Runner` whose blocks are tasks on ``client``'s cluster (the
     outputs' temporaries in ``directories``). Ctrl-C, a failed block or a lost scheduler
     (ClusterError) stops every task of the pass."""
-    distributed = import_distributed()
     directories = list(directories)
 
     def run(task: Callable, plan, on_result: Callable[[int, object], None], *args) -> None:
-        pass_run = Run(client, directories)
-        # a task that returns the plan rather than scattered data: should every worker holding it
-        # die, the scheduler can make it again
-        name = task.__name__.replace("_", "-")
-        job = client.submit(_plan_job, plan, key=f"hsiuu-simulate-{name}-plan-{pass_run.id}", pure=False)
-        futures = {
-            client.submit(_block_task, task, job, index, args, pass_run.ticket, key=f"hsiuu-simulate-{name}-{index}-{pass_run.id}",
-                          pure=False): index
-            for index in range(len(plan.blocks))
-        }
-        try:
-            for future in distributed.as_completed(futures):
-                on_result(futures[future], result_of(future, scheduler))
-        except BaseException:
-            pass_run.stop()
-            cancel(client, [*futures, job])
-            raise
-        finally:
-            pass_run.sweep()
-            if connected(client):
-                cancel(client, [job])
+        run_block_tasks(client, "simulate-" + task.__name__.replace("_", "-"), plan, _block_task,
+                        [(index, task, args) for index in range(len(plan.blocks))], on_result, directories, scheduler)
 
     return run
