@@ -291,6 +291,27 @@ def test_one_scene_unmixed_in_blocks_equals_local(runner, cluster, tmp_path, mon
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("ext", [".hdr", ".tif"])
+def test_one_scene_simulated_in_blocks_equals_local(runner, cluster, tmp_path, monkeypatch, ext):
+    from hsiuu_cli import simulate
+
+    scene = large_scene(tmp_path, rows=162, cols=42)  # not a multiple of 4: the cut reference is written too
+    # the plan is made on the client: ten blocks of 4 LR rows, each reading 2 more above and below
+    monkeypatch.setattr(simulate, "BLOCK_BYTES", 4 * 4 * 42 * 6 * 4)
+    args = ["simulate", scene, "-r", 4, "--srf", "ikonos:blue,green,red,nir", "--snr", 30, "--seed", 5]
+    runs = {}
+    for where, extra in (("local", []), ("remote", ["--scheduler", cluster.address])):
+        (tmp_path / where).mkdir()
+        result = invoke(runner, *args, "-o", tmp_path / where / f"case{ext}", *extra)
+        assert result.exit_code == 0, result.output
+        runs[where] = files(tmp_path / where)
+    assert "blocks of rows on the Dask cluster" in result.stderr and "16 no-data pixels" in result.stderr
+    assert runs["remote"] == runs["local"]
+    assert len(runs["local"]) == (6 if ext == ".hdr" else 3)
+    assert read_cube(tmp_path / "remote" / f"case_lr{ext}").shape == (40, 10, 6)
+    assert leftovers(tmp_path) == []
+
+
 def start_cli(args: list, cwd: Path, **env) -> subprocess.Popen:
     # SIGINT back to its default: a test run started in the background inherits it ignored, and
     # Python then installs no KeyboardInterrupt handler

@@ -7,6 +7,9 @@
   workers into one pre-allocated output (:mod:`.superres`).
 * :func:`.unmix.write_blocks_on_cluster` — one scene's FCLS abundances as blocks of rows written
   by the workers into the pre-allocated abundance and residual cubes (:mod:`.unmix`).
+* :func:`.simulate.cluster_runner` — one scene's simulation as blocks of rows, a pass over them
+  as tasks: the survey (no-data, signal power), then the blocks written by the workers into the
+  pre-allocated outputs (:mod:`.simulate`).
 
 Dask is an optional extra (``pip install 'hsiuu[dask]'``): nothing here imports it at import time,
 so commands run without ``--scheduler`` never load it. docs/scale.md says what each command
