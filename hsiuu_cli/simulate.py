@@ -34,6 +34,7 @@ from . import degrade
 from .cube import Cube
 from .errors import InvalidDataError, ParameterError
 from .grid import coarsened_transform
+from .io.scene_rows import SceneFile
 from .srf import SpectralResponse, load_srf, srf_matrix
 
 BLOCK_BYTES = 64 * 2**20
@@ -68,39 +69,19 @@ def whole_blocks(rows: int, cols: int, ratio: int | None) -> tuple[int, int]:
 
 class CubeRows:
     """Rows of a cube's whole-block grid: physical values (float32, every band) and the valid
-    pixels (:meth:`Cube.valid_mask` on the bands ``good``).
+    pixels (:meth:`Cube.valid_mask` on the bands ``good``), read from ``scene``
+    (:class:`hsiuu_cli.io.scene_rows.SceneFile`: a worker opens a scene file itself)."""
 
-    Made with the ``path`` of an (uncompressed) ENVI scene, it pickles as that path, and each read
-    maps the scene afresh (:func:`hsiuu_cli.io.envi.remap`): a block reads only its rows, and the
-    pages it read leave the process's resident memory with it, rather than the whole scene piling
-    up in one map kept over every block (which a Dask nanny would count against a worker's limit).
-    """
-
-    def __init__(self, cube: Cube, cols: int, good: np.ndarray, path: str | Path | None = None):
-        self._cube, self.cols, self.good = cube, cols, good
-        self.path = None if path is None else Path(path)
-        self._layout = None
-
-    def __getstate__(self) -> dict:
-        return dict(self.__dict__, _cube=None) if self.path is not None else dict(self.__dict__)
+    def __init__(self, scene: SceneFile, cols: int, good: np.ndarray):
+        self.scene, self.cols, self.good = scene, cols, good
 
     @property
     def cube(self) -> Cube:
-        if self._cube is None:
-            from .io import read_cube
-
-            self._cube = read_cube(self.path)
-        return self._cube
+        return self.scene.cube
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        data = self.cube.data
-        if self.path is not None:
-            from .io.envi import open_layout, remap
-
-            if self._layout is None:
-                self._layout = open_layout(self.path)
-            data = remap(self._layout)
-        part = self.cube.replace(data=data[start:stop, : self.cols])
+        part = self.scene.rows(start, stop)
+        part = part.replace(data=part.data[:, : self.cols])
         return part.physical(), part.valid_mask(self.good)
 
 
@@ -210,7 +191,7 @@ def plan_simulation(
         spatial = dict(method=psf, sigma=sigma, kernel_size=kernel_size, offset=offset)
         # checked here, before any block: a block's strip is a whole-block grid too
         degrade.spatial_degrade(np.zeros((ratio, ratio, 1), np.float32), ratio, **spatial)
-    source = CubeRows(cube, cols, good, path)
+    source = CubeRows(SceneFile(cube, path), cols, good)
     shifted = None
     if shift is not None and tuple(shift) != (0, 0):
         hr, valid = source.read(0, rows)
