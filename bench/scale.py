@@ -10,6 +10,8 @@ Run from the repository root (needs `pip install -e ".[dask]"`):
     python bench/scale.py unmix               # one 1500 × 1500 × 198 scene unmixed in blocks: local, 2 workers, old code
     python bench/scale.py fuse                # one 4000 × 4000 × 4 MSI + 500 × 500 × 31 HSI fused in blocks: old code
                                               # (local, one task), local blocks, 2 workers (--fuse-side 512: a quick check)
+    python bench/scale.py simulate            # one 2000 × 2000 × 100 scene simulated in blocks: old code, local, 2 workers
+    python bench/scale.py simulate --simulate-side 400   # the same, small (a functional check)
     python bench/scale.py startup             # `hsiuu --help` and the imports of the default path
     python bench/scale.py all
 
@@ -66,7 +68,7 @@ def digest(directory: Path) -> dict[str, str]:
 class Cluster:
     """`dask scheduler` + `dask worker --nworkers N --nthreads 1` on 127.0.0.1."""
 
-    def __init__(self, workers: int, directory: Path, env: dict | None = None):
+    def __init__(self, workers: int, directory: Path, preload: bool = False, env: dict | None = None):
         import distributed
 
         self.directory = directory
@@ -86,7 +88,8 @@ class Cluster:
         self.address = json.loads(scheduler_file.read_text())["address"]
         self.processes.append(subprocess.Popen(
             [sys.executable, "-m", "dask", "worker", self.address, "--nworkers", str(workers), "--nthreads", "1",
-             "--no-dashboard", "--local-directory", str(directory)], stdout=log, stderr=log, env=environment, cwd=cwd))
+             "--no-dashboard", "--local-directory", str(directory)]
+            + (["--preload", "hsiuu_cli.cluster.preload"] if preload else []), stdout=log, stderr=log, env=environment, cwd=cwd))
         self.client = distributed.Client(self.address)
         self.client.wait_for_workers(workers, timeout=300)
         self.start_seconds = time.perf_counter() - started
@@ -168,24 +171,28 @@ def many(args, work: Path) -> None:
             shutil.rmtree(out, ignore_errors=True)
             record(name, timed(command + ["--out-dir", out, "-j", jobs], env), out)
         for workers in (1, 2):
-            cluster = Cluster(workers, work / "many" / f"dask{workers}")
-            try:
-                out = work / "many" / f"cluster{workers}"
-                shutil.rmtree(out, ignore_errors=True)
-                before = cluster.cpu_seconds()
-                wall, client_cpu = timed(command + ["--out-dir", out, "--scheduler", cluster.address])
-                cpu = client_cpu + cluster.cpu_seconds() - before
-                label = f"{workers} worker{'s' if workers > 1 else ''} (1 thread each)"
-                record(label, (wall, cpu), out, f"cluster start {cluster.start_seconds:.1f} s")
-                # The same run again on the same workers: what a standing cluster gives from its second
-                # run on (the workers have imported torch, ONNX Runtime and hsiuu during the first).
-                out = work / "many" / f"cluster{workers}warm"
-                shutil.rmtree(out, ignore_errors=True)
-                before = cluster.cpu_seconds()
-                wall, client_cpu = timed(command + ["--out-dir", out, "--scheduler", cluster.address])
-                record(label + ", warm workers", (wall, client_cpu + cluster.cpu_seconds() - before), out)
-            finally:
-                cluster.close()
+            label = f"{workers} worker{'s' if workers > 1 else ''} (1 thread each)"
+            for preload in (False, True):
+                cluster = Cluster(workers, work / "many" / f"dask{workers}", preload=preload)
+                try:
+                    out = work / "many" / f"cluster{workers}{preload}"
+                    shutil.rmtree(out, ignore_errors=True)
+                    before = cluster.cpu_seconds()
+                    wall, client_cpu = timed(command + ["--out-dir", out, "--scheduler", cluster.address])
+                    cpu = client_cpu + cluster.cpu_seconds() - before
+                    name = label + (", preloaded workers" if preload else "")
+                    record(name, (wall, cpu), out, f"cluster start {cluster.start_seconds:.1f} s")
+                    if preload:
+                        continue
+                    # The same run again on the same workers: what a standing cluster gives from its second
+                    # run on (the workers have imported torch, ONNX Runtime and hsiuu during the first).
+                    out = work / "many" / f"cluster{workers}warm"
+                    shutil.rmtree(out, ignore_errors=True)
+                    before = cluster.cpu_seconds()
+                    wall, client_cpu = timed(command + ["--out-dir", out, "--scheduler", cluster.address])
+                    record(label + ", warm workers", (wall, client_cpu + cluster.cpu_seconds() - before), out)
+                finally:
+                    cluster.close()
     best: dict[str, tuple[float, float]] = {}
     for name, seconds, _ in rows:
         best[name] = min(seconds, best.get(name, seconds))
@@ -197,7 +204,7 @@ def many(args, work: Path) -> None:
         same = "yes" if outputs[name] == reference else "NO"
         print(f"| {name} | {seconds:.1f} | {cpu:.1f} | {args.scenes / seconds:.3f} | {one / seconds:.2f}× | {same} |")
     local1 = best["local, 1 thread (OMP_NUM_THREADS=1)"]
-    for warm in ("", ", warm workers"):
+    for warm in ("", ", preloaded workers", ", warm workers"):
         one, two = best[f"1 worker (1 thread each){warm}"], best[f"2 workers (1 thread each){warm}"]
         print(f"\n{warm.strip(', ').capitalize() or 'Fresh workers'}: 2 workers vs 1 worker: {one[0] / two[0]:.2f}× the throughput "
               f"(target ≥ 1.7×); 1 worker vs local on one thread: {100 * (one[0] / local1[0] - 1):+.1f} % wall time, "
@@ -266,6 +273,19 @@ def large(args, work: Path) -> None:
             shutil.rmtree(folder / f"cluster{workers}", ignore_errors=True)
 
 
+OLD_HSIUU = [sys.executable, "-c", "import sys; from hsiuu_cli.cli.entry import main; sys.argv[0] = 'hsiuu'; main()"]
+"""The command line of the hsiuu_cli package on PYTHONPATH (run with cwd="/" so this checkout's is not found)."""
+
+
+def code_of(commit: str, folder: Path) -> Path:
+    """``folder`` holding the hsiuu_cli package of ``commit`` (extracted once), for PYTHONPATH."""
+    if not folder.exists():
+        folder.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "hsiuu_cli"], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
+
+
 def unmix_large(args, work: Path) -> None:
     """One large scene unmixed by blocks of rows (vca-fcls): here, on 2 workers, and by the code of
     ``--baseline`` (which held the whole scene in memory), side by side."""
@@ -285,13 +305,8 @@ def unmix_large(args, work: Path) -> None:
         values = np.rint(np.tile(block, (reps[0], reps[1], 1))[:side, :side] * 10000).astype(np.int16)
         write_cube(Cube(data=values, scale_factor=10000.0), source)
         del values
-    baseline = folder / "baseline_code"
-    if not baseline.exists():
-        baseline.mkdir()
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline, "hsiuu_cli"], capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive.stdout, check=True)
+    baseline = code_of(args.baseline, folder / "baseline_code")
     command = ["-q", "unmix", str(source), "--method", "vca-fcls", "-k", "4"]
-    runner = [sys.executable, "-c", "import sys; from hsiuu_cli.cli.entry import main; sys.argv[0] = 'hsiuu'; main()"]
     print(f"\n### One scene unmixed in blocks: {side}×{side}×198 int16 (Jasper Ridge tiled), vca-fcls -k 4\n")
     print(f"{load()} before.\n")
     rows = []
@@ -301,7 +316,7 @@ def unmix_large(args, work: Path) -> None:
 
     out = folder / "baseline"
     shutil.rmtree(out, ignore_errors=True)
-    seconds, rss, _ = run_measured(runner + command + ["-o", str(out)], env=dict(os.environ, PYTHONPATH=str(baseline)), cwd="/")
+    seconds, rss, _ = run_measured(OLD_HSIUU + command + ["-o", str(out)], env=dict(os.environ, PYTHONPATH=str(baseline)), cwd="/")
     rows.append((f"local, code of {args.baseline} (whole scene in memory)", seconds, f"{rss}", out))
     print(f"  baseline: {seconds:.1f} s, {rss} MB ({load()})", file=sys.stderr, flush=True)
     out = folder / "local"
@@ -329,6 +344,83 @@ def unmix_large(args, work: Path) -> None:
         same = "yes" if outputs(directory) == local else "no"
         print(f"| {name} | {seconds:.1f} | {rss} | {same} | {difference:.2e} |")
     print(f"\n{load()} after.")
+
+
+def simulate_large(args, work: Path) -> None:
+    """One large scene simulated by blocks of rows (×4 and Sentinel-2 bands): by the code of
+    ``--simulate-baseline`` (the whole scene in memory), here, and on 2 workers, side by side; then
+    with --snr here and on 2 workers (the noise is per block, so it differs from the old code's)."""
+    from hsiuu_cli.io import open_envi_windows
+
+    folder = work / "simulate"
+    folder.mkdir(parents=True, exist_ok=True)
+    side, bands = args.simulate_side, args.bands
+    source = folder / f"scene_{side}x{side}x{bands}.hdr"
+    if not source.exists():
+        # smooth spectra of four materials in random proportions, int16 with a scale factor as
+        # products ship; written a strip at a time so this script never holds the scene
+        rng = np.random.default_rng(0)
+        grid = np.linspace(0, 1, bands)
+        spectra = np.stack([0.2 + 0.15 * np.sin(2 * np.pi * (k + 1) * grid / 3 + k) for k in range(4)]).astype(np.float32)
+        header = Cube(data=np.broadcast_to(np.int16(0), (side, side, bands)), scale_factor=10000.0,
+                      wavelengths=np.linspace(400.0, 2400.0, bands))
+        with open_envi_windows(header, source) as windows:
+            for start in range(0, side, 100):
+                rows = min(100, side - start)
+                mix = rng.dirichlet(np.ones(4), size=(rows, side)).astype(np.float32)
+                windows.write(start, 0, np.rint(mix @ spectra * 10000).astype(np.int16))
+    baseline = code_of(args.simulate_baseline, folder / f"baseline_code_{args.simulate_baseline}")
+    command = ["-q", "simulate", str(source), "-r", "4", "--srf", "sentinel2a"]
+    print(f"\n### One scene simulated in blocks: {side}×{side}×{bands} int16, -r 4 --srf sentinel2a\n")
+    print(f"{load()} before.\n")
+    rows = []
+
+    def measured(name: str, out: Path, run: list, **options) -> None:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        seconds, rss, _ = run_measured(run + ["-o", str(out / "case")], **options)
+        rows.append((name, seconds, f"{rss}", out))
+        print(f"  {name}: {seconds:.1f} s, {rss} MB ({load()})", file=sys.stderr, flush=True)
+
+    measured(f"local, code of {args.simulate_baseline} (whole scene in memory)", folder / "baseline", OLD_HSIUU + command,
+             env=dict(os.environ, PYTHONPATH=str(baseline)), cwd="/")
+    measured("local, blocks of rows", folder / "local", HSIUU + command)
+    measured("local, blocks of rows, --snr 30", folder / "local_snr", HSIUU + command + ["--snr", "30"])
+    cluster = Cluster(2, folder / "dask2")
+    try:
+        for name, out, extra in (("2 workers (1 thread each), blocks written by the workers", folder / "cluster2", []),
+                                 ("2 workers, --snr 30", folder / "cluster2_snr", ["--snr", "30"])):
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            cluster.client.run(_reset_peak_rss)
+            seconds, client_rss, _ = run_measured(HSIUU + command + extra + ["-o", str(out / "case"), "--scheduler", cluster.address])
+            peaks = cluster.peak_rss_mb()
+            rows.append((name, seconds, ", ".join(f"{p:.0f}" for p in peaks) + f" (client {client_rss})", out))
+            print(f"  {name}: {seconds:.1f} s, workers {peaks} MB, client {client_rss} MB ({load()})", file=sys.stderr, flush=True)
+    finally:
+        cluster.close()
+    references = {False: folder / "local", True: folder / "local_snr"}
+    print("| run | wall s | peak RSS MB | outputs identical to local blocks (same options) | values that differ, max. rel. difference |")
+    print("|---|---|---|---|---|")
+    for name, seconds, rss, directory in rows:
+        reference = references["snr" in directory.name]
+        same = "yes" if digest(directory) == digest(reference) else "no"
+        differences = []
+        for role in ("lr", "msi"):
+            mine, theirs = (np.asarray(read_cube(d / f"case_{role}.hdr").data, dtype=np.float64) for d in (directory, reference))
+            changed = int((mine != theirs).sum())
+            relative = float(np.max(np.abs(mine - theirs) / np.maximum(np.abs(theirs), 1e-30)))
+            differences.append(f"{role}: {changed} of {mine.size}, {relative:.1e}")
+        print(f"| {name} | {seconds:.1f} | {rss} | {same} | {'; '.join(differences)} |")
+    print(f"\n{load()} after.")
+    if not args.keep:
+        for _, _, _, directory in rows:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _reset_peak_rss() -> None:
+    """Start a worker's high-water mark (VmHWM) afresh: 5 to /proc/self/clear_refs resets it."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,12 +473,7 @@ def fuse_large(args, work: Path) -> None:
         inputs.mkdir()
         _fuse_inputs(inputs, side)
     lr_path, msi_path, srf_path = inputs / "lr.hdr", inputs / "msi.hdr", inputs / "srf.csv"
-    baseline = folder / "baseline_code"
-    if not baseline.exists():
-        baseline.mkdir()
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.fuse_baseline, "hsiuu_cli"], capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive.stdout, check=True)
-    old_code = {"PYTHONPATH": str(baseline)}
+    old_code = {"PYTHONPATH": str(code_of(args.fuse_baseline, folder / "baseline_code"))}
     command = ["-q", "fuse", str(lr_path), str(msi_path), "--srf-matrix", str(srf_path), "--seed", "0"]
     runner = [sys.executable, "-c", "import sys; from hsiuu_cli.cli.entry import main; sys.argv[0] = 'hsiuu'; main()"]
     print(f"\n### One pair fused in blocks: {side}×{side}×4 MSI + {side // 8}×{side // 8}×31 HSI, ratio 8, spectramorph, ENVI output\n")
@@ -542,7 +629,7 @@ def startup(args, work: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["many", "large", "unmix", "fuse", "geotiff", "startup", "all"])
+    parser.add_argument("what", choices=["many", "large", "unmix", "simulate", "fuse", "geotiff", "startup", "all"])
     parser.add_argument("--blocks", type=int, default=32, help="blocks of the GeoTIFF writer comparison")
     parser.add_argument("--scenes", type=int, default=24)
     parser.add_argument("--crop", type=int, default=48, help="side of the LR crops of the many-scenes run")
@@ -558,6 +645,8 @@ def main() -> None:
     parser.add_argument("--baseline", default="1b6532b", help="commit whose unmix held the whole scene in memory")
     parser.add_argument("--fuse-side", type=int, default=4000, help="MSI side of the fuse part (a multiple of 8)")
     parser.add_argument("--fuse-baseline", default="8c92706", help="commit whose fuse ran whole (one task on a cluster)")
+    parser.add_argument("--simulate-side", type=int, default=2000, help="side of the scene of the simulate part (--bands bands)")
+    parser.add_argument("--simulate-baseline", default="8c92706", help="commit whose simulate held the whole scene in memory")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="hsiuu-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -570,6 +659,8 @@ def main() -> None:
         unmix_large(args, work)
     if args.what in ("fuse", "all"):
         fuse_large(args, work)
+    if args.what in ("simulate", "all"):
+        simulate_large(args, work)
     if args.what in ("geotiff", "all"):
         geotiff(args, work)
     if args.what in ("large", "all"):

@@ -214,24 +214,46 @@ def noise_sigma(array: np.ndarray, snr_db: float) -> np.ndarray:
 
     The mean runs over the band's finite values; a band without any gets no noise.
     """
+    return sigma_for_power(*band_power(array), snr_db)
+
+
+def band_power(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per band, the sum of the squared finite values (float64) and their count: the signal power
+    of :func:`noise_sigma` in parts that add up, so an image made a block at a time can be given
+    the noise level of the whole (:func:`sigma_for_power` on the sums)."""
     data = _as_cube(array)
     finite = np.isfinite(data)
-    if not finite.any():
-        raise ParameterError("no finite values to measure the signal power for the SNR")
     squares = np.where(finite, data.astype(np.float64) ** 2, 0.0).sum(axis=(0, 1))
-    counts = finite.sum(axis=(0, 1))
+    return squares, finite.sum(axis=(0, 1))
+
+
+def sigma_for_power(squares: np.ndarray, counts: np.ndarray, snr_db: float) -> np.ndarray:
+    """:func:`noise_sigma` from the sums of :func:`band_power`."""
+    if not np.any(counts):
+        raise ParameterError("no finite values to measure the signal power for the SNR")
     power = squares / np.maximum(counts, 1)
     return np.sqrt(power / 10.0 ** (snr_db / 10.0))
 
 
-def add_noise(array: np.ndarray, snr_db: float, rng: np.random.Generator | int | None = None) -> np.ndarray:
-    """Add white Gaussian noise at ``snr_db`` per band (see :func:`noise_sigma`); NaN pixels stay NaN."""
+def check_snr(snr_db: float) -> None:
     if not np.isfinite(snr_db):
         raise ParameterError(f"SNR must be a finite number of dB, got {snr_db}")
+
+
+def add_noise(
+    array: np.ndarray, snr_db: float, rng: np.random.Generator | int | None = None, sigma: np.ndarray | None = None
+) -> np.ndarray:
+    """Add white Gaussian noise at ``snr_db`` per band (see :func:`noise_sigma`); NaN pixels stay NaN.
+
+    ``sigma``: the per-band noise level when the signal power was measured on a larger image than
+    ``array`` (one block of it).
+    """
+    check_snr(snr_db)
     rng = np.random.default_rng(rng)
     data = _as_cube(array)
     dtype = _float_dtype(data)
-    sigma = noise_sigma(data, snr_db)
+    if sigma is None:
+        sigma = noise_sigma(data, snr_db)
     noise = rng.standard_normal(data.shape) * sigma
     return _like_input((data + noise).astype(dtype), array)
 

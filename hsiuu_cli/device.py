@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import glob
+import sys
+
 from .errors import ParameterError
 
 DEVICES = ("auto", "cpu", "cuda")
+
+GPU_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia[0-9]*", "/dev/dxg", "/dev/kfd")
+"""What a Linux kernel shows when a GPU driver PyTorch could use is loaded (NVIDIA, WSL's GPU
+paravirtualisation, AMD ROCm)."""
+
+
+def _no_gpu_driver() -> bool:
+    """True where PyTorch cannot see a GPU for certain, known without importing it (which costs
+    1.5–3 s, most of a short CPU run): Linux with none of :data:`GPU_DRIVER_FILES`."""
+    return sys.platform.startswith("linux") and "torch" not in sys.modules and not any(
+        glob.glob(pattern) for pattern in GPU_DRIVER_FILES
+    )
 
 
 def resolve_device(device: str | None) -> str:
@@ -14,6 +29,8 @@ def resolve_device(device: str | None) -> str:
         raise ParameterError(f"unknown device '{device}' (use auto, cpu or cuda)")
     if choice == "cpu":
         return "cpu"  # without importing torch: CPU super-resolution runs on ONNX Runtime alone
+    if choice == "auto" and _no_gpu_driver():
+        return "cpu"
     import torch
 
     if torch.cuda.is_available():

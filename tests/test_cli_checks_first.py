@@ -101,7 +101,7 @@ def test_fuse_refuses_before_it_computes(runner, inputs, tmp_path, monkeypatch):
 
 
 def test_simulate_refuses_before_it_computes(runner, inputs, tmp_path, monkeypatch):
-    monkeypatch.setattr("hsiuu_cli.simulate.simulate_pair", never)
+    monkeypatch.setattr("hsiuu_cli.simulate.plan_simulation", never)
     before = fingerprint(inputs["folder"])
     # the prefix "in/lr" with a cube named in/lr_lr.hdr would write over it; here: lr_lr → make one
     lr_lr = write_cube(Cube(np.ones((8, 8, 3), np.float32)), inputs["folder"] / "x_lr.hdr")

@@ -357,7 +357,8 @@ def test_integer_output_that_clips_warns_and_unstorable_types_are_refused(runner
 def adaptable(tmp_path):
     """A 56 × 56 scene (large enough to adapt on at ×2) and a tiny ×2 model file."""
     from hsiuu_cli.superres.export import ModelInfo, export_model
-    from hsiuu_cli.superres.network import NetworkConfig, build_network
+    from hsiuu_cli.superres.config import NetworkConfig
+    from hsiuu_cli.superres.network import build_network
 
     import torch
 

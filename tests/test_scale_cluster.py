@@ -38,7 +38,7 @@ class ProcessCluster:
     """A `dask scheduler` and `dask worker` processes on 127.0.0.1 (workers single-threaded, no
     nanny, so a killed worker stays dead)."""
 
-    def __init__(self, directory: Path, workers: int):
+    def __init__(self, directory: Path, workers: int, preload: tuple[str, ...] = ()):
         self.directory = directory
         scheduler_file = directory / "scheduler.json"
         self.scheduler = self._start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
@@ -52,7 +52,8 @@ class ProcessCluster:
         self.address = json.loads(scheduler_file.read_text())["address"]
         self.workers = [
             self._start(["worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
-                         "--local-directory", str(directory), "--name", f"w{i}"], f"worker{i}")
+                         "--local-directory", str(directory), "--name", f"w{i}",
+                         *(arg for module in preload for arg in ("--preload", module))], f"worker{i}")
             for i in range(workers)
         ]
         with distributed.Client(self.address, timeout=30) as client:
@@ -187,6 +188,20 @@ def test_evaluate_and_fuse_run_as_one_task(runner, cluster, tmp_path):
     assert missing.exit_code == 1 and "nope.hdr: file not found" in missing.stderr
 
 
+def test_preloaded_worker_has_the_task_modules_before_its_first_task(tmp_path):
+    from hsiuu_cli.cluster.preload import TASK_MODULES
+
+    def loaded() -> list[str]:
+        return [name for name in TASK_MODULES if name in sys.modules]
+
+    running = ProcessCluster(tmp_path, workers=1, preload=("hsiuu_cli.cluster.preload",))
+    try:
+        with running.client() as client:
+            assert list(client.run(loaded).values()) == [list(TASK_MODULES)]
+    finally:
+        running.close()
+
+
 def test_local_cluster(runner, tmp_path):
     scenes = make_scenes(tmp_path / "in", 3)
     local = invoke(runner, "superres", *scenes, "-s", "3", "--method", "bicubic", "--out-dir", tmp_path / "local")
@@ -305,6 +320,27 @@ def test_one_scene_unmixed_in_blocks_equals_local(runner, cluster, tmp_path, mon
     assert runs["local"][0]["skipped_pixels"] == 16
     if how != "library":
         assert "one pixel of every 2 × 2" in runs["local"][0]["details"]["endmember_sample"]
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("ext", [".hdr", ".tif"])
+def test_one_scene_simulated_in_blocks_equals_local(runner, cluster, tmp_path, monkeypatch, ext):
+    from hsiuu_cli import simulate
+
+    scene = large_scene(tmp_path, rows=162, cols=42)  # not a multiple of 4: the cut reference is written too
+    # the plan is made on the client: ten blocks of 4 LR rows, each reading 2 more above and below
+    monkeypatch.setattr(simulate, "BLOCK_BYTES", 4 * 4 * 42 * 6 * 4)
+    args = ["simulate", scene, "-r", 4, "--srf", "ikonos:blue,green,red,nir", "--snr", 30, "--seed", 5]
+    runs = {}
+    for where, extra in (("local", []), ("remote", ["--scheduler", cluster.address])):
+        (tmp_path / where).mkdir()
+        result = invoke(runner, *args, "-o", tmp_path / where / f"case{ext}", *extra)
+        assert result.exit_code == 0, result.output
+        runs[where] = files(tmp_path / where)
+    assert "blocks of rows on the Dask cluster" in result.stderr and "16 no-data pixels" in result.stderr
+    assert runs["remote"] == runs["local"]
+    assert len(runs["local"]) == (6 if ext == ".hdr" else 3)
+    assert read_cube(tmp_path / "remote" / f"case_lr{ext}").shape == (40, 10, 6)
     assert leftovers(tmp_path) == []
 
 

@@ -124,6 +124,8 @@ def test_no_data_is_left_out_and_marked_nan():
 
 
 def test_noise_goes_on_lr_first_then_msi_from_one_generator():
+    """A scene of one block: one generator, default_rng([seed, 0]), which is default_rng(seed)
+    (larger scenes: tests/test_simulate_blocks.py)."""
     cube = scene()
     clean = simulate_pair(cube, ratio=4, srf="ikonos")
     noisy = simulate_pair(cube, ratio=4, srf="ikonos", snr=30, msi_snr=35, seed=2)

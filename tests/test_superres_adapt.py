@@ -25,7 +25,8 @@ from hsiuu_cli.superres.adapt import (
 from hsiuu_cli.superres.export import ModelInfo, export_model
 from hsiuu_cli.superres.guard import guarded_gain, shape_detail
 from hsiuu_cli.superres.inference import SuperResolver
-from hsiuu_cli.superres.network import NetworkConfig, build_network
+from hsiuu_cli.superres.config import NetworkConfig
+from hsiuu_cli.superres.network import build_network
 from hsiuu_cli.superres.registry import load_model
 
 

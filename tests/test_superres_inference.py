@@ -15,7 +15,8 @@ from hsiuu_cli.superres import super_resolve
 from hsiuu_cli.superres import registry
 from hsiuu_cli.superres.export import ModelInfo, export_model, sha256_file
 from hsiuu_cli.superres.inference import OnnxBackend, SuperResolver, TorchBackend, super_resolve_cube
-from hsiuu_cli.superres.network import NetworkConfig, build_network
+from hsiuu_cli.superres.config import NetworkConfig
+from hsiuu_cli.superres.network import build_network
 from hsiuu_cli.superres.registry import load_model, load_model_file
 
 from conftest import make_mixture

@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from hsiuu_cli.superres.network import (
-    NetworkConfig,
-    build_network,
-    receptive_field,
-    upsampling_factors,
-)
+from hsiuu_cli.superres.config import NetworkConfig, receptive_field, upsampling_factors
+from hsiuu_cli.superres.network import build_network
 from hsiuu_cli.superres.preprocess import (
     adapter_matrix,
     add_groups,

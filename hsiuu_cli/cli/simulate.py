@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .cluster import splits_into_blocks
 from .options import CreationOptions, Format, Inputs, Jobs, NameTemplate, OutDir, Overwrite, Scheduler, Seed
 
 
@@ -138,8 +139,18 @@ def simulate_command(
         creation_options=options,
         overwrite=overwrite,
     )
-    run_batch(list(zip(sources, prefixes)), functools.partial(simulate_file, **settings), workers=jobs, out_dir=out_dir,
-              scheduler=scheduler)
+    pairs = list(zip(sources, prefixes))
+    if scheduler is not None and len(pairs) == 1 and shift_value is None and splits_into_blocks(sources[0]):
+        # one scene: its blocks of rows are the tasks (a shift's spline needs the whole scene)
+        from ..cluster import connect
+        from .cluster import workers_text
+        from .common import info
+
+        with connect(scheduler) as client:
+            info(f"{sources[0].name}: blocks of rows on the Dask cluster at {scheduler} ({workers_text(client)})")
+            run_batch(pairs, functools.partial(simulate_file, **settings, client=client), out_dir=out_dir)
+    else:
+        run_batch(pairs, functools.partial(simulate_file, **settings), workers=jobs, out_dir=out_dir, scheduler=scheduler)
 
 
 def output_paths(source: Path, prefix: Path, format: str | None) -> tuple[str, dict[str, Path]]:
@@ -179,12 +190,27 @@ def simulate_file(
     format: str | None = None,
     creation_options: dict[str, str] | None = None,
     overwrite: bool = False,
+    client=None,
 ) -> list[Path]:
-    """Simulate the low-resolution cube and/or the multispectral image of one input; returns written paths."""
+    """Simulate the low-resolution cube and/or the multispectral image of one input; returns written paths.
+
+    The scene is degraded a block of rows at a time (:mod:`hsiuu_cli.simulate`): an ENVI input is
+    read a block at a time and ENVI outputs are written a block at a time, so neither is held whole;
+    with ``client``, the blocks are tasks on that Dask cluster.
+    """
+    from contextlib import ExitStack
+
+    import numpy as np
+
     from ..errors import HsiuuError
-    from ..io import check_creation_options, check_not_input, check_output, output_files, output_set, read_cube, write_cube
-    from ..simulate import simulate_pair, whole_blocks
-    from .common import info, warn
+    from ..io import (
+        check_creation_options, check_not_input, check_output, open_envi_windows, output_files, output_set, read_cube, write_cube,
+    )
+    from ..simulate import (
+        crop_text, gather_blocks, output_cubes, output_roles, output_shapes, plan_simulation, run_here, survey_scene,
+        whole_blocks, write_block,
+    )
+    from .common import info, progress, warn
 
     cube = read_cube(source)
     kind, paths = output_paths(source, prefix, format)
@@ -197,6 +223,22 @@ def simulate_file(
         else:
             info(f"{source}: {message}")
 
+    if client is None:
+        run_blocks = run_here
+    else:
+        from ..cluster.simulate import cluster_runner
+
+        run_blocks = cluster_runner(client, {path.parent for path in paths.values()})
+
+    def in_blocks(what: str, task, plan, on_result, *args) -> None:
+        with progress(f"{source.name}: {what}", len(plan.blocks)) as advance:
+
+            def counted(index: int, result) -> None:
+                on_result(index, result)
+                advance(1)
+
+            run_blocks(task, plan, counted, *args)
+
     try:
         # the outputs are checked before any work, and whether `hr` is one depends on the crop
         cropped = whole_blocks(cube.rows, cube.cols, ratio) != (cube.rows, cube.cols)
@@ -206,8 +248,10 @@ def simulate_file(
             check_not_input(cube, paths[role], kind)
             check_creation_options(paths[role], kind, creation_options, bands=cube.bands)
 
-        result = simulate_pair(
+        plan = plan_simulation(
             cube,
+            # an ENVI scene is a memory map, which each block reads its rows of (on a cluster, by its path)
+            path=source if isinstance(cube.data, np.memmap) else None,
             ratio=ratio,
             psf=psf,
             sigma=sigma,
@@ -220,25 +264,45 @@ def simulate_file(
             seed=seed,
             notice=notice,
         )
+        survey_scene(plan, lambda *arguments: in_blocks("survey", *arguments), notice)
+        if plan.cropped:
+            notice("crop", crop_text(cube, plan))
     except HsiuuError as exc:
         if exc.path is None:
             raise type(exc)(exc.message, source) from None
         raise
 
+    roles = output_roles(plan)
+    shapes = output_shapes(plan)
     written: list[Path] = []
     with output_set() as files:
-        for role, out in (("lr", result.lr), ("msi", result.msi), ("hr", result.hr if result.cropped else None)):
-            if out is not None:
+        if kind == "ENVI":
+            # only the shape and metadata of these are used: the blocks write the pixels
+            headers = output_cubes(cube, plan, {role: np.broadcast_to(np.float32(np.nan), shapes[role]) for role in roles})
+            with ExitStack() as stack:
+                outputs = {
+                    role: stack.enter_context(
+                        open_envi_windows(headers[role], paths[role], overwrite=overwrite, creation_options=creation_options)
+                    )
+                    for role in roles
+                }
+                in_blocks("blocks", write_block, plan, lambda index, result: None, outputs)
+            for role in roles:
+                written.append(paths[role])
+                files.extend(output_files(paths[role], kind))
+        else:
+            arrays = gather_blocks(plan, lambda *arguments: in_blocks("blocks", *arguments), roles)
+            for role, out in output_cubes(cube, plan, arrays).items():
                 written.append(write_cube(out, paths[role], format=kind, overwrite=overwrite, creation_options=creation_options))
                 files.extend(output_files(paths[role], kind))
     summary = []
-    if result.lr is not None:
+    if ratio is not None:
         spatial = "bicubic" if psf == "bicubic" else _psf_text(ratio, sigma, kernel_size, offset)
         if shift is not None:
             spatial += f", shifted {shift[0]:g}, {shift[1]:g} px"
-        summary.append(f"LR {result.lr.rows}×{result.lr.cols}×{result.lr.bands} ({spatial})")
-    if result.msi is not None:
-        summary.append(f"MSI {result.msi.rows}×{result.msi.cols}×{result.msi.bands} ({result.response.name})")
+        summary.append("LR {}×{}×{} ({})".format(*shapes["lr"], spatial))
+    if srf is not None:
+        summary.append("MSI {}×{}×{} ({})".format(*shapes["msi"], plan.response.name))
     if snr is not None or msi_snr is not None:
         summary.append(f"noise SNR {snr if snr is not None else '-'} / {msi_snr if msi_snr is not None else '-'} dB, seed {seed}")
     info(f"{source}: " + "; ".join(summary))

@@ -188,6 +188,7 @@ def _unmix_one(
         UnmixingResult, fit_library, plan_unmixing, progress_total, solve_in_memory, unmix, unmix_with_library,
         usable_bands,
     )
+    from ..io.scene_rows import SceneFile
     from ..unmixing.blocks import SceneRows, sample_stride, write_blocks
     from ..unmixing.quicklook import render_quicklook
 
@@ -227,7 +228,7 @@ def _unmix_one(
             wavelengths = None if wavelengths is None else wavelengths[inside]
         if by_blocks:
             with progress(f"{source.name}: endmembers", 1) as advance:
-                plan = plan_unmixing(SceneRows(source, bands, cube), count, method=method, seed=seed, library=spectra, names=names)
+                plan = plan_unmixing(SceneRows(SceneFile(cube, source), bands), count, method=method, seed=seed, library=spectra, names=names)
                 advance(1)
             if not in_place:
                 with progress(f"{source.name}: abundances", 1) as advance:

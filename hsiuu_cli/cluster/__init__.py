@@ -9,6 +9,9 @@
   by the workers into the pre-allocated abundance and residual cubes (:mod:`.unmix`).
 * :func:`.fuse.cluster_map` — one pair's fusion, after the per-scene fit on the client, as passes
   over blocks of HR rows written by the workers into the pre-allocated output (:mod:`.fuse`).
+* :func:`.simulate.cluster_runner` — one scene's simulation as blocks of rows, a pass over them
+  as tasks: the survey (no-data, signal power), then the blocks written by the workers into the
+  pre-allocated outputs (:mod:`.simulate`).
 
 Dask is an optional extra (``pip install 'hsiuu[dask]'``): nothing here imports it at import time,
 so commands run without ``--scheduler`` never load it. docs/scale.md says what each command

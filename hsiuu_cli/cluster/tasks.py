@@ -1,4 +1,5 @@
-"""Many scenes on a cluster: each input is one task, run by a worker, outputs written by that worker.
+"""Many scenes on a cluster: each input is one task, run by a worker, outputs written by that worker;
+and the blocks of one scene as tasks (:func:`run_block_tasks`).
 
 The worker writes to the same paths a local run would (a file system shared by the client and
 the workers is assumed), through the same atomic writes, so an output appears whole or not at
@@ -134,3 +135,37 @@ def cancel(client, futures) -> None:
         client.cancel(list(futures), force=True)
     except Exception:  # noqa: BLE001 - lost while cancelling
         pass
+
+
+def _job(payload):
+    return payload
+
+
+def run_block_tasks(
+    client, name: str, payload, task: Callable, calls: Sequence[tuple], on_result: Callable[[int, Any], None],
+    directories: Sequence[Path], scheduler: object = "the scheduler",
+) -> None:
+    """One scene's blocks as tasks: ``task(job, *calls[i], ticket)`` for each block ``i``, where
+    ``job`` is ``payload`` (sent once, as a task that returns it rather than scattered data: should
+    every worker holding it die, the scheduler can make it again) and ``ticket`` the run's
+    :class:`RunTicket`; each result goes to ``on_result(i, result)`` as it comes. Ctrl-C, a failed
+    block or a lost scheduler (ClusterError) stops every task of the run; the run's temporaries in
+    ``directories`` are swept at the end."""
+    distributed = import_distributed()
+    run = Run(client, directories)
+    job = client.submit(_job, payload, key=f"hsiuu-{name}-scene-{run.id}", pure=False)
+    futures = {
+        client.submit(task, job, *args, run.ticket, key=f"hsiuu-{name}-block-{index}-{run.id}", pure=False): index
+        for index, args in enumerate(calls)
+    }
+    try:
+        for future in distributed.as_completed(futures):
+            on_result(futures[future], result_of(future, scheduler))
+    except BaseException:
+        run.stop()
+        cancel(client, [*futures, job])
+        raise
+    finally:
+        run.sweep()
+        if connected(client):
+            cancel(client, [job])

@@ -12,16 +12,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
-
 from ..io.atomic import stop_when
 from ..unmixing.blocks import BlockAbundances, BlockTotals, write_block
-from .session import Run, RunTicket, connected, import_distributed, result_of
-from .tasks import cancel
-
-
-def _scene_job(source, endmembers: np.ndarray):
-    return source, endmembers
+from .session import RunTicket
+from .tasks import run_block_tasks
 
 
 def unmix_block(job, start: int, stop: int, abundances_out, residual_out, ticket: RunTicket) -> BlockAbundances:
@@ -38,28 +32,14 @@ def write_blocks_on_cluster(
     """Every block of ``plan`` (an ``UnmixingPlan`` on a scene file every worker sees) as a task on
     ``client``'s cluster, written into ``abundances_out`` and ``residual_out`` (``EnviWindows``).
     Ctrl-C, a failed block or a lost scheduler (ClusterError) stops every task of the run."""
-    distributed = import_distributed()
-    run = Run(client, [abundances_out.output.parent])
-    # a task that returns the scene and endmembers rather than scattered data: should every worker
-    # holding it die, the scheduler can make it again
-    job = client.submit(_scene_job, plan.source, plan.endmembers, key=f"hsiuu-unmix-scene-{run.id}", pure=False)
-    futures = {
-        client.submit(unmix_block, job, start, stop, abundances_out, residual_out, run.ticket,
-                      key=f"hsiuu-unmix-block-{index}-{run.id}", pure=False): index
-        for index, (start, stop) in enumerate(plan.blocks)
-    }
     totals = BlockTotals()
-    try:
-        for future in distributed.as_completed(futures):
-            totals.add(futures[future], result_of(future, scheduler))
-            if progress is not None:
-                progress(1)
-    except BaseException:
-        run.stop()
-        cancel(client, [*futures, job])
-        raise
-    finally:
-        run.sweep()
-        if connected(client):
-            cancel(client, [job])
+
+    def add(index: int, block: BlockAbundances) -> None:
+        totals.add(index, block)
+        if progress is not None:
+            progress(1)
+
+    run_block_tasks(client, "unmix", (plan.source, plan.endmembers), unmix_block,
+                    [(start, stop, abundances_out, residual_out) for start, stop in plan.blocks], add,
+                    [abundances_out.output.parent], scheduler)
     return totals

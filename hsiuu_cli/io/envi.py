@@ -374,13 +374,24 @@ def memmap_data(layout: EnviLayout) -> np.ndarray:
     if layout.compressed:
         raw = np.frombuffer(raw_bytes, dtype=layout.dtype, count=expected // layout.dtype.itemsize, offset=layout.offset)
         raw = raw.reshape(layout.file_shape)
-    else:
-        try:
-            raw = np.memmap(layout.data, dtype=layout.dtype, mode="r", offset=layout.offset, shape=layout.file_shape)
-        except (OSError, ValueError) as exc:
-            raise CubeReadError(f"cannot map data file ({exc})", layout.data) from None
-    order = {"bsq": (1, 2, 0), "bil": (0, 2, 1), "bip": (0, 1, 2)}[layout.interleave]
-    return raw.transpose(order)
+        return raw.transpose(_ROWS_COLS_BANDS[layout.interleave])
+    return remap(layout)
+
+
+def remap(layout: EnviLayout) -> np.ndarray:
+    """A new read-only rows × cols × bands map of an uncompressed data file that
+    :func:`memmap_data` has checked. The pages a map has read count as the process's resident
+    memory until the map goes (every view of it dropped): a reader of a large scene a block at a
+    time maps it afresh for each block to hold no more than the block."""
+    try:
+        raw = np.memmap(layout.data, dtype=layout.dtype, mode="r", offset=layout.offset, shape=layout.file_shape)
+    except (OSError, ValueError) as exc:
+        raise CubeReadError(f"cannot map data file ({exc})", layout.data) from None
+    return raw.transpose(_ROWS_COLS_BANDS[layout.interleave])
+
+
+_ROWS_COLS_BANDS = {"bsq": (1, 2, 0), "bil": (0, 2, 1), "bip": (0, 1, 2)}
+"""The axes of a data file's array (as stored) that make it rows × cols × bands."""
 
 
 def _decompressed(path: Path) -> bytes:

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import __version__
 from ..io import atomic_write
-from .network import NetworkConfig, receptive_field
+from .config import NetworkConfig, receptive_field
 from .preprocess import NORMALISATION
 
 FORMAT_TAG = "hsiuu-superres/1"

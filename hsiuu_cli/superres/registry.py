@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import ModelError, ParameterError
 from .export import ModelInfo, model_paths, sha256_bytes
-from .network import SUPPORTED_SCALES
+from .config import SUPPORTED_SCALES
 
 MODELS_ENV = "HSIUU_MODELS_DIR"
 

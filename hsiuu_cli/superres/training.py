@@ -30,7 +30,8 @@ from ..cube import Cube
 from ..device import resolve_device
 from ..errors import CubeReadError, InvalidDataError, ModelError, ParameterError
 from ..torch_losses import spectral_angles
-from .network import SUPPORTED_SCALES, NetworkConfig, build_network
+from .config import SUPPORTED_SCALES, NetworkConfig
+from .network import build_network
 from .preprocess import adapter_matrix, band_groups, scene_statistics
 
 CHECKPOINT_SUFFIX = ".checkpoint.safetensors"

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from ..cube import Cube
 from ..errors import InvalidDataError, ParameterError
+from ..io.scene_rows import SceneFile
 from .fcls import fcls
 
 SAMPLE_PIXELS = 512 * 512
@@ -49,26 +48,13 @@ class ArrayRows:
 
 
 class SceneRows:
-    """Rows of a scene file in physical units, on the bands ``bands``, with its valid pixels (as
-    :meth:`Cube.valid_mask` and finite on those bands).
+    """Rows of a scene in physical units, on the bands ``bands``, with its valid pixels (as
+    :meth:`Cube.valid_mask` and finite on those bands), read from ``scene``
+    (:class:`hsiuu_cli.io.scene_rows.SceneFile`: a worker opens a scene file itself and maps it
+    afresh for each block)."""
 
-    It pickles as its path and bands: a worker opens the scene itself (a memory map for ENVI, so
-    a block reads only its rows).
-    """
-
-    def __init__(self, path: str | Path, bands: np.ndarray, cube: Cube | None = None):
-        self.path, self.bands, self._cube = Path(path), np.asarray(bands, dtype=np.int64), cube
-
-    def __getstate__(self) -> dict:
-        return {"path": self.path, "bands": self.bands, "_cube": None}
-
-    @property
-    def cube(self) -> Cube:
-        if self._cube is None:
-            from ..io import read_cube
-
-            self._cube = read_cube(self.path)
-        return self._cube
+    def __init__(self, scene: SceneFile, bands: np.ndarray):
+        self.scene, self.bands = scene, np.asarray(bands, dtype=np.int64)
 
     @property
     def band_count(self) -> int:
@@ -76,14 +62,14 @@ class SceneRows:
 
     @property
     def rows(self) -> int:
-        return self.cube.rows
+        return self.scene.cube.rows
 
     @property
     def cols(self) -> int:
-        return self.cube.cols
+        return self.scene.cube.cols
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        part = self.cube.replace(data=self.cube.data[start:stop])
+        part = self.scene.rows(start, stop)
         values = part.physical()[:, :, self.bands]
         valid = part.valid_mask() & np.isfinite(values).all(axis=2)
         return values, valid
