@@ -388,11 +388,11 @@ def test_worker_killed_while_fusing_blocks_output_still_identical(own_cluster, t
 
     import hsiuu_cli.fusion.blocks as blocks
     from hsiuu_cli import degrade
-    from hsiuu_cli.cluster import Run
     from hsiuu_cli.cluster.fuse import cluster_map
     from hsiuu_cli.fusion import fuse, plan_fusion
     from hsiuu_cli.fusion.blocks import ArrayOut, MsiRows, Sinks, run_blocks
     from hsiuu_cli.fusion.cubes import RowFile
+    from hsiuu_cli.io.scene_rows import SceneFile
 
     cube, _, _, _ = make_mixture(rows=192, cols=48, bands=6, seed=7)
     srf = np.kron(np.eye(3), np.ones((2, 1)))
@@ -401,7 +401,7 @@ def test_worker_killed_while_fusing_blocks_output_still_identical(own_cluster, t
     monkeypatch.setattr(blocks, "STRIP_BYTES", 1)
     monkeypatch.setattr(blocks, "BLOCK_VALUES", 8 * 48 * 6)  # 24 blocks of 8 rows, two passes
     local = fuse(lr, read_cube(msi_path).data, srf, epochs=10).fused
-    fit = plan_fusion(lr, read_cube(msi_path).data, srf, epochs=10, msi_rows=MsiRows(msi_path, (0, 0, 192, 48)))
+    fit = plan_fusion(lr, read_cube(msi_path).data, srf, epochs=10, msi_rows=MsiRows(SceneFile(path=msi_path), (0, 0, 192, 48)))
     out = RowFile(tmp_path / "out.f32", fit.plan.shape)
     fit.plan.sinks = Sinks(ArrayOut(out), scratch=ArrayOut(RowFile(tmp_path / "passes.f32", fit.plan.shape)))
     killed = []
@@ -412,7 +412,7 @@ def test_worker_killed_while_fusing_blocks_output_still_identical(own_cluster, t
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not killed:
                 for address, keys in watcher.processing().items():
-                    if any(str(k).startswith("hsiuu-fuse-block-1-") for k in keys):  # the consistency pass
+                    if any(str(k).startswith("hsiuu-fuse-consistency_pass-block-") for k in keys):
                         os.kill(pids[address], signal.SIGKILL)
                         killed.append(address)
                         break
@@ -421,7 +421,7 @@ def test_worker_killed_while_fusing_blocks_output_still_identical(own_cluster, t
     watcher = threading.Thread(target=kill_a_worker)
     with own_cluster.client() as client:
         watcher.start()
-        run_blocks(fit.plan, cluster_map(client, Run(client, [tmp_path])))
+        run_blocks(fit.plan, cluster_map(client, [tmp_path]))
     watcher.join()
     assert killed, "no block of the consistency pass was ever seen running"
     assert out[0:192].tobytes() == local.tobytes()

@@ -284,23 +284,14 @@ def fuse_command(
 
 
 def _run_blocks(plan, client, scheduler, output: Path, advance):
-    """Every block of ``plan``: in turn here, or (with ``client``) as tasks on its cluster, whose
-    temporaries are swept however the run ends."""
+    """Every block of ``plan``: in turn here, or (with ``client``) as tasks on its cluster."""
     from ..fusion.blocks import run_blocks
 
     if client is None:
         return run_blocks(plan, advance=advance)
-    from ..cluster import Run
     from ..cluster.fuse import cluster_map
 
-    run = Run(client, [output.parent])
-    try:
-        return run_blocks(plan, cluster_map(client, run, scheduler), advance=advance)
-    except BaseException:
-        run.stop()
-        raise
-    finally:
-        run.sweep()
+    return run_blocks(plan, cluster_map(client, [output.parent], scheduler), advance=advance)
 
 
 def _pass_scratch(plan, client, scratch: Path):

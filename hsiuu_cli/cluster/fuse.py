@@ -13,50 +13,30 @@ to the client, which adds it in row order. A worker holds the plan (LR-scale sta
 
 from __future__ import annotations
 
-import itertools
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
 from ..io.atomic import stop_when
-from .session import Run, RunTicket, connected, import_distributed, result_of
-from .tasks import cancel
+from .session import RunTicket
+from .tasks import run_block_tasks
 
 
-def _plan_job(plan):
-    return plan
-
-
-def fuse_task(task: Callable, plan, start: int, stop: int, args: tuple, ticket: RunTicket):
-    """The task: one block of one pass (``task(plan, start, stop, *args)``), stopped with its run."""
+def fuse_task(job, start: int, stop: int, ticket: RunTicket):
+    """The task: one block of one pass (``job``: the pass's function and the plan as that pass
+    sees it), stopped with its run."""
+    task, plan = job
     with stop_when(ticket.stop_check()):
-        return task(plan, start, stop, *args)
+        return task(plan, start, stop)
 
 
-def cluster_map(client, run: Run, scheduler: object = "the scheduler"):
+def cluster_map(client, directories: Sequence[Path], scheduler: object = "the scheduler"):
     """A ``map_blocks`` for :func:`hsiuu_cli.fusion.blocks.run_blocks` whose blocks are tasks on
-    ``client``'s cluster. Ctrl-C, a failed block or a lost scheduler (ClusterError) stops every task
-    of the run."""
-    distributed = import_distributed()
-    passes = itertools.count()
+    ``client``'s cluster, each pass a run of its own (:func:`hsiuu_cli.cluster.tasks.run_block_tasks`:
+    the run's temporaries in ``directories`` swept; Ctrl-C, a failed block or a lost scheduler stops
+    every task)."""
 
-    def map_blocks(task: Callable, plan, *args):
-        number = next(passes)
-        # a task that returns the plan rather than scattered data: should every worker holding it
-        # die, the scheduler can make it again (each pass sends the plan as the last one left it)
-        job = client.submit(_plan_job, plan, key=f"hsiuu-fuse-plan-{number}-{run.id}", pure=False)
-        futures = {
-            client.submit(fuse_task, task, job, start, stop, args, run.ticket,
-                          key=f"hsiuu-fuse-block-{number}-{index}-{run.id}", pure=False): index
-            for index, (start, stop) in enumerate(plan.blocks)
-        }
-        try:
-            for future in distributed.as_completed(futures):
-                yield futures[future], result_of(future, scheduler)
-        except BaseException:
-            run.stop()
-            cancel(client, [*futures, job])
-            raise
-        finally:
-            if connected(client):
-                cancel(client, [job])
+    def map_blocks(task: Callable, plan, on_result: Callable) -> None:
+        # each pass sends the plan as the client left it (the consistency solve, the guard's share)
+        run_block_tasks(client, f"fuse-{task.__name__}", (task, plan), fuse_task, plan.blocks, on_result, directories, scheduler)
 
     return map_blocks

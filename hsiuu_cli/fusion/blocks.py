@@ -30,12 +30,11 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
 import numpy as np
 
-from ..cube import Cube
+from ..io.scene_rows import SceneFile
 from .bicubic import BicubicStrips
 from .guard import CheckSums, Checks, StripChecks, blended, strip_checks
 from .observation import SensorFit, SolverSums
@@ -60,34 +59,19 @@ def row_blocks(rows: int, cols: int, bands: int, strip_rows: int) -> list[tuple[
 
 class MsiRows:
     """Rows of the MSI as stored (the gain fit absorbs any scale factor) and their validity
-    (:meth:`Cube.valid_mask`, and finite in every band), from a window of a scene file.
+    (:meth:`Cube.valid_mask`, and finite in every band), from a window of a scene
+    (:class:`hsiuu_cli.io.scene_rows.SceneFile`: with a path, a worker opens the file itself and
+    maps only the rows of its block)."""
 
-    It pickles as its path and window: a worker maps the file itself and reads only its rows.
-    """
-
-    def __init__(self, path: str | Path | None, window: tuple[int, int, int, int], cube: Cube | None = None):
-        self.path = None if path is None else Path(path)
+    def __init__(self, scene: SceneFile, window: tuple[int, int, int, int]):
+        self.scene = scene
         self.window = tuple(int(v) for v in window)
-        """First row, first column, rows, columns of the file."""
-        self._cube = cube
-
-    def __getstate__(self) -> dict:
-        if self.path is None:
-            raise TypeError("MSI rows of a cube without its file cannot go to another process")
-        return {"path": self.path, "window": self.window, "_cube": None}
-
-    @property
-    def cube(self) -> Cube:
-        if self._cube is None:
-            from ..io import read_cube
-
-            self._cube = read_cube(self.path)
-        return self._cube
+        """First row, first column, rows, columns of the scene."""
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         row, col, rows, cols = self.window
-        stop = min(stop, rows)
-        part = self.cube.replace(data=self.cube.data[row + start : row + stop, col : col + cols])
+        part = self.scene.rows(row + start, row + min(stop, rows))
+        part = part.replace(data=part.data[:, col : col + cols])
         values = np.asarray(part.data)
         valid = part.valid_mask() & np.isfinite(values).all(axis=2)
         return values, valid
@@ -393,26 +377,29 @@ def _final_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
     return BlockSums()
 
 
-MapBlocks = Callable[..., Iterable[tuple[int, object]]]
-"""``map_blocks(task, plan, *args)``: ``task(plan, start, stop, *args)`` for every block of the
-plan, yielding ``(block index, result)`` in any order."""
+MapBlocks = Callable[..., None]
+"""``map_blocks(task, plan, on_result)``: ``task(plan, start, stop)`` for every block of the plan,
+each result given to ``on_result(block index, result)`` as it comes, in any order."""
 
 
-def in_turn(task, plan: FusionPlan, *args) -> Iterator[tuple[int, object]]:
+def in_turn(task, plan: FusionPlan, on_result: Callable[[int, object], None]) -> None:
     """Every block in this process, in order."""
     for index, (start, stop) in enumerate(plan.blocks):
-        yield index, task(plan, start, stop, *args)
+        on_result(index, task(plan, start, stop))
 
 
-def in_order(results: Iterable[tuple[int, object]]) -> Iterator[tuple[int, object]]:
-    """Results that arrive in any order, given back in the order of their index as soon as they can be."""
-    pending: dict[int, object] = {}
-    following = 0
-    for index, result in results:
-        pending[index] = result
-        while following in pending:
-            yield following, pending.pop(following)
-            following += 1
+class InOrder:
+    """Results that arrive in any order, handed to ``use(index, result)`` in the order of their
+    index as soon as they can be (floating-point sums depend on the order)."""
+
+    def __init__(self, use: Callable[[int, object], None]):
+        self.use, self.pending, self.following = use, {}, 0
+
+    def __call__(self, index: int, result: object) -> None:
+        self.pending[index] = result
+        while self.following in self.pending:
+            self.use(self.following, self.pending.pop(self.following))
+            self.following += 1
 
 
 def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, advance: Callable[[float], None] = lambda n: None) -> Checks | None:
@@ -431,25 +418,23 @@ def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, advance: Calla
     if guard is not None:
         fused_bands = plan.shape[2] if plan.bad is None else plan.bad.good.size
         sums = CheckSums(plan.lr_valid.shape, fused_bands, plan.srf.shape[1])
-    for index, block in in_order(map_blocks(first_pass, plan)):
+    def add(index: int, block: BlockSums) -> None:
         for part in block.solver:
             solver.add(part)
         for part in block.checks:
             sums.add(part)
         advance(rows[index])
+
+    map_blocks(first_pass, plan, InOrder(add))
     if solver is not None:
         solver.finish()
         plan.pass_input, plan.pass_output = targets[0], targets[1]
-        for index, block in in_order(map_blocks(consistency_pass, plan)):
-            for part in block.checks:
-                sums.add(part)
-            advance(rows[index])
+        map_blocks(consistency_pass, plan, InOrder(add))
     checks = None
     if sums is not None:
         checks = sums.checks(guard.lr, guard.lr_valid, blend=guard.blend, lr_noise=guard.lr_noise, msi_noise=guard.msi_noise,
                              lr_target=guard.lr_target)
         plan.alpha = checks.alpha
     plan.pass_input, plan.pass_output = targets[-2], targets[-1]
-    for _ in in_order(map_blocks(final_pass, plan)):
-        pass
+    map_blocks(final_pass, plan, lambda index, block: None)
     return checks

@@ -35,6 +35,7 @@ from ..grid import (
     scaled_transform,
 )
 from ..io.envi import same_crs
+from ..io.scene_rows import SceneFile
 from . import FusionResult, SceneFit, plan_fusion
 from .bicubic import BicubicStrips
 from .blocks import ArrayOut, BadBands, MsiRows, Sinks, run_blocks
@@ -422,7 +423,7 @@ def plan_cubes(
         enlarged = BicubicStrips(lr[:, :, bad].astype(np.float32), msi_cube.rows // lr_cube.rows)
         bad_bands = BadBands(good, bad, enlarged)
     if msi_rows is None:
-        msi_rows = MsiRows(None, (0, 0, msi_cube.rows, msi_cube.cols), msi_cube)
+        msi_rows = MsiRows(SceneFile(msi_cube), (0, 0, msi_cube.rows, msi_cube.cols))
     try:
         # the MSI as stored: the fit of its gain absorbs any scale factor; read strip by strip
         return plan_fusion(lr[:, :, good], msi_cube.data, matrix, lr_valid=lr_cube.valid_mask(), msi_rows=msi_rows,
@@ -440,13 +441,13 @@ def msi_rows(pair: AlignedPair, msi_cube: Cube, msi_path: Path, scratch: Path | 
     see) it is written there as ENVI for them to read."""
     rows, cols = pair.hr.rows, pair.hr.cols
     if not pair.resampled:
-        return MsiRows(Path(msi_path).resolve(), (*pair.hr_offset, rows, cols), msi_cube)
+        return MsiRows(SceneFile(msi_cube, Path(msi_path).resolve()), (*pair.hr_offset, rows, cols))
     if scratch is None:
-        return MsiRows(None, (0, 0, rows, cols), pair.hr)
+        return MsiRows(SceneFile(pair.hr), (0, 0, rows, cols))
     from ..io import write_cube
 
     path = write_cube(pair.hr, Path(scratch).resolve() / "msi_resampled.hdr", format="ENVI")
-    return MsiRows(path, (0, 0, rows, cols))
+    return MsiRows(SceneFile(path=path), (0, 0, rows, cols))
 
 
 def output_cube(lr_cube: Cube, msi_cube: Cube, data, fit: SceneFit, lr_path: Path, msi_path: Path) -> Cube:
