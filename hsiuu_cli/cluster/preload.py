@@ -16,12 +16,22 @@ TASK_MODULES = (
     "torch",
     "onnx",
     "onnxruntime",
+    "rasterio",
+    "scipy.ndimage",
+    "scipy.optimize",
+    "threadpoolctl",
     "hsiuu_cli.cli.app",
+    "hsiuu_cli.metrics",
     "hsiuu_cli.superres.inference",
+    "hsiuu_cli.superres.adapt",
     "hsiuu_cli.unmixing",
     "hsiuu_cli.fusion",
+    "hsiuu_cli.fusion.blocks",
     "hsiuu_cli.simulate",
 )
+"""The heavy modules the tasks of ``superres``, ``unmix``, ``fuse`` and ``simulate`` import (a
+preloaded worker that ran 24 ``superres`` tasks had imported nothing more); rarer paths
+(``nmf``'s scikit-learn, SMILE's training) still load in their first task."""
 
 
 def dask_setup(worker=None) -> None:
