@@ -473,7 +473,7 @@ def fuse_large(args, work: Path) -> None:
         inputs.mkdir()
         _fuse_inputs(inputs, side)
     lr_path, msi_path, srf_path = inputs / "lr.hdr", inputs / "msi.hdr", inputs / "srf.csv"
-    old_code = {"PYTHONPATH": str(code_of(args.fuse_baseline, folder / "baseline_code"))}
+    old_code = None if args.fuse_baseline == "none" else {"PYTHONPATH": str(code_of(args.fuse_baseline, folder / "baseline_code"))}
     command = ["-q", "fuse", str(lr_path), str(msi_path), "--srf-matrix", str(srf_path), "--seed", "0"]
     runner = [sys.executable, "-c", "import sys; from hsiuu_cli.cli.entry import main; sys.argv[0] = 'hsiuu'; main()"]
     print(f"\n### One pair fused in blocks: {side}×{side}×4 MSI + {side // 8}×{side // 8}×31 HSI, ratio 8, spectramorph, ENVI output\n")
@@ -490,14 +490,16 @@ def fuse_large(args, work: Path) -> None:
         rows.append((name, seconds, who, out))
         print(f"  {name}: {seconds:.1f} s, {who} MB ({load()})", file=sys.stderr, flush=True)
 
-    run(f"local, code of {args.fuse_baseline} (whole HR cube in one process)", folder / "baseline", [], old_code)
+    if old_code is not None:
+        run(f"local, code of {args.fuse_baseline} (whole HR cube in one process)", folder / "baseline", [], old_code)
     run("local, blocks of rows written in place", folder / "local", [])
-    cluster = Cluster(1, folder / "dask_baseline", env=old_code)
-    try:
-        run(f"1 worker, code of {args.fuse_baseline}: the whole command one task", folder / "one_task",
-            ["--scheduler", cluster.address], old_code, cluster)
-    finally:
-        cluster.close()
+    if old_code is not None:
+        cluster = Cluster(1, folder / "dask_baseline", env=old_code)
+        try:
+            run(f"1 worker, code of {args.fuse_baseline}: the whole command one task", folder / "one_task",
+                ["--scheduler", cluster.address], old_code, cluster)
+        finally:
+            cluster.close()
     cluster = Cluster(2, folder / "dask2")
     try:
         run("2 workers (1 thread each), blocks written by the workers", folder / "cluster2", ["--scheduler", cluster.address],
@@ -644,7 +646,8 @@ def main() -> None:
     parser.add_argument("--unmix-side", type=int, default=1500, help="side of the scene of the unmix part")
     parser.add_argument("--baseline", default="1b6532b", help="commit whose unmix held the whole scene in memory")
     parser.add_argument("--fuse-side", type=int, default=4000, help="MSI side of the fuse part (a multiple of 8)")
-    parser.add_argument("--fuse-baseline", default="8c92706", help="commit whose fuse ran whole (one task on a cluster)")
+    parser.add_argument("--fuse-baseline", default="8c92706",
+                        help="commit whose fuse ran whole (one task on a cluster); 'none': time only today's code")
     parser.add_argument("--simulate-side", type=int, default=2000, help="side of the scene of the simulate part (--bands bands)")
     parser.add_argument("--simulate-baseline", default="8c92706", help="commit whose simulate held the whole scene in memory")
     args = parser.parse_args()
