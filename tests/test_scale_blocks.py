@@ -106,6 +106,9 @@ def test_windows_in_any_order_equal_a_whole_write(tmp_path, interleave, dtype, b
         for index in rng.permutation(len(windows)):
             r, c, h, w = windows[index]
             target.write(r, c, values[r : r + h, c : c + w])
+        # what a later pass of the same run reads back: native byte order, every band
+        back = target.read_rows(5, 19)
+        assert back.dtype == np.dtype(dtype).newbyteorder("=") and np.array_equal(back, values[5:19])
     assert (tmp_path / "parts.img").read_bytes() == (tmp_path / "whole.img").read_bytes()
     assert (tmp_path / "parts.hdr").read_text() == whole.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["parts.hdr", "parts.img", "whole.hdr", "whole.img"]

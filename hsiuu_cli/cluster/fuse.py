@@ -16,17 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..io.atomic import stop_when
-from .session import RunTicket
 from .tasks import run_block_tasks
 
 
-def fuse_task(job, start: int, stop: int, ticket: RunTicket):
+def fuse_task(job, start: int, stop: int):
     """The task: one block of one pass (``job``: the pass's function and the plan as that pass
-    sees it), stopped with its run."""
+    sees it)."""
     task, plan = job
-    with stop_when(ticket.stop_check()):
-        return task(plan, start, stop)
+    return task(plan, start, stop)
 
 
 def cluster_map(client, directories: Sequence[Path], scheduler: object = "the scheduler"):

@@ -14,14 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..io.atomic import stop_when
-from .session import RunTicket
 from .tasks import run_block_tasks
 
 
-def _block_task(plan, index: int, task: Callable, args: tuple, ticket: RunTicket):
-    with stop_when(ticket.stop_check()):
-        return task(plan, index, *args)
+def _block_task(plan, index: int, task: Callable, args: tuple):
+    return task(plan, index, *args)
 
 
 def cluster_runner(client, directories: Iterable[Path], *, scheduler: object = "the scheduler"):

@@ -141,21 +141,26 @@ def _job(payload):
     return payload
 
 
+def _run_block(task: Callable, job, ticket: RunTicket, *args):
+    # every block stops with its run: the stop signal is checked at each block of output it writes
+    with stop_when(ticket.stop_check()):
+        return task(job, *args)
+
+
 def run_block_tasks(
     client, name: str, payload, task: Callable, calls: Sequence[tuple], on_result: Callable[[int, Any], None],
     directories: Sequence[Path], scheduler: object = "the scheduler",
 ) -> None:
-    """One scene's blocks as tasks: ``task(job, *calls[i], ticket)`` for each block ``i``, where
-    ``job`` is ``payload`` (sent once, as a task that returns it rather than scattered data: should
-    every worker holding it die, the scheduler can make it again) and ``ticket`` the run's
-    :class:`RunTicket`; each result goes to ``on_result(i, result)`` as it comes. Ctrl-C, a failed
+    """One scene's blocks as tasks: ``task(job, *calls[i])`` for each block ``i``, stopped with the
+    run, where ``job`` is ``payload`` (sent once, as a task that returns it rather than scattered
+    data: should every worker holding it die, the scheduler can make it again); each result goes to ``on_result(i, result)`` as it comes. Ctrl-C, a failed
     block or a lost scheduler (ClusterError) stops every task of the run; the run's temporaries in
     ``directories`` are swept at the end."""
     distributed = import_distributed()
     run = Run(client, directories)
     job = client.submit(_job, payload, key=f"hsiuu-{name}-scene-{run.id}", pure=False)
     futures = {
-        client.submit(task, job, *args, run.ticket, key=f"hsiuu-{name}-block-{index}-{run.id}", pure=False): index
+        client.submit(_run_block, task, job, run.ticket, *args, key=f"hsiuu-{name}-block-{index}-{run.id}", pure=False): index
         for index, args in enumerate(calls)
     }
     try:

@@ -12,17 +12,14 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..io.atomic import stop_when
 from ..unmixing.blocks import BlockAbundances, BlockTotals, write_block
-from .session import RunTicket
 from .tasks import run_block_tasks
 
 
-def unmix_block(job, start: int, stop: int, abundances_out, residual_out, ticket: RunTicket) -> BlockAbundances:
+def unmix_block(job, start: int, stop: int, abundances_out, residual_out) -> BlockAbundances:
     """The task: one block of rows solved and written (see :func:`write_block`)."""
     source, endmembers = job
-    with stop_when(ticket.stop_check()):
-        return write_block(source, endmembers, start, stop, abundances_out, residual_out)
+    return write_block(source, endmembers, start, stop, abundances_out, residual_out)
 
 
 def write_blocks_on_cluster(

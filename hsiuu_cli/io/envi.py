@@ -263,11 +263,12 @@ class EnviLayout:
 
     @property
     def file_shape(self) -> tuple[int, int, int]:
-        return {
-            "bsq": (self.bands, self.rows, self.cols),
-            "bil": (self.rows, self.bands, self.cols),
-            "bip": (self.rows, self.cols, self.bands),
-        }[self.interleave]
+        return self.stored_shape(self.rows, self.cols, self.bands, self.interleave)
+
+    @staticmethod
+    def stored_shape(rows: int, cols: int, bands: int, interleave: str) -> tuple[int, int, int]:
+        """The array a data file of this interleave stores (:data:`_ROWS_COLS_BANDS` turns it back)."""
+        return {"bsq": (bands, rows, cols), "bil": (rows, bands, cols), "bip": (rows, cols, bands)}[interleave]
 
 
 def _int_field(fields: dict[str, str], key: str, path: Path, default: int | None = None) -> int:
@@ -898,36 +899,12 @@ class EnviWindows:
         """Rows ``start:stop`` as written so far (every band, native byte order): a process that
         writes a window in several passes reads back its own earlier pass."""
         rows, cols, bands = self.shape
-        count, item = stop - start, self.dtype.itemsize
+        stored = EnviLayout.stored_shape(rows, cols, bands, self.interleave)
         try:
-            descriptor = os.open(self.data, os.O_RDONLY)
-        except OSError as exc:
-            raise CubeWriteError(f"cannot read output back ({exc.strerror})", self.output) from None
-        try:
-            if self.interleave == "bip":
-                values = _read_at(descriptor, self.dtype, count * cols * bands, start * cols * bands * item).reshape(count, cols, bands)
-            elif self.interleave == "bil":
-                values = _read_at(descriptor, self.dtype, count * bands * cols, start * bands * cols * item)
-                values = values.reshape(count, bands, cols).transpose(0, 2, 1)
-            else:
-                values = np.stack([_read_at(descriptor, self.dtype, count * cols, (b * rows + start) * cols * item).reshape(count, cols)
-                                   for b in range(bands)], axis=2)
-        finally:
-            os.close(descriptor)
-        return values.astype(self.dtype.newbyteorder("="))
-
-
-def _read_at(descriptor: int, dtype: np.dtype, count: int, offset: int) -> np.ndarray:
-    """``count`` values of ``dtype`` at ``offset``: pread may return fewer bytes than asked for."""
-    wanted = count * dtype.itemsize
-    pieces, done = [], 0
-    while done < wanted:
-        piece = os.pread(descriptor, wanted - done, offset + done)
-        if not piece:
-            raise OSError("the file is shorter than its layout")
-        pieces.append(piece)
-        done += len(piece)
-    return np.frombuffer(b"".join(pieces), dtype=dtype)
+            raw = np.memmap(self.data, dtype=self.dtype, mode="r", shape=stored)
+        except (OSError, ValueError) as exc:
+            raise CubeWriteError(f"cannot read output back ({exc})", self.output) from None
+        return np.array(raw.transpose(_ROWS_COLS_BANDS[self.interleave])[start:stop], dtype=self.dtype.newbyteorder("="))
 
 
 @contextmanager
