@@ -150,3 +150,67 @@ def test_a_two_pixel_coarse_scale_trains_without_the_prior():
     lr = degrade.spatial_degrade(cube, 4, sigma=2.0)
     result = fuse(lr, degrade.spectral_degrade(cube, srf), srf, seed=0, epochs=20)
     assert result.info["prior"] == "none"
+
+
+def test_reconstruction_loss_is_the_mean_squared_spectral_error():
+    import torch
+
+    from hsiuu_cli.fusion.spectramorph import ReconstructionLoss
+
+    generator = torch.Generator().manual_seed(0)
+    endmembers, targets = torch.rand(5, 60, generator=generator), torch.rand(40, 60, generator=generator)
+    coefficients = torch.randn(40, 5, generator=generator)
+    loss = ReconstructionLoss(endmembers, targets)
+    assert float(loss(coefficients)) == pytest.approx(float(torch.mean((coefficients @ endmembers - targets) ** 2)), rel=1e-5)
+    rows = torch.arange(40) % 3 == 0
+    expected = torch.mean((coefficients[rows] @ endmembers - targets[rows]) ** 2)
+    assert float(loss(coefficients[rows], rows)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def _validation_problem(learnable: bool):
+    """A tiny regression from 4 inputs to 3 coefficients of 10-band spectra: the targets a smooth function
+    of the inputs (learnable), or noise that only memorising can fit."""
+    import torch
+
+    from hsiuu_cli.fusion.spectramorph import ReconstructionLoss
+
+    rng = np.random.default_rng(0)
+    inputs = rng.standard_normal((120, 4)).astype(np.float32)
+    endmembers = rng.random((3, 10)).astype(np.float32)
+    coefficients = np.tanh(inputs[:, :3] + inputs[:, 1:]) if learnable else rng.standard_normal((120, 3))
+    targets = (coefficients @ endmembers).astype(np.float32)
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.GELU(), torch.nn.Linear(32, 3))
+    return network, torch.from_numpy(inputs), ReconstructionLoss(torch.from_numpy(endmembers), torch.from_numpy(targets))
+
+
+@pytest.mark.parametrize("learnable", [True, False])
+def test_cross_validation_stops_early_only_where_training_longer_overfits(learnable):
+    from hsiuu_cli.fusion.spectramorph import SpectraMorphSettings, cross_validated_epochs
+
+    network, inputs, loss = _validation_problem(learnable)
+    before = [p.detach().clone() for p in network.parameters()]
+    settings = SpectraMorphSettings(max_epochs=300)
+    epochs = cross_validated_epochs(network, network, loss, inputs, np.arange(120), settings)
+    assert all(np.array_equal(p.detach(), q) for p, q in zip(network.parameters(), before))  # weights restored
+    assert epochs > 150 if learnable else epochs < 60
+    assert cross_validated_epochs(network, network, loss, inputs, np.arange(120), settings) == epochs
+
+
+def test_without_the_prior_iterations_come_from_cross_validation(case):
+    _, lr, msi, srf, _ = case  # 12 × 12 LR pixels: 36 a fold
+    chosen = fuse(lr, msi, srf, seed=0, prior="none", max_epochs=80)
+    assert chosen.info["epochs_chosen_by"] == "4-fold cross-validation" and 1 <= chosen.info["epochs"] <= 80
+    given = fuse(lr, msi, srf, seed=0, prior="none", epochs=40)
+    assert given.info["epochs_chosen_by"] == "setting" and given.info["epochs"] == 40
+    with_prior = fuse(lr, msi, srf, seed=0)
+    assert with_prior.info["epochs_chosen_by"] == "setting" and with_prior.info["epochs"] == 150
+
+
+def test_too_few_pixels_for_the_folds_keep_the_set_iterations():
+    cube, _, _, wavelengths = make_mixture(32, 32, 30, 3, seed=2)  # 8 × 8 LR pixels: 16 a fold
+    srf = gaussian_srf(wavelengths, [500, 900, 1500], 200)
+    lr = degrade.spatial_degrade(cube, 4, sigma=2.0)
+    result = fuse(lr, degrade.spectral_degrade(cube, srf), srf, seed=0, max_epochs=50)
+    assert result.info["prior"] == "none"
+    assert result.info["epochs_chosen_by"] == "setting" and result.info["epochs"] == 150

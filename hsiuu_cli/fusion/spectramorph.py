@@ -58,7 +58,14 @@ AUGMENTED_PIXELS = 4096
 class SpectraMorphSettings:
     endmembers: int = 8
     epochs: int = 150
-    """Full-batch optimiser iterations."""
+    """Full-batch optimiser iterations (with the coarse prior; without it, see ``validation_folds``)."""
+    validation_folds: int = 4
+    """Without the coarse prior (an LR grid under 3 × ratio pixels a side, or ``prior="none"``), L-BFGS
+    iterations are chosen by this many-fold cross-validation over the LR pixels, up to ``max_epochs``
+    (0, or under :data:`MIN_HELD_OUT_PIXELS` pixels a fold: ``epochs``). With the prior, training
+    pairs are one scale coarser than the HR use, which a same-scale hold-out cannot judge: there
+    ``epochs`` stays (docs/benchmarks.md, § The ×8 cases)."""
+    max_epochs: int = 1500
     hidden: int = 32
     """Units in each of the MLP's two hidden layers."""
     max_train_pixels: int = 16384
@@ -114,8 +121,10 @@ class SpectraMorphSettings:
             raise ParameterError(f"noise_augmentation must be non-negative, got {self.noise_augmentation}")
         if self.optimizer not in ("lbfgs", "adam"):
             raise ParameterError(f"optimizer must be lbfgs or adam, got '{self.optimizer}'")
-        if self.epochs < 1 or self.hidden < 1:
+        if self.epochs < 1 or self.hidden < 1 or self.max_epochs < 1:
             raise ParameterError("epochs and hidden units must be at least 1")
+        if self.validation_folds < 0 or self.validation_folds == 1:
+            raise ParameterError(f"validation_folds must be 0 or at least 2, got {self.validation_folds}")
 
 
 def endmembers_nmf(pixels: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -295,21 +304,28 @@ def fit_spectramorph(
         return coefficient_map(network(x), settings.coefficients)
 
     inputs = standardise(train_x)
-    targets = torch.from_numpy(train_y.astype(np.float32)).to(device)
+    loss = ReconstructionLoss(e, torch.from_numpy(train_y.astype(np.float32)).to(device))
     # the network and its data are small: threads cost more than they save, and much more on a busy machine
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(1)
+    epochs, epochs_chosen_by = settings.epochs, "setting"
     try:
         if settings.optimizer == "lbfgs":
-            train_lbfgs(network, lambda: torch.mean((coefficients(inputs) @ e - targets) ** 2), settings.epochs)
+            if (prior == "none" and settings.validation_folds
+                    and msi_sample.shape[0] >= settings.validation_folds * MIN_HELD_OUT_PIXELS):
+                # the copies of the noise augmentation repeat the pixels in order: a pixel is held out with its copies
+                pixel_of_row = np.tile(np.arange(msi_sample.shape[0]), inputs.shape[0] // msi_sample.shape[0])
+                epochs = cross_validated_epochs(network, coefficients, loss, inputs, pixel_of_row, settings)
+                epochs_chosen_by = f"{settings.validation_folds}-fold cross-validation"
+            train_lbfgs(network, lambda: loss(coefficients(inputs)), epochs)
         else:
-            train_adam(network, lambda: torch.mean((coefficients(inputs) @ e - targets) ** 2), settings)
+            train_adam(network, lambda: loss(coefficients(inputs)), settings)
     finally:
         torch.set_num_threads(threads)
     network.eval()
     with torch.no_grad():
-        loss_value = float(torch.mean((coefficients(inputs) @ e - targets) ** 2))
+        loss_value = float(loss(coefficients(inputs)))
 
     # the prior on the HR grid where the fit found the LR pixels (their blocks' centres on a registered pair)
     spatial = sensor.spatial
@@ -328,7 +344,8 @@ def fit_spectramorph(
         network=network, endmembers=endmembers, coefficients_kind=settings.coefficients, prior=prior,
         prior_mean=prior_mean, prior_components=prior_components,
         with_msi=with_msi, srf=srf, feature_mean=feature_mean, feature_scale=feature_scale, detail_gain=detail_gain,
-        enlarged=enlarged, solver=solver, device=settings.device, training_loss=loss_value, epochs=settings.epochs,
+        enlarged=enlarged, solver=solver, device=settings.device, training_loss=loss_value, epochs=epochs,
+        epochs_chosen_by=epochs_chosen_by,
     )
 
 
@@ -353,6 +370,7 @@ class SpectraMorphModel:
     device: str
     training_loss: float
     epochs: int
+    epochs_chosen_by: str
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -397,8 +415,83 @@ class SpectraMorphModel:
         return np.where(valid[:, :, None], msi, spectra @ srf)
 
 
-def train_lbfgs(network, loss_function, iterations: int) -> None:
-    """Full-batch L-BFGS (scipy's L-BFGS-B, with torch computing loss and gradient).
+VALIDATION_PATIENCE = 300
+"""A fold stops once its held-out loss has not improved for this many iterations."""
+MIN_HELD_OUT_PIXELS = 25
+"""Fewer LR pixels per fold than this and the held-out loss is too noisy to choose by: ``epochs`` stays
+(HyperBench Salton Sea ×8, 6 × 7 LR pixels: the folds chose 11–14 iterations, worse on 2 of 3 cases)."""
+
+
+def cross_validated_epochs(network, coefficients, loss: "ReconstructionLoss", inputs, pixel_of_row: np.ndarray,
+                           settings: SpectraMorphSettings) -> int:
+    """The L-BFGS iteration count chosen on the held-out loss of ``validation_folds`` folds of the
+    training pixels, each trained from the network's present (initial) weights, which are restored on
+    return.
+
+    On a few hundred LR pixels a fixed count under- or over-fits depending on the scene and the MSI's
+    bands (HyperBench Jasper ×8: 8 bands gain up to 1000 iterations, 3 bands lose past 300).
+    """
+    import torch
+
+    initial = [parameter.detach().clone() for parameter in network.parameters()]
+    folds = settings.validation_folds
+    fold_of_pixel = np.random.default_rng(settings.seed).permutation(int(pixel_of_row.max()) + 1) % folds
+    curves = np.empty((folds, settings.max_epochs))
+    for fold in range(folds):
+        held = torch.from_numpy(fold_of_pixel[pixel_of_row] == fold).to(inputs.device)
+        history: list[float] = []
+
+        def held_out_loss() -> None:
+            with torch.no_grad():
+                history.append(float(loss(coefficients(inputs[held]), held)))
+            if len(history) - 1 - int(np.argmin(history)) >= VALIDATION_PATIENCE:
+                raise StopIteration
+
+        restore(network, initial)
+        train_lbfgs(network, lambda: loss(coefficients(inputs[~held]), ~held),
+                    settings.max_epochs, callback=held_out_loss)
+        # a fold that stopped early (or converged) keeps its last loss for the remaining iterations
+        curves[fold, : len(history)] = history
+        curves[fold, len(history):] = history[-1]
+    restore(network, initial)
+    # the fewest iterations not worse than the best count by more than the standard error of their paired
+    # difference over the folds: on a flat curve the minimum's place is noise, and fewer iterations fit less of it
+    best = int(np.argmin(curves.mean(axis=0)))
+    excess = curves - curves[:, best : best + 1]
+    within = excess.mean(axis=0) <= excess.std(axis=0, ddof=1) / np.sqrt(folds)
+    return int(np.argmax(within)) + 1
+
+
+class ReconstructionLoss:
+    """mean((c·E − Y)²) over the pixels and bands of targets Y (N × B), for coefficients c (N × K) and
+    endmembers E (K × B), from K × K and N × K statistics: the cost of a training step does not grow
+    with the hundreds of HSI bands. In float64, because the expansion subtracts nearly equal terms."""
+
+    def __init__(self, endmembers, targets) -> None:
+        e, y = endmembers.double(), targets.double()
+        self.gram = e @ e.T
+        self.projections = y @ e.T
+        self.energy = (y**2).sum(dim=1)
+        self.bands = y.shape[1]
+
+    def __call__(self, coefficients, rows=None):
+        """The loss over all targets, or over the ``rows`` (a boolean mask) that ``coefficients`` are for."""
+        projections, energy = (self.projections, self.energy) if rows is None else (self.projections[rows], self.energy[rows])
+        c = coefficients.double()
+        return ((c @ self.gram * c).sum() - 2 * (c * projections).sum() + energy.sum()) / (c.shape[0] * self.bands)
+
+
+def restore(network, weights) -> None:
+    import torch
+
+    with torch.no_grad():
+        for parameter, value in zip(network.parameters(), weights):
+            parameter.copy_(value)
+
+
+def train_lbfgs(network, loss_function, iterations: int, callback: Callable[[], None] | None = None) -> None:
+    """Full-batch L-BFGS (scipy's L-BFGS-B, with torch computing loss and gradient). ``callback`` runs
+    after each iteration with the network holding that iterate's weights; it may raise StopIteration.
 
     scipy rather than torch.optim: the first torch.optim optimiser imports torch._dynamo, which
     takes seconds — longer than this whole training on typical scenes.
@@ -424,7 +517,11 @@ def train_lbfgs(network, loss_function, iterations: int) -> None:
         return float(loss.detach()), gradient.astype(np.float64)
 
     start = np.concatenate([p.detach().cpu().numpy().ravel() for p in parameters]).astype(np.float64)
-    result = minimize(objective, start, jac=True, method="L-BFGS-B",
+    def after_iteration(vector: np.ndarray) -> None:
+        load(vector)
+        callback()
+
+    result = minimize(objective, start, jac=True, method="L-BFGS-B", callback=callback and after_iteration,
                       options={"maxiter": iterations, "maxcor": 20, "ftol": 0.0, "gtol": 0.0})
     load(result.x)
 
