@@ -64,7 +64,7 @@ def fuse_command(
             show_default="estimated from the data",
         ),
     ] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="SpectraMorph training iterations (full batch, L-BFGS).", show_default="150")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="SpectraMorph training iterations (full batch, L-BFGS); by default 150, or chosen by cross-validation on LR grids too small for the coarse prior.", show_default="150 / cross-validated")] = None,
     seed: Seed = 0,
     device: Device = "auto",
     save_abundances: Annotated[
