@@ -486,7 +486,7 @@ def main() -> None:
                                          "hyperbench-case"])
     parser.add_argument("folder", nargs="?", help="hyperbench-case: the folder of arrays (used by hyperbench_driver.py)")
     parser.add_argument("--method", default="spectramorph", help="hyperbench-case: the hsiuu method")
-    parser.add_argument("--scenes", default="jasper,houston", help="hyperbench: scenes (jasper, houston, salton, samson, muufl)")
+    parser.add_argument("--scenes", default="jasper,houston,salton", help="hyperbench: scenes (jasper, houston, salton, samson, muufl)")
     parser.add_argument("--ratios", default="4,8", help="hyperbench: ratios")
     parser.add_argument("--bands", default="3,4,8", help="hyperbench: MSI band counts (HyperBench's built-in SRFs)")
     parser.add_argument("--methods", default=",".join(HYPERBENCH_METHODS), help="hyperbench: methods")

@@ -53,6 +53,21 @@ def test_kernel_with_block_averaging_and_zero_borders_is_recognised(textured):
     assert "averaged over 4×4 blocks" in estimated.info["psf_model"] and estimated.info["border"] == "zero"
 
 
+def test_a_scene_with_only_edge_pixels_still_finds_its_borders(textured):
+    # 6 × 7 LR pixels at ratio 8 under a 15-pixel kernel: too few LR pixels away from the edge to fit the PSF on,
+    # so the border handling is fitted with it (HyperBench's Salton Sea ×8)
+    cube, _, srf = textured
+    cube = cube[:48, :56]
+    kernel = degrade.gaussian_psf(3.4, 15)
+    lr = hyperbench_style_lr(cube, kernel, 8)
+    msi = degrade.spectral_degrade(cube, srf).astype(np.float32)
+    result = fuse(lr, msi, srf, psf_kernel=kernel, **FAST)
+    assert result.info["border"] == "zero" and "averaged over 8×8 blocks" in result.info["psf_model"]
+    assert result.info["misregistration"] == pytest.approx([0.0, 0.0], abs=0.25)
+    bicubic = degrade.resize_bicubic(lr, 48, 56)
+    assert metrics.psnr(result.fused, cube) > metrics.psnr(bicubic, cube) + 10
+
+
 def test_a_wrong_psf_width_is_not_taken_on_trust(textured):
     cube, _, srf = textured
     lr = degrade.spatial_degrade(cube, 4, sigma=2.0)

@@ -297,7 +297,8 @@ def fit_sensor(
     point or area decimation — compared on the data, never taken on trust. The phase search spans
     ±ratio HR pixels around the block centre, so a misregistration of up to one LR pixel is found.
     The PSF is fitted on interior LR pixels; the border handling (reflect or zero padding) on the
-    edge pixels afterwards.
+    edge pixels afterwards — except on a scene too small to have enough interior pixels, where the
+    PSF is fitted on all of them with each border handling in turn.
     """
     # a window of at most FIT_WINDOW² LR pixels in the middle keeps the fit's cost bounded
     rows_lr_all, cols_lr_all, _ = lr_through_srf.shape
@@ -385,6 +386,40 @@ def fit_sensor(
     if interior.sum() < enough:
         interior = usable if usable.sum() >= 3 else lr_valid  # a tiny scene: every pixel is near an edge or a gap
 
+    tiny = bool((interior & edge_pixels(typical, rows_lr, cols_lr, rows_hr, cols_hr)).any())
+    # on a tiny scene the PSF is fitted on edge pixels too, whose border handling is then part of the model
+    fitted = []
+    for border in BORDERS if tiny else ("reflect",):
+        fitted += fit_families(regress, typical.replace(border=border), interior, sigma, profile)
+    best_residual, best, _ = min(fitted, key=lambda item: item[0])
+    given = [item for item in fitted if item[2]]
+    if given:
+        given_residual, given_model, _ = min(given, key=lambda item: item[0])
+        if given_residual <= FAMILY_TOLERANCE * best_residual:
+            best_residual, best = given_residual, given_model
+    described = (lambda model: model.describe()) if tiny else (lambda model: model.describe().rsplit(",", 1)[0])
+    candidates = {("given: " if given_flag else "fitted: ") + described(model): round(residual, 6)
+                  for residual, model, given_flag in fitted}
+
+    # the border handling, judged on the pixels whose PSF reaches past the edge
+    edge = lr_valid & ~interior
+    border_residual, trusted = None, True
+    if edge.sum() >= 3 and usable[edge].sum() >= 3:
+        scored = [(regress(best.replace(border=mode), edge & usable)[0], mode) for mode in BORDERS]
+        border_residual, mode = min(scored)
+        best = best.replace(border=mode)
+        candidates.update({f"{m} borders (edge pixels)": round(r, 6) for r, m in scored})
+        trusted = border_residual <= EDGE_FACTOR * max(best_residual, ERROR_FLOOR)
+    residual, gain, offset, error_power = regress(best, lr_valid if trusted else interior, strict=True)
+    return SensorFit(best, gain, offset, residual, error_power, candidates, border_residual, trusted, best_residual)
+
+
+def fit_families(regress, typical: SpatialModel, interior: np.ndarray, sigma: float | None,
+                 profile: np.ndarray | None) -> list[tuple[float, SpatialModel, bool]]:
+    """(unexplained share, model, given by the user) of each PSF family, its phase (and σ) fitted on
+    ``interior`` with ``typical``'s border handling (see :func:`fit_sensor`)."""
+    ratio = typical.ratio
+    centre = typical.nominal_phase
     # coarse search of the sampling phase (common to both axes) at a typical PSF
     phases = centre + np.arange(-ratio, ratio + 0.25, 0.5)
     _, p0 = min((regress(typical.replace(phase_rows=p, phase_cols=p), interior)[0], p) for p in sorted(phases, key=lambda p: abs(p - centre)))
@@ -398,7 +433,7 @@ def fit_sensor(
     fitted = []
     for family_kernel, box, fixed_sigma, given in families:
         free_sigma = family_kernel is None and fixed_sigma is None
-        base = SpatialModel(ratio, fixed_sigma or typical_sigma, p0, p0, kernel=family_kernel, box=box)
+        base = typical.replace(sigma=fixed_sigma or typical.sigma, phase_rows=p0, phase_cols=p0, kernel=family_kernel, box=box)
         if free_sigma:
             grid = ratio * np.array([0.1, 0.25, 0.4, 0.55, 0.7, 0.9, 1.15])
             _, s0 = min((regress(base.replace(sigma=float(s)), interior)[0], float(s)) for s in grid)
@@ -428,26 +463,7 @@ def fit_sensor(
         if free_sigma:
             model = model.replace(sigma=float(params[0]))
         fitted.append((regress(model, interior)[0], model, given))
-    best_residual, best, _ = min(fitted, key=lambda item: item[0])
-    given = [item for item in fitted if item[2]]
-    if given:
-        given_residual, given_model, _ = min(given, key=lambda item: item[0])
-        if given_residual <= FAMILY_TOLERANCE * best_residual:
-            best_residual, best = given_residual, given_model
-    candidates = {("given: " if given_flag else "fitted: ") + model.describe().rsplit(",", 1)[0]: round(residual, 6)
-                  for residual, model, given_flag in fitted}
-
-    # the border handling, judged on the pixels whose PSF reaches past the edge
-    edge = lr_valid & ~interior
-    border_residual, trusted = None, True
-    if edge.sum() >= 3 and usable[edge].sum() >= 3:
-        scored = [(regress(best.replace(border=mode), edge & usable)[0], mode) for mode in BORDERS]
-        border_residual, mode = min(scored)
-        best = best.replace(border=mode)
-        candidates.update({f"{m} borders (edge pixels)": round(r, 6) for r, m in scored})
-        trusted = border_residual <= EDGE_FACTOR * max(best_residual, ERROR_FLOOR)
-    residual, gain, offset, error_power = regress(best, lr_valid if trusted else interior, strict=True)
-    return SensorFit(best, gain, offset, residual, error_power, candidates, border_residual, trusted, best_residual)
+    return fitted
 
 
 OUTLIER_FACTOR = 25.0
