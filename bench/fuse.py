@@ -231,6 +231,16 @@ def run_mismatch(args) -> list[dict]:
     return rows
 
 
+EDGE = 3
+"""HR pixels at each edge left out of the on-grid scores (the shift there reads mirrored pixels)."""
+
+
+def _inside(valid: np.ndarray) -> np.ndarray:
+    inside = valid.copy()
+    inside[:EDGE], inside[-EDGE:], inside[:, :EDGE], inside[:, -EDGE:] = False, False, False, False
+    return inside
+
+
 def run_houston(args) -> list[dict]:
     """Wald protocol on the real pair: both degraded ×4, fused, compared with the original CASI cube."""
     hsi = read_cube(DATA / "scenes/houston2018/houston_hsi.hdr")
@@ -254,10 +264,22 @@ def run_houston(args) -> list[dict]:
             if method != "bicubic":
                 row["fit σ"] = result.info["psf_sigma"]
                 row["MSI trust"] = float(np.mean(result.info["msi_trust"]))
+                # the output follows the RGB's grid; the reference is the CASI's, which the fit finds off the
+                # RGB's by the offset beyond the protocol's own (−0.5, −0.5): moved onto it, the score of the fusion itself
+                rows_off, cols_off = (-(offset + 0.5) for offset in result.info["misregistration"])
+                row["HSI-grid offset"] = f"{rows_off:+.2f}, {cols_off:+.2f}"
+                moved = degrade.shift(result.fused, rows_off, cols_off)
+                inside = _inside(result.valid & np.isfinite(moved).all(axis=2))
+                on_grid = scores(np.where(inside[:, :, None], moved, 0.0), reference, ratio, mask=inside)
+                row.update({f"{key} on HSI grid": value for key, value in on_grid.items() if key in ("psnr", "sam")})
+            else:
+                on_grid = scores(result.fused, reference, ratio, mask=_inside(result.valid))
+                row.update({f"{key} on HSI grid": value for key, value in on_grid.items() if key in ("psnr", "sam")})
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     title = "Houston 2018 CASI + RGB, Wald ×4 (32×32×48 + 128×128×3 → 128×128×48)"
-    print(table(rows, ["method", "PSF", "psnr", "sam", "ergas", "ssim", "fit σ", "MSI trust", "seconds"], title))
+    print(table(rows, ["method", "PSF", "psnr", "sam", "ergas", "ssim", "fit σ", "MSI trust", "HSI-grid offset",
+                       "psnr on HSI grid", "sam on HSI grid", "seconds"], title))
     return rows
 
 
