@@ -179,3 +179,23 @@ def test_run_pipeline_takes_a_batch_of_one_and_returns_the_summary(textured):
     assert "given 9-pixel PSF" in info["psf_model"] and info["guard"] == "passed"
     plain = run_pipeline(msi, lr, srf, psf=kernel, metadata={"epochs": 30})
     assert plain.shape == (64, 64, 40)
+
+
+def test_a_wrong_srf_does_not_move_the_result_by_a_noise_offset(shared_data):
+    # Jasper Ridge seen by a Nikon D700, fused as if by IKONOS: the sensor model explains under a fifth of the HSI
+    # through the SRF, so its best sampling phase is noise (it was 3 MSI pixels off, 6 dB below bicubic)
+    from hsiuu_cli.io import read_cube
+    from hsiuu_cli.srf import load_srf, srf_matrix
+
+    cube = read_cube(shared_data / "unmixing/jasper_ridge/jasper_ridge.hdr")
+    good = cube.good_band_indices()
+    reference = cube.physical()[:, :, good]
+    reference = (reference / reference.max()).astype(np.float32)
+    wavelengths = cube.wavelengths[good]
+    lr = degrade.spatial_degrade(reference, 4, sigma=2.0)
+    msi = degrade.spectral_degrade(reference, srf_matrix(load_srf("nikon_d700"), wavelengths))
+    result = fuse(lr, msi, srf_matrix(load_srf("ikonos:blue,green,red"), wavelengths), **FAST)
+    assert result.info["misregistration"] == [0.0, 0.0]  # the registered grid kept
+    assert any("explains only" in warning["message"] for warning in result.info["model_warnings"])
+    bicubic = degrade.resize_bicubic(lr, reference.shape[0], reference.shape[1])
+    assert metrics.psnr(result.fused, reference) > metrics.psnr(bicubic, reference) - 0.5

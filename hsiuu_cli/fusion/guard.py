@@ -23,6 +23,7 @@ from scipy import sparse
 from ..errors import InvalidDataError
 from .bicubic import BicubicStrips
 from .observation import (
+    CONTENT_WARNING,
     ERROR_FLOOR,
     MAX_SIGMA_PER_RATIO,
     MIN_SIGMA,
@@ -36,9 +37,6 @@ from .observation import (
 
 BAND_WARNING = 0.1
 """An MSI band whose LR image leaves more than this share of its variance unexplained is reported."""
-CONTENT_WARNING = 0.3
-"""Above this mean unexplained share the images disagree beyond any sensor model: different dates,
-clouds, a wrong SRF or another scene."""
 UNRELATED = 0.9
 """When every MSI band leaves more than this share unexplained, the MSI does not show the HSI's scene
 and no fusion is meaningful."""

@@ -254,6 +254,9 @@ class SensorFit:
     interior_residual: float = 0.0
 
 
+CONTENT_WARNING = 0.3
+"""Above this mean unexplained share the images disagree beyond any sensor model: different dates,
+clouds, a wrong SRF or another scene."""
 FAMILY_TOLERANCE = 1.02
 """A given PSF is kept when it explains the data within 2 % of the best estimated model: a kernel the
 user measured is not replaced by a fit that is only better by noise."""
@@ -397,6 +400,18 @@ def fit_sensor(
         given_residual, given_model, _ = min(given, key=lambda item: item[0])
         if given_residual <= FAMILY_TOLERANCE * best_residual:
             best_residual, best = given_residual, given_model
+    # on a pair the model barely explains (a wrong SRF, another date) the best phase can be noise, and moving the
+    # result by it does harm: there a misregistration is corrected only where it explains the data significantly
+    # better than the registered grid (F-test of the two phase parameters, 1 %). A pair the model explains keeps its
+    # phase: there half a pixel of error costs more than a test on a small, noisy scene can resolve.
+    count = int(interior.sum())
+    if best_residual > CONTENT_WARNING and count > 8:
+        from scipy.stats import f as f_distribution
+
+        registered = best.replace(phase_rows=typical.phase_rows, phase_cols=typical.phase_cols)
+        registered_residual = regress(registered, interior)[0]
+        if registered_residual <= (1.0 + 2.0 * f_distribution.ppf(0.99, 2, count - 6) / (count - 6)) * best_residual:
+            best_residual, best = registered_residual, registered
     described = (lambda model: model.describe()) if tiny else (lambda model: model.describe().rsplit(",", 1)[0])
     candidates = {("given: " if given_flag else "fitted: ") + described(model): round(residual, 6)
                   for residual, model, given_flag in fitted}
