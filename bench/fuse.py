@@ -261,6 +261,7 @@ def run_houston(args) -> list[dict]:
             result, seconds = timed_fuse(lr, msi, matrix, method, **options)
             row = {"method": method, "PSF": "-" if method == "bicubic" else psf,
                    **scores(result.fused, reference, ratio, mask=result.valid), "seconds": seconds}
+            on_grid, with_data = result.fused, result.valid
             if method != "bicubic":
                 row["fit σ"] = result.info["psf_sigma"]
                 row["MSI trust"] = float(np.mean(result.info["msi_trust"]))
@@ -268,13 +269,11 @@ def run_houston(args) -> list[dict]:
                 # RGB's by the offset beyond the protocol's own (−0.5, −0.5): moved onto it, the score of the fusion itself
                 rows_off, cols_off = (-(offset + 0.5) for offset in result.info["misregistration"])
                 row["HSI-grid offset"] = f"{rows_off:+.2f}, {cols_off:+.2f}"
-                moved = degrade.shift(result.fused, rows_off, cols_off)
-                inside = _inside(result.valid & np.isfinite(moved).all(axis=2))
-                on_grid = scores(np.where(inside[:, :, None], moved, 0.0), reference, ratio, mask=inside)
-                row.update({f"{key} on HSI grid": value for key, value in on_grid.items() if key in ("psnr", "sam")})
-            else:
-                on_grid = scores(result.fused, reference, ratio, mask=_inside(result.valid))
-                row.update({f"{key} on HSI grid": value for key, value in on_grid.items() if key in ("psnr", "sam")})
+                on_grid = degrade.shift(result.fused, rows_off, cols_off)
+                with_data = result.valid & np.isfinite(on_grid).all(axis=2)
+            inside = _inside(with_data)
+            on_grid_scores = scores(np.where(inside[:, :, None], on_grid, 0.0), reference, ratio, mask=inside)
+            row.update({f"{key} on HSI grid": on_grid_scores[key] for key in ("psnr", "sam")})
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     title = "Houston 2018 CASI + RGB, Wald ×4 (32×32×48 + 128×128×3 → 128×128×48)"

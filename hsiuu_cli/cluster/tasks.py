@@ -153,9 +153,9 @@ def run_block_tasks(
 ) -> None:
     """One scene's blocks as tasks: ``task(job, *calls[i])`` for each block ``i``, stopped with the
     run, where ``job`` is ``payload`` (sent once, as a task that returns it rather than scattered
-    data: should every worker holding it die, the scheduler can make it again); each result goes to ``on_result(i, result)`` as it comes. Ctrl-C, a failed
-    block or a lost scheduler (ClusterError) stops every task of the run; the run's temporaries in
-    ``directories`` are swept at the end."""
+    data: should every worker holding it die, the scheduler can make it again); each result goes to
+    ``on_result(i, result)`` as it comes. Ctrl-C, a failed block or a lost scheduler (ClusterError)
+    stops every task of the run; the run's temporaries in ``directories`` are swept at the end."""
     distributed = import_distributed()
     run = Run(client, directories)
     job = client.submit(_job, payload, key=f"hsiuu-{name}-scene-{run.id}", pure=False)

@@ -122,7 +122,7 @@ class SpectraMorphSettings:
         if self.optimizer not in ("lbfgs", "adam"):
             raise ParameterError(f"optimizer must be lbfgs or adam, got '{self.optimizer}'")
         if self.epochs < 1 or self.hidden < 1 or self.max_epochs < 1:
-            raise ParameterError("epochs and hidden units must be at least 1")
+            raise ParameterError("epochs, max_epochs and hidden units must be at least 1")
         if self.validation_folds < 0 or self.validation_folds == 1:
             raise ParameterError(f"validation_folds must be 0 or at least 2, got {self.validation_folds}")
 
@@ -433,7 +433,7 @@ def cross_validated_epochs(network, coefficients, loss: "ReconstructionLoss", in
     """
     import torch
 
-    initial = [parameter.detach().clone() for parameter in network.parameters()]
+    initial = {name: value.clone() for name, value in network.state_dict().items()}
     folds = settings.validation_folds
     fold_of_pixel = np.random.default_rng(settings.seed).permutation(int(pixel_of_row.max()) + 1) % folds
     curves = np.empty((folds, settings.max_epochs))
@@ -447,13 +447,13 @@ def cross_validated_epochs(network, coefficients, loss: "ReconstructionLoss", in
             if len(history) - 1 - int(np.argmin(history)) >= VALIDATION_PATIENCE:
                 raise StopIteration
 
-        restore(network, initial)
+        network.load_state_dict(initial)
         train_lbfgs(network, lambda: loss(coefficients(inputs[~held]), ~held),
                     settings.max_epochs, callback=held_out_loss)
         # a fold that stopped early (or converged) keeps its last loss for the remaining iterations
         curves[fold, : len(history)] = history
         curves[fold, len(history):] = history[-1]
-    restore(network, initial)
+    network.load_state_dict(initial)
     # the fewest iterations not worse than the best count by more than the standard error of their paired
     # difference over the folds: on a flat curve the minimum's place is noise, and fewer iterations fit less of it
     best = int(np.argmin(curves.mean(axis=0)))
@@ -479,14 +479,6 @@ class ReconstructionLoss:
         projections, energy = (self.projections, self.energy) if rows is None else (self.projections[rows], self.energy[rows])
         c = coefficients.double()
         return ((c @ self.gram * c).sum() - 2 * (c * projections).sum() + energy.sum()) / (c.shape[0] * self.bands)
-
-
-def restore(network, weights) -> None:
-    import torch
-
-    with torch.no_grad():
-        for parameter, value in zip(network.parameters(), weights):
-            parameter.copy_(value)
 
 
 def train_lbfgs(network, loss_function, iterations: int, callback: Callable[[], None] | None = None) -> None:
@@ -517,6 +509,7 @@ def train_lbfgs(network, loss_function, iterations: int, callback: Callable[[], 
         return float(loss.detach()), gradient.astype(np.float64)
 
     start = np.concatenate([p.detach().cpu().numpy().ravel() for p in parameters]).astype(np.float64)
+
     def after_iteration(vector: np.ndarray) -> None:
         load(vector)
         callback()
