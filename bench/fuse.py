@@ -385,7 +385,18 @@ def run_memory(args) -> list[dict]:
 
 
 HYPERBENCH_SCENES = {"jasper": SCENES["jasper"], "houston": "scenes/houston2018/houston_hsi.hdr",
-                     "salton": SCENES["salton"], "samson": SCENES["samson"], "muufl": SCENES["muufl"]}
+                     "salton": SCENES["salton"], "samson": SCENES["samson"], "muufl": SCENES["muufl"],
+                     "pavia": "scenes/pavia_university/pavia_lr_hsi.hdr", "enmap": "scenes/enmap_potsdam"}
+ENMAP_MOSAIC = ((64, 96, 128, 160), (160, 192))
+"""Rows (Y) and columns (X) of the EnMAP Potsdam tiles that join into one 128 × 64 area (README of ../shared/data)."""
+
+
+def enmap_mosaic() -> Cube:
+    """The EnMAP L2A tiles of one contiguous 128 × 64 area, joined (band metadata from the first)."""
+    rows = [np.concatenate([read_cube(DATA / HYPERBENCH_SCENES["enmap"] / f"enmap_potsdam_tile_{x}_{y}.tif").physical()
+                            for x in ENMAP_MOSAIC[1]], axis=1) for y in ENMAP_MOSAIC[0]]
+    first = read_cube(DATA / HYPERBENCH_SCENES["enmap"] / f"enmap_potsdam_tile_{ENMAP_MOSAIC[1][0]}_{ENMAP_MOSAIC[0][0]}.tif")
+    return Cube(data=np.concatenate(rows, axis=0), wavelengths=first.wavelengths, bad_bands=first.bad_bands)
 HYPERBENCH_METHODS = ("spectramorph", "cnmf", "gsa", "bicubic", "spectramorph-tf")
 HYPERBENCH_METRICS = ("psnr", "sam", "ergas", "ssim", "uiqi", "rmse")
 PEERS = Path(os.environ.get("HSIUU_PEERS", "/work/peers"))
@@ -394,11 +405,30 @@ PEERS = Path(os.environ.get("HSIUU_PEERS", "/work/peers"))
 def hyperbench_scene(name: str, multiple: int) -> np.ndarray:
     """A scene as HyperBench takes it: the good, finite bands in physical units (HyperBench normalises
     them itself), cut to whole ``multiple`` × ``multiple`` blocks so that every ratio's LR grid nests."""
-    cube = read_cube(DATA / HYPERBENCH_SCENES[name])
+    cube = enmap_mosaic() if name == "enmap" else read_cube(DATA / HYPERBENCH_SCENES[name])
     values = cube.physical()[:, :, cube.good_band_indices()]
     values = values[:, :, np.isfinite(values).all(axis=(0, 1))]
     rows, cols = (cube.rows // multiple) * multiple, (cube.cols // multiple) * multiple
     return np.ascontiguousarray(values[:rows, :cols], dtype=np.float32)
+
+
+def dump_hyperbench_cases(scenes: list[str], cases: list[list], folder: Path, *, multiple: int = 8,
+                          python: Path = PEERS / "hyperbench-venv/bin/python") -> bool:
+    """HyperBench's arrays (gt_hsi, lr_hsi, hr_msi, srf, psf .npy) for each scene and case ([ratio, MSI
+    bands, HSI SNR, MSI SNR]), made by its own case builder in its own venv, under
+    ``folder/<scene>_<ratio>_<bands>/``; scenes cut to whole ``multiple`` blocks, as the default ``hyperbench``
+    run cuts them. False when HyperBench's interpreter is missing."""
+    if not python.exists():
+        return False
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    for scene in scenes:
+        np.save(folder / f"{scene}.npy", hyperbench_scene(scene, multiple))
+        job = {"scene": str(folder / f"{scene}.npy"), "name": scene, "cases": cases, "dump": str(folder)}
+        (folder / "dump.json").write_text(json.dumps(job))
+        done = subprocess_run([str(python), str(ROOT / "bench" / "hyperbench_driver.py"), str(folder / "dump.json")], env)
+        if not done.startswith("exit 0"):
+            raise RuntimeError(f"HyperBench could not make the {scene} cases: {done}")
+    return True
 
 
 def run_hyperbench(args) -> list[dict]:
@@ -507,7 +537,7 @@ def main() -> None:
                                          "hyperbench-case"])
     parser.add_argument("folder", nargs="?", help="hyperbench-case: the folder of arrays (used by hyperbench_driver.py)")
     parser.add_argument("--method", default="spectramorph", help="hyperbench-case: the hsiuu method")
-    parser.add_argument("--scenes", default="jasper,houston,salton", help="hyperbench: scenes (jasper, houston, salton, samson, muufl)")
+    parser.add_argument("--scenes", default=",".join(HYPERBENCH_SCENES), help="hyperbench: scenes (default: all of jasper, houston, salton, samson, muufl, pavia, enmap)")
     parser.add_argument("--ratios", default="4,8", help="hyperbench: ratios")
     parser.add_argument("--bands", default="3,4,8", help="hyperbench: MSI band counts (HyperBench's built-in SRFs)")
     parser.add_argument("--methods", default=",".join(HYPERBENCH_METHODS), help="hyperbench: methods")

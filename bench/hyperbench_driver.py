@@ -9,7 +9,9 @@ JOB.json: ``scene`` (an .npy cube, rows × cols × bands), ``name``, ``cases`` (
 HSI SNR dB, MSI SNR dB], ...]), ``method``, ``command`` (argv that fuses the arrays saved in the
 folder appended to it: lr_hsi.npy, hr_msi.npy, srf.npy, psf.npy, metadata.json → prediction.npy,
 stats.json) and ``csv`` (where HyperBench writes its results). Everything else is HyperBench's
-default configuration. The method sees exactly the arrays HyperBench hands to a ``run_pipeline``
+default configuration. With ``dump`` (a folder) instead of ``method``, nothing is run: each case's arrays as
+HyperBench makes them (gt_hsi, lr_hsi, hr_msi, srf, psf) are saved under ``dump/<name>_<ratio>_<bands>/`` for
+benchmarks that need the reference too (``bench/superres.py guard``). The method sees exactly the arrays HyperBench hands to a ``run_pipeline``
 adapter; their SHA-256 go into the CSV so runs of different methods can be checked for equal inputs.
 """
 
@@ -26,7 +28,8 @@ import numpy as np
 import scipy.io
 from hyperbench.adapters import PipelineAdapter
 from hyperbench.benchmark.case import BenchmarkConfig, DegradationSpec
-from hyperbench.benchmark.runner import run_benchmark
+from hyperbench.benchmark.generator import generate_cases
+from hyperbench.benchmark.runner import _build_synthetic_case, run_benchmark
 
 
 def _digest(array) -> str:
@@ -58,6 +61,18 @@ def external_pipeline(command: list[str]):
     return run_pipeline
 
 
+def dump_cases(config: BenchmarkConfig, scene: np.ndarray, name: str, folder: Path) -> None:
+    """Each case's arrays, made by HyperBench's own case builder (the one its runner calls)."""
+    for case in generate_cases(config):
+        built = _build_synthetic_case(case, scene)
+        target = folder / f"{name}_{case.downsample_ratio}_{case.msi_band_count}"
+        target.mkdir(parents=True, exist_ok=True)
+        for key in ("gt_hsi", "lr_hsi", "hr_msi", "srf", "psf"):
+            value = getattr(built, key)
+            if value is not None:
+                np.save(target / f"{key}.npy", np.squeeze(value))
+
+
 def main() -> None:
     job = json.loads(Path(sys.argv[1]).read_text())
     with tempfile.TemporaryDirectory(prefix="hyperbench-scene-") as folder:
@@ -67,7 +82,10 @@ def main() -> None:
         specs = [DegradationSpec(downsample_ratio=int(r), msi_band_count=int(b), spatial_snr_db=float(s),
                                  spectral_snr_db=float(m)) for r, b, s, m in job["cases"]]
         config = BenchmarkConfig(scene_path=str(scene_path), scene_key="scene", degradation_specs=specs,
-                                 output_csv_path=job["csv"], fail_fast=False)
+                                 output_csv_path=job.get("csv", str(Path(folder) / "unused.csv")), fail_fast=False)
+        if "dump" in job:
+            dump_cases(config, np.load(job["scene"]).astype(np.float32), job["name"], Path(job["dump"]))
+            return
         adapter = PipelineAdapter(external_pipeline(job["command"]), name=job["method"])
         run_benchmark(adapter, config)
 

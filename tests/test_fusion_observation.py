@@ -15,6 +15,7 @@ from hsiuu_cli.fusion.observation import (
     apply_spatial,
     fit_sensor,
     msi_noise_power,
+    msi_trust,
     sampling_matrix,
     signal_subspace,
 )
@@ -117,6 +118,35 @@ def test_msi_noise_power_measures_full_resolution_noise(mixture):
     clean = msi_noise_power(msi, valid, _exact_sensor(6))
     assert (clean < 0.1 * sigma**2).all()
     assert msi_noise_power(msi[:, :, :2], valid, _exact_sensor(2)) is None  # too few bands to tell
+
+
+@pytest.mark.parametrize("model", [SpatialModel(4, 2.0, 1.5, 1.5), SpatialModel(4, 1.0, 1.5, 1.5, box=True), SpatialModel(3, 0.8, 1.0, 1.0)])
+def test_noise_gain_is_the_share_of_white_noise_variance_that_reaches_the_lr_grid(model):
+    r = model.ratio
+    noise = np.random.default_rng(5).standard_normal((60 * r, 60 * r, 4))
+    gr, gc = model.matrices(60, 60, 60 * r, 60 * r)
+    lr = apply_spatial(noise, gr, gc)[5:-5, 5:-5]  # interior pixels
+    assert lr.var() == pytest.approx(model.noise_gain, rel=0.1)
+
+
+def test_the_lr_fit_bounds_the_msi_noise_from_above(mixture):
+    """The fit's LR residual over the PSF's noise gain: at least the MSI's real noise, and small
+    for a noise-free MSI however large the cross-band estimate is."""
+    cube, _, _, wavelengths = mixture
+    cube = np.asarray(cube, dtype=np.float32)
+    srf = gaussian_srf(wavelengths, [500, 900, 1600], 150.0)
+    lr = degrade.spatial_degrade(cube, 4, sigma=2.0)
+    msi = degrade.spectral_degrade(cube, srf).astype(np.float64)
+    sigma = 0.02 * msi.mean(axis=(0, 1))
+    noisy = msi + np.random.default_rng(6).standard_normal(msi.shape) * sigma
+    lr_valid, msi_valid = np.ones(lr.shape[:2], bool), np.ones(msi.shape[:2], bool)
+    bounds = []
+    for recorded in (noisy, msi):
+        fit = fit_sensor(recorded.astype(np.float32), msi_valid, (lr @ srf).astype(np.float32), lr_valid, 4)
+        trust = msi_trust(fit, lr.reshape(-1, lr.shape[2]), srf, msi_noise=np.ones(3))
+        bounds.append(trust.msi_noise_bound)
+    assert (bounds[0] > 0.5 * sigma**2).all()
+    assert (bounds[1] < 0.05 * sigma**2).all()
 
 
 def test_signal_subspace_keeps_the_signal_and_shrinks_the_noise():

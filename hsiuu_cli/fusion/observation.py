@@ -84,6 +84,15 @@ class SpatialModel:
         mean = (weights * offsets).sum()
         return float(np.sqrt((weights * (offsets - mean) ** 2).sum()))
 
+    @property
+    def noise_gain(self) -> float:
+        """Σ w² over an interior LR pixel's sampling weights: the share of white HR noise's variance
+        that reaches the LR grid."""
+        count = 2 * (_support(self.sigma, self.kernel, self.box, self.ratio) // self.ratio) + 3
+        gr, gc = self.replace(border="reflect").matrices(count, count, count * self.ratio, count * self.ratio)
+        middle = count // 2
+        return float((gr.toarray()[middle] ** 2).sum() * (gc.toarray()[middle] ** 2).sum())
+
     def describe(self) -> str:
         kernel = f"Gaussian PSF σ={self.sigma:.2f} px" if self.kernel is None else f"the given {self.kernel.size}-pixel PSF"
         decimation = f" averaged over {self.ratio}×{self.ratio} blocks" if self.box else ""
@@ -550,6 +559,9 @@ class Trust:
     """The LR-HSI's estimated noise variance per band (not floored)."""
     msi_noise_variance: np.ndarray | None = None
     """Per MSI band: its estimated noise variance at full resolution (:func:`msi_noise_power`)."""
+    msi_noise_bound: np.ndarray | None = None
+    """Per MSI band: the most full-resolution white noise variance the LR fit's residual allows (that
+    residual over the PSF's :attr:`SpatialModel.noise_gain`)."""
 
 
 def msi_trust(fit: SensorFit, lr_pixels: np.ndarray, srf: np.ndarray, msi_noise: np.ndarray | None = None) -> Trust:
@@ -575,9 +587,11 @@ def msi_trust(fit: SensorFit, lr_pixels: np.ndarray, srf: np.ndarray, msi_noise:
     hsi_error = max(ERROR_FLOOR, noise_relative)
     msi_error = np.maximum(fit.error_power, ERROR_FLOOR)
     msi_power = np.maximum(((pixels @ srf) ** 2).mean(axis=0), 1e-30)
+    # white MSI noise reaches the LR grid scaled by the PSF's noise gain, and the fit leaves only so much unexplained there
+    noise_bound = fit.error_power * msi_power / fit.spatial.noise_gain
     # absolute error variances: HSI band residual e_Y·P_Y, MSI band residual e_M·P_Z (÷‖R‖² in solver units)
     weights = (hsi_error * hsi_power) / (msi_error * msi_power) * (srf**2).sum(axis=0)
-    return Trust(np.minimum(1.0, hsi_error / msi_error), weights, hsi_error, noise_relative * hsi_power, msi_noise)
+    return Trust(np.minimum(1.0, hsi_error / msi_error), weights, hsi_error, noise_relative * hsi_power, msi_noise, noise_bound)
 
 
 @dataclass
