@@ -280,8 +280,8 @@ def fit_spectramorph(
         # the estimate is an upper bound, which a textured scene seen in 3–4 bands inflates 10–80× (HyperBench's
         # Pavia University: 3–5 dB lost): it is cut to what the LR fit allows, but not below a share of the
         # inputs' own spread, the mild augmentation that helps even noise-free pairs (docs/benchmarks.md)
-        allowed = np.maximum(trust.msi_noise_bound, AUGMENTATION_FLOOR * msi_sample.var(axis=0))
-        sigma = np.sqrt(settings.noise_augmentation * np.minimum(trust.msi_noise_variance, allowed)).astype(np.float32)
+        allowed = np.fmax(trust.msi_noise_bound, AUGMENTATION_FLOOR * msi_sample.var(axis=0))  # fmax: a NaN bound gives way
+        sigma = np.sqrt(settings.noise_augmentation * np.fmin(trust.msi_noise_variance, allowed)).astype(np.float32)
         noise_rng = np.random.default_rng(settings.seed)
         msi_inputs = [msi_sample + noise_rng.standard_normal(msi_sample.shape).astype(np.float32) * sigma for _ in range(copies)]
         train_y = np.tile(train_y, (copies, 1))
