@@ -393,10 +393,10 @@ ENMAP_MOSAIC = ((64, 96, 128, 160), (160, 192))
 
 def enmap_mosaic() -> Cube:
     """The EnMAP L2A tiles of one contiguous 128 × 64 area, joined (band metadata from the first)."""
-    rows = [np.concatenate([read_cube(DATA / HYPERBENCH_SCENES["enmap"] / f"enmap_potsdam_tile_{x}_{y}.tif").physical()
-                            for x in ENMAP_MOSAIC[1]], axis=1) for y in ENMAP_MOSAIC[0]]
-    first = read_cube(DATA / HYPERBENCH_SCENES["enmap"] / f"enmap_potsdam_tile_{ENMAP_MOSAIC[1][0]}_{ENMAP_MOSAIC[0][0]}.tif")
-    return Cube(data=np.concatenate(rows, axis=0), wavelengths=first.wavelengths, bad_bands=first.bad_bands)
+    tiles = [[read_cube(DATA / HYPERBENCH_SCENES["enmap"] / f"enmap_potsdam_tile_{x}_{y}.tif") for x in ENMAP_MOSAIC[1]]
+             for y in ENMAP_MOSAIC[0]]
+    data = np.concatenate([np.concatenate([tile.physical() for tile in row], axis=1) for row in tiles], axis=0)
+    return Cube(data=data, wavelengths=tiles[0][0].wavelengths, bad_bands=tiles[0][0].bad_bands)
 HYPERBENCH_METHODS = ("spectramorph", "cnmf", "gsa", "bicubic", "spectramorph-tf")
 HYPERBENCH_METRICS = ("psnr", "sam", "ergas", "ssim", "uiqi", "rmse")
 PEERS = Path(os.environ.get("HSIUU_PEERS", "/work/peers"))
@@ -420,12 +420,11 @@ def dump_hyperbench_cases(scenes: list[str], cases: list[list], folder: Path, *,
     run cuts them. False when HyperBench's interpreter is missing."""
     if not python.exists():
         return False
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     for scene in scenes:
         np.save(folder / f"{scene}.npy", hyperbench_scene(scene, multiple))
         job = {"scene": str(folder / f"{scene}.npy"), "name": scene, "cases": cases, "dump": str(folder)}
         (folder / "dump.json").write_text(json.dumps(job))
-        done = subprocess_run([str(python), str(ROOT / "bench" / "hyperbench_driver.py"), str(folder / "dump.json")], env)
+        done = run_hyperbench_driver(python, folder / "dump.json")
         if not done.startswith("exit 0"):
             raise RuntimeError(f"HyperBench could not make the {scene} cases: {done}")
     return True
@@ -470,8 +469,7 @@ def run_hyperbench(args) -> list[dict]:
                 job = {"scene": str(folder / f"{scene}.npy"), "name": scene, "cases": chosen, "method": method,
                        "command": commands[method], "csv": str(csv_path)}
                 (folder / "job.json").write_text(json.dumps(job))
-                env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-                done = subprocess_run([str(python), str(ROOT / "bench" / "hyperbench_driver.py"), str(folder / "job.json")], env)
+                done = run_hyperbench_driver(python, folder / "job.json")
                 if not csv_path.exists():
                     print(f"{scene}/{method}: HyperBench wrote no results\n{done}", file=sys.stderr)
                     continue
@@ -499,10 +497,14 @@ def run_hyperbench(args) -> list[dict]:
     return rows
 
 
-def subprocess_run(argv: list[str], env: dict) -> str:
+def run_hyperbench_driver(python: Path, job: Path) -> str:
+    """bench/hyperbench_driver.py on ``job`` in HyperBench's interpreter, outside this project's venv;
+    its exit status and the tail of its stderr."""
     import subprocess
 
-    done = subprocess.run(argv, capture_output=True, text=True, env=env)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run([str(python), str(ROOT / "bench" / "hyperbench_driver.py"), str(job)],
+                          capture_output=True, text=True, env=env)
     return f"exit {done.returncode}: {done.stderr.strip()[-3000:]}"
 
 
