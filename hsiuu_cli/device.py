@@ -1,9 +1,10 @@
-"""Where PyTorch runs: the one reading of the ``--device`` choice (auto, cpu or cuda)."""
+"""Where PyTorch runs: the one reading of the ``--device`` choice (auto, cpu or cuda), and on how many threads."""
 
 from __future__ import annotations
 
 import glob
 import sys
+from contextlib import contextmanager
 
 from .errors import ParameterError
 
@@ -38,3 +39,20 @@ def resolve_device(device: str | None) -> str:
     if choice == "cuda":
         raise ParameterError("--device cuda was asked for but PyTorch sees no CUDA device")
     return "cpu"
+
+
+@contextmanager
+def one_thread():
+    """BLAS and PyTorch on one thread: as on a cluster's worker, where a block's bytes then do not depend
+    on how many threads the process has (float32 products may round differently with more), and for
+    small networks, whose steps are too short to share between threads."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(threads)

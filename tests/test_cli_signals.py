@@ -144,3 +144,51 @@ def test_sigterm_stops_a_parallel_batch_without_leftovers(tmp_path):
     assert process.returncode == 143, stderr
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"c{i}{s}" for i in range(3) for s in (".hdr", ".img")]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] not in "ZX"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(), reason="Linux /proc children")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: signal.Signals(s).name)
+def test_a_signal_during_cross_validation_stops_the_fold_processes_too(tmp_path, signum):
+    """A ×8 pair with a 12 × 12 LR grid: the network's iterations are chosen by cross-validation in
+    forked fold processes. SIGTERM to the run (``kill``), or SIGINT to its process group (Ctrl-C in a
+    terminal): exit 128 + signal, no fold process left, nothing written."""
+    from conftest import gaussian_srf, make_mixture
+
+    from hsiuu_cli import degrade
+
+    cube, _, _, wavelengths = make_mixture(96, 96, 40, 3, seed=3)
+    srf = gaussian_srf(wavelengths, [500, 800, 1300, 2000], 150.0)
+    write_cube(Cube(degrade.spatial_degrade(cube, 8, sigma=4.0), wavelengths=wavelengths), tmp_path / "lr.hdr")
+    write_cube(Cube(degrade.spectral_degrade(cube, srf)), tmp_path / "msi.hdr")
+    np.savetxt(tmp_path / "srf.csv", srf, delimiter=",")
+    command = [sys.executable, "-m", "hsiuu_cli", "fuse", str(tmp_path / "lr.hdr"), str(tmp_path / "msi.hdr"),
+               "--srf-matrix", str(tmp_path / "srf.csv"), "-o", str(tmp_path / "fused.hdr")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while len(children := _children(process.pid)) < 2:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no fold processes appeared"
+        time.sleep(0.01)
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr
+    assert not any(_running(child) for child in children)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.hdr", "lr.img", "msi.hdr", "msi.img", "srf.csv"]

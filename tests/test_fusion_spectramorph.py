@@ -164,7 +164,7 @@ def test_reconstruction_loss_is_the_mean_squared_spectral_error():
     assert float(loss(coefficients)) == pytest.approx(float(torch.mean((coefficients @ endmembers - targets) ** 2)), rel=1e-5)
     rows = torch.arange(40) % 3 == 0
     expected = torch.mean((coefficients[rows] @ endmembers - targets[rows]) ** 2)
-    assert float(loss(coefficients[rows], rows)) == pytest.approx(float(expected), rel=1e-5)
+    assert float(loss.rows(rows)(coefficients[rows])) == pytest.approx(float(expected), rel=1e-5)
 
 
 def _validation_problem(learnable: bool):
@@ -186,15 +186,64 @@ def _validation_problem(learnable: bool):
 
 @pytest.mark.parametrize("learnable", [True, False])
 def test_cross_validation_stops_early_only_where_training_longer_overfits(learnable):
-    from hsiuu_cli.fusion.spectramorph import SpectraMorphSettings, cross_validated_epochs
+    from hsiuu_cli.fusion.spectramorph import SpectraMorphSettings, cross_validated_networks
 
     network, inputs, loss = _validation_problem(learnable)
     before = [p.detach().clone() for p in network.parameters()]
     settings = SpectraMorphSettings(max_epochs=300)
-    epochs = cross_validated_epochs(network, network, loss, inputs, np.arange(120), settings)
-    assert all(np.array_equal(p.detach(), q) for p, q in zip(network.parameters(), before))  # weights restored
+    epochs, members = cross_validated_networks(network, "free", loss, inputs, np.arange(120), settings)
+    assert all(np.array_equal(p.detach(), q) for p, q in zip(network.parameters(), before))  # weights untouched
     assert epochs > 150 if learnable else epochs < 60
-    assert cross_validated_epochs(network, network, loss, inputs, np.arange(120), settings) == epochs
+    assert len(members) == settings.validation_folds
+    again, _ = cross_validated_networks(network, "free", loss, inputs, np.arange(120), settings)
+    assert again == epochs
+
+
+def test_the_folds_networks_are_those_after_the_chosen_count_in_any_number_of_processes(monkeypatch):
+
+    from hsiuu_cli.device import one_thread
+    from hsiuu_cli.fusion.spectramorph import SpectraMorphSettings
+
+    network, inputs, loss = _validation_problem(True)
+    settings = SpectraMorphSettings(max_epochs=100)
+    with one_thread():  # as fit_spectramorph trains: the fold processes run on one thread
+        _check_fold_members(network, inputs, loss, settings, monkeypatch)
+
+
+def _check_fold_members(network, inputs, loss, settings, monkeypatch):
+    import torch
+
+    from hsiuu_cli.fusion import spectramorph
+    from hsiuu_cli.fusion.spectramorph import cross_validated_networks, mean_coefficients
+
+    epochs, members = cross_validated_networks(network, "free", loss, inputs, np.arange(120), settings, workers=1)
+    forked, forked_members = cross_validated_networks(network, "free", loss, inputs, np.arange(120), settings, workers=2)
+    assert forked == epochs
+    for member, other in zip(members, forked_members):
+        assert all(torch.equal(p, q) for p, q in zip(member.parameters(), other.parameters()))
+    # each member is its fold trained for exactly that many iterations from the initial weights
+    held = torch.from_numpy(np.random.default_rng(settings.seed).permutation(120) % settings.validation_folds == 0)
+    fold_network = spectramorph.copy.deepcopy(network)
+    spectramorph.train_lbfgs(fold_network, lambda: loss.rows(~held)(fold_network(inputs[~held])), epochs)
+    assert all(torch.equal(p, q) for p, q in zip(fold_network.parameters(), members[0].parameters()))
+    # the model's mean of the members fits the training pixels better than the initial network
+    with torch.no_grad():
+        assert float(loss(mean_coefficients(members, "free", inputs))) < 0.5 * float(loss(network(inputs)))
+    # with room for a few snapshots only, the members are taken at the last kept iteration before the count
+    monkeypatch.setattr(spectramorph, "SNAPSHOT_BYTES", 4 * 100 * sum(p.numel() for p in network.parameters()) // 7)
+    sparse, sparse_members = cross_validated_networks(network, "free", loss, inputs, np.arange(120), settings)
+    assert sparse == epochs
+    kept = spectramorph.copy.deepcopy(network)
+    spectramorph.train_lbfgs(kept, lambda: loss.rows(~held)(kept(inputs[~held])), max(epochs // 7 * 7, 7))
+    assert all(torch.equal(p, q) for p, q in zip(kept.parameters(), sparse_members[0].parameters()))
+
+
+def test_folds_run_in_processes_only_where_a_process_may_fork(monkeypatch):
+    from hsiuu_cli.fusion import spectramorph
+
+    assert spectramorph.fold_processes(2, 4) == 2 and spectramorph.fold_processes(8, 4) == 4
+    monkeypatch.setattr(spectramorph.sys, "platform", "darwin")
+    assert spectramorph.fold_processes(2, 4) == 1
 
 
 def test_without_the_prior_iterations_come_from_cross_validation(case):

@@ -28,12 +28,12 @@ a block.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
+from ..device import one_thread
 from ..io.scene_rows import SceneFile
 from .bicubic import BicubicStrips
 from .guard import CheckSums, Checks, StripChecks, blended, strip_checks
@@ -242,22 +242,6 @@ class FusionPlan:
         rows = np.zeros(fused.shape[:2] + (self.shape[2],), dtype=np.float32)
         rows[:, :, self.bad.good] = fused
         return rows
-
-
-@contextmanager
-def one_thread():
-    """BLAS and PyTorch on one thread, as on a cluster's worker: a block's bytes then do not depend on
-    how many threads the process has (float32 products may round differently with more)."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass
