@@ -471,7 +471,7 @@ class HeldOutFolds:
     fold_of_row: np.ndarray
     settings: SpectraMorphSettings
 
-    def curve(self, fold: int) -> np.ndarray:
+    def curve(self, fold: int) -> "FoldResult":
         """The held-out loss after each of up to ``max_epochs`` L-BFGS iterations, trained on the other
         folds from a copy of the initial weights, and the weights along the way; a fold that stops
         early (no better held-out loss for :data:`VALIDATION_PATIENCE` iterations, or converged) keeps
@@ -505,6 +505,8 @@ class HeldOutFolds:
 
 @dataclass
 class FoldResult:
+    """What a fold sends back from its process."""
+
     curve: np.ndarray
     """Held-out loss after each iteration (``max_epochs``)."""
     weights: np.ndarray
