@@ -34,6 +34,7 @@ from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import CubeWriteError, HsiuuError, ParameterError
+from ..stopping import STOPPING_SIGNALS
 from .options import Debug, Quiet, Verbose
 
 
@@ -325,8 +326,6 @@ class Terminated(KeyboardInterrupt):
         super().__init__(signum)
         self.signum = signum
 
-
-STOPPING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 # The signal that stopped this run, once one has: an interrupt that lands inside a C extension's
 # initialisation surfaces as some other exception (ImportError), which is still a stop, not a failure.

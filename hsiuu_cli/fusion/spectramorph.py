@@ -37,6 +37,7 @@ import numpy as np
 from ..degrade import resize_bicubic
 from ..device import one_thread, resolve_device
 from ..errors import ParameterError
+from ..stopping import STOPPING_SIGNALS, signals_held
 from .bicubic import BicubicStrips
 from .observation import (
     ERROR_FLOOR,
@@ -487,18 +488,21 @@ class HeldOutFolds:
         parameters = sum(p.numel() for p in network.parameters())
         every = max(1, -(-parameters * 4 * self.settings.max_epochs // SNAPSHOT_BYTES))
 
+        def keep_weights() -> None:
+            weights.append(torch.nn.utils.parameters_to_vector(network.parameters()).detach().cpu().numpy())
+
         def held_out_loss() -> None:
             with torch.no_grad():
                 history.append(float(held_loss(coefficient_map(network(held_inputs), self.coefficients_kind))))
-                if len(history) % every == 0:
-                    weights.append(torch.nn.utils.parameters_to_vector(network.parameters()).cpu().numpy())
+            if len(history) % every == 0:
+                keep_weights()
             if len(history) - 1 - int(np.argmin(history)) >= VALIDATION_PATIENCE:
                 raise StopIteration
 
         train_lbfgs(network, lambda: train_loss(coefficient_map(network(train_inputs), self.coefficients_kind)),
                     self.settings.max_epochs, callback=held_out_loss)
         if len(history) % every:  # where the fold stopped
-            weights.append(torch.nn.utils.parameters_to_vector(network.parameters()).detach().cpu().numpy())
+            keep_weights()
         curve = np.concatenate([history, np.full(self.settings.max_epochs - len(history), history[-1])])
         return FoldResult(curve, np.stack(weights), every)
 
@@ -518,9 +522,6 @@ class FoldResult:
         return self.weights[min(max(iterations // self.every, 1), len(self.weights)) - 1]
 
 
-STOPPING_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
-
-
 def _folds_in_this_process(problem: HeldOutFolds, folds: range, results, inherited: list) -> None:
     """A fold process: its folds' results sent back through ``results``. Ctrl-C is the parent's to
     handle (it ends the fold processes); SIGTERM and SIGHUP end this one at once, not through the
@@ -531,10 +532,8 @@ def _folds_in_this_process(problem: HeldOutFolds, folds: range, results, inherit
     import torch
     from threadpoolctl import threadpool_limits
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for name in STOPPING_SIGNALS[1:]:
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    for number in STOPPING_SIGNALS:
+        signal.signal(number, signal.SIG_IGN if number == signal.SIGINT else signal.SIG_DFL)
     for connection in inherited:
         connection.close()
     torch.set_num_threads(1)
@@ -543,29 +542,6 @@ def _folds_in_this_process(problem: HeldOutFolds, folds: range, results, inherit
         results.send([problem.curve(fold) for fold in folds])
     except BrokenPipeError:
         pass  # the parent is gone: nobody wants these
-
-
-@contextlib.contextmanager
-def signals_held():
-    """Stopping signals that arrive in the block take effect when it ends (in the main thread, where
-    Python runs signal handlers): a fork and its bookkeeping are not cut apart, so no child is left
-    unaccounted for. Fork children inherit the holding handler until they set their own."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    numbers = [getattr(signal, name) for name in STOPPING_SIGNALS if hasattr(signal, name)]
-    before = {number: signal.signal(number, lambda number, _frame: held.append(number)) for number in numbers}
-    try:
-        yield
-    finally:
-        for number, handler in before.items():
-            signal.signal(number, handler)
-        if held:
-            signal.raise_signal(held[0])
 
 
 def folds_in_processes(problem: HeldOutFolds, folds: int, workers: int) -> list[FoldResult]:
