@@ -256,6 +256,26 @@ def test_without_the_prior_iterations_come_from_cross_validation(case):
     assert with_prior.info["epochs_chosen_by"] == "setting" and with_prior.info["epochs"] == 150
 
 
+def test_cross_validated_training_makes_fewer_noisy_copies(case, monkeypatch):
+    """Four folds of up to 1 500 iterations train on CROSS_VALIDATED_COPIES copies of each pixel, a single
+    run of 150 on AUGMENTATION_COPIES (12 × 12 LR pixels: the copies, not the pixel budget, bound both)."""
+    from hsiuu_cli.fusion import spectramorph
+
+    _, lr, msi, srf, _ = case
+    rows = []
+
+    class CountingLoss(spectramorph.ReconstructionLoss):
+        def __init__(self, endmembers, targets) -> None:
+            rows.append(targets.shape[0])
+            super().__init__(endmembers, targets)
+
+    monkeypatch.setattr(spectramorph, "ReconstructionLoss", CountingLoss)
+    fuse(lr, msi, srf, seed=0, prior="none", max_epochs=5)
+    fuse(lr, msi, srf, seed=0, prior="none", epochs=5)
+    assert spectramorph.CROSS_VALIDATED_COPIES < spectramorph.AUGMENTATION_COPIES
+    assert rows == [spectramorph.CROSS_VALIDATED_COPIES * 144, spectramorph.AUGMENTATION_COPIES * 144]
+
+
 def test_too_few_pixels_for_the_folds_keep_the_set_iterations():
     cube, _, _, wavelengths = make_mixture(32, 32, 30, 3, seed=2)  # 8 × 8 LR pixels: 16 a fold
     srf = gaussian_srf(wavelengths, [500, 900, 1500], 200)

@@ -56,6 +56,11 @@ DENOISERS = ("shrink", "project", "none")
 AUGMENTATION_COPIES = 16
 AUGMENTED_PIXELS = 4096
 """Noise augmentation makes up to 16 noisy copies of the training pixels, until about this many."""
+CROSS_VALIDATED_COPIES = 8
+"""Where the iterations are cross-validated (four folds of up to 1 500 iterations instead of one run of
+150), up to this many copies: as good as 16 on HyperBench's twelve such cases, for half the time
+(docs/benchmarks.md, § "Fewer noisy copies where the iterations are cross-validated"); outside
+cross-validation 8 copies lost up to 0.9 dB (Pavia University ×8) for a saving of a second."""
 AUGMENTATION_FLOOR = 0.008
 """The MSI noise estimate is trusted up to the LR fit's bound or this share of the training inputs'
 variance per band, whichever is larger (with ``noise_augmentation`` 0.25: added noise at most 27 dB
@@ -285,11 +290,14 @@ def fit_spectramorph(
     coarse_sample = None if prior == "none" else spread_sample(coarse_lr[train_valid], settings.max_train_pixels)
     train_y = lr[train_valid] - coarse_lr[train_valid] if prior == "residual" else lr[train_valid]
     train_y = spread_sample(train_y, settings.max_train_pixels)
+    cross_validated = (settings.optimizer == "lbfgs" and prior == "none" and settings.validation_folds > 0
+                       and msi_sample.shape[0] >= settings.validation_folds * MIN_HELD_OUT_PIXELS)
     msi_inputs = [msi_sample]
     if settings.noise_augmentation > 0 and trust.msi_noise_variance is not None:
         # the LR-grid MSI has had its noise averaged away by the PSF; the HR-MSI the network will see has
         # not: noisy copies of the training pixels teach it not to pass that noise on
-        copies = max(1, min(AUGMENTATION_COPIES, AUGMENTED_PIXELS // msi_sample.shape[0]))
+        most = CROSS_VALIDATED_COPIES if cross_validated else AUGMENTATION_COPIES
+        copies = max(1, min(most, AUGMENTED_PIXELS // msi_sample.shape[0]))
         # the estimate is an upper bound, which a textured scene seen in 3–4 bands inflates 10–80× (HyperBench's
         # Pavia University: 3–5 dB lost): it is cut to what the LR fit allows, but not below a share of the
         # inputs' own spread, the mild augmentation that helps even noise-free pairs (docs/benchmarks.md)
@@ -332,8 +340,7 @@ def fit_spectramorph(
     # the network and its data are small: threads cost more than they save, and much more on a busy machine
     with one_thread() if device.type == "cpu" else contextlib.nullcontext():
         if settings.optimizer == "lbfgs":
-            if (prior == "none" and settings.validation_folds
-                    and msi_sample.shape[0] >= settings.validation_folds * MIN_HELD_OUT_PIXELS):
+            if cross_validated:
                 # the copies of the noise augmentation repeat the pixels in order: a pixel is held out with its copies
                 pixel_of_row = np.tile(np.arange(msi_sample.shape[0]), inputs.shape[0] // msi_sample.shape[0])
                 epochs, networks = cross_validated_networks(network, settings.coefficients, loss, inputs, pixel_of_row,
