@@ -194,7 +194,7 @@ def test_cross_validation_stops_early_only_where_training_longer_overfits(learna
     epochs, members = cross_validated_networks(network, "free", loss, inputs, np.arange(120), settings)
     assert all(np.array_equal(p.detach(), q) for p, q in zip(network.parameters(), before))  # weights untouched
     assert epochs > 150 if learnable else epochs < 60
-    assert len(members) == settings.validation_folds
+    assert len(members) == settings.trained_folds < settings.validation_folds
     again, _ = cross_validated_networks(network, "free", loss, inputs, np.arange(120), settings)
     assert again == epochs
 

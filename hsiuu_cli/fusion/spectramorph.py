@@ -57,9 +57,9 @@ AUGMENTATION_COPIES = 16
 AUGMENTED_PIXELS = 4096
 """Noise augmentation makes up to 16 noisy copies of the training pixels, until about this many."""
 CROSS_VALIDATED_COPIES = 8
-"""Where the iterations are cross-validated (four folds of up to 1 500 iterations instead of one run of
-150), up to this many copies: as good as 16 on HyperBench's twelve such cases, for half the time
-(docs/benchmarks.md, § "Fewer noisy copies where the iterations are cross-validated"); outside
+"""Where the iterations are cross-validated (two folds of up to 1 500 iterations instead of one run of
+150), up to this many copies: as good as 16 on HyperBench's twelve such cases, in less time
+(docs/benchmarks.md, § "Less training where the iterations are cross-validated"); outside
 cross-validation 8 copies lost up to 0.9 dB (Pavia University ×8) for a saving of a second."""
 AUGMENTATION_FLOOR = 0.008
 """The MSI noise estimate is trusted up to the LR fit's bound or this share of the training inputs'
@@ -75,10 +75,14 @@ class SpectraMorphSettings:
     """Full-batch optimiser iterations (with the coarse prior; without it, see ``validation_folds``)."""
     validation_folds: int = 4
     """Without the coarse prior (an LR grid under 3 × ratio pixels a side, or ``prior="none"``), L-BFGS
-    iterations are chosen by this many-fold cross-validation over the LR pixels, up to ``max_epochs``
-    (0, or under :data:`MIN_HELD_OUT_PIXELS` pixels a fold: ``epochs``). With the prior, training
-    pairs are one scale coarser than the HR use, which a same-scale hold-out cannot judge: there
-    ``epochs`` stays (docs/benchmarks.md, § The ×8 cases)."""
+    iterations are chosen by cross-validation over the LR pixels split into this many folds, up to
+    ``max_epochs`` (0, or under :data:`MIN_HELD_OUT_PIXELS` pixels a fold: ``epochs``). With the
+    prior, training pairs are one scale coarser than the HR use, which a same-scale hold-out cannot
+    judge: there ``epochs`` stays (docs/benchmarks.md, § The ×8 cases)."""
+    trained_folds: int = 2
+    """Of those folds, how many are held out in turn (each network trained on the other folds' pixels):
+    two train at once on two cores, and did as well as four on HyperBench's twelve cross-validated
+    cases in half the time (docs/benchmarks.md). Not tied to the core count, so the result is not."""
     max_epochs: int = 1500
     hidden: int = 32
     """Units in each of the MLP's two hidden layers."""
@@ -139,6 +143,8 @@ class SpectraMorphSettings:
             raise ParameterError("epochs, max_epochs and hidden units must be at least 1")
         if self.validation_folds < 0 or self.validation_folds == 1:
             raise ParameterError(f"validation_folds must be 0 or at least 2, got {self.validation_folds}")
+        if not 2 <= self.trained_folds <= max(self.validation_folds, 2):
+            raise ParameterError(f"trained_folds must be from 2 to validation_folds, got {self.trained_folds}")
 
 
 def endmembers_nmf(pixels: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -336,7 +342,7 @@ def fit_spectramorph(
     inputs = standardise(train_x)
     loss = ReconstructionLoss(e, torch.from_numpy(train_y.astype(np.float32)).to(device))
     epochs, epochs_chosen_by, networks = settings.epochs, "setting", [network]
-    workers = fold_processes(torch.get_num_threads(), settings.validation_folds) if device.type == "cpu" else 1
+    workers = fold_processes(torch.get_num_threads(), settings.trained_folds) if device.type == "cpu" else 1
     # the network and its data are small: threads cost more than they save, and much more on a busy machine
     with one_thread() if device.type == "cpu" else contextlib.nullcontext():
         if settings.optimizer == "lbfgs":
@@ -585,28 +591,28 @@ def folds_in_processes(problem: HeldOutFolds, folds: int, workers: int) -> list[
 
 def cross_validated_networks(network, coefficients_kind: str, loss: "ReconstructionLoss", inputs,
                              pixel_of_row: np.ndarray, settings: SpectraMorphSettings, workers: int = 1) -> tuple[int, list]:
-    """The L-BFGS iteration count chosen on the held-out loss of ``validation_folds`` folds of the
-    training pixels, each trained from a copy of the network's present (initial) weights, in
-    ``workers`` processes (forked; the result does not depend on their number); and the folds'
-    networks after that many iterations, whose mean the model uses instead of training once more on
-    all pixels (as good on HyperBench's twelve cross-validated cases, within ±0.07 dB, for one
-    training run less: docs/benchmarks.md).
+    """The L-BFGS iteration count chosen on the held-out loss of the first ``trained_folds`` of
+    ``validation_folds`` folds of the training pixels, each network trained on the pixels outside its
+    fold from a copy of the network's present (initial) weights, in ``workers`` processes (forked; the
+    result does not depend on their number); and those networks after that many iterations, whose
+    mean the model uses instead of training once more on all pixels (as good on HyperBench's twelve
+    cross-validated cases, within ±0.07 dB, for one training run less: docs/benchmarks.md).
 
     On a few hundred LR pixels a fixed count under- or over-fits depending on the scene and the MSI's
     bands (HyperBench Jasper ×8: 8 bands gain up to 1000 iterations, 3 bands lose past 300).
     """
     import torch
 
-    folds = settings.validation_folds
-    fold_of_pixel = np.random.default_rng(settings.seed).permutation(int(pixel_of_row.max()) + 1) % folds
+    fold_of_pixel = np.random.default_rng(settings.seed).permutation(int(pixel_of_row.max()) + 1) % settings.validation_folds
     problem = HeldOutFolds(network, coefficients_kind, loss, inputs, fold_of_pixel[pixel_of_row], settings)
+    folds = min(settings.trained_folds, settings.validation_folds)
     if workers > 1:
         results = folds_in_processes(problem, folds, workers)
     else:
         results = [problem.curve(fold) for fold in range(folds)]
     curves = np.stack([result.curve for result in results])
     # the fewest iterations not worse than the best count by more than the standard error of their paired
-    # difference over the folds: on a flat curve the minimum's place is noise, and fewer iterations fit less of it
+    # difference over the held-out folds: on a flat curve the minimum's place is noise, and fewer iterations fit less of it
     best = int(np.argmin(curves.mean(axis=0)))
     excess = curves - curves[:, best : best + 1]
     within = excess.mean(axis=0) <= excess.std(axis=0, ddof=1) / np.sqrt(folds)
