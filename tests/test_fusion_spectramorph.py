@@ -193,7 +193,9 @@ def test_cross_validation_stops_early_only_where_training_longer_overfits(learna
     settings = SpectraMorphSettings(max_epochs=300)
     epochs, members = cross_validated_networks(network, "free", loss, inputs, np.arange(120), settings)
     assert all(np.array_equal(p.detach(), q) for p, q in zip(network.parameters(), before))  # weights untouched
-    assert epochs > 150 if learnable else epochs < 60
+    # two held-out folds give a wider standard error than four, so the rule stops sooner (131 of 300 here,
+    # 286 with four): still a hundred iterations or more where they generalise, one or a few where they memorise
+    assert epochs > 100 if learnable else epochs < 60
     assert len(members) == settings.trained_folds < settings.validation_folds
     again, _ = cross_validated_networks(network, "free", loss, inputs, np.arange(120), settings)
     assert again == epochs
@@ -249,7 +251,7 @@ def test_folds_run_in_processes_only_where_a_process_may_fork(monkeypatch):
 def test_without_the_prior_iterations_come_from_cross_validation(case):
     _, lr, msi, srf, _ = case  # 12 × 12 LR pixels: 36 a fold
     chosen = fuse(lr, msi, srf, seed=0, prior="none", max_epochs=80)
-    assert chosen.info["epochs_chosen_by"] == "4-fold cross-validation" and 1 <= chosen.info["epochs"] <= 80
+    assert chosen.info["epochs_chosen_by"] == "cross-validation on 2 of 4 folds" and 1 <= chosen.info["epochs"] <= 80
     given = fuse(lr, msi, srf, seed=0, prior="none", epochs=40)
     assert given.info["epochs_chosen_by"] == "setting" and given.info["epochs"] == 40
     with_prior = fuse(lr, msi, srf, seed=0)
@@ -283,3 +285,44 @@ def test_too_few_pixels_for_the_folds_keep_the_set_iterations():
     result = fuse(lr, degrade.spectral_degrade(cube, srf), srf, seed=0, max_epochs=50)
     assert result.info["prior"] == "none"
     assert result.info["epochs_chosen_by"] == "setting" and result.info["epochs"] == 150
+
+
+def test_fold_processes_end_with_the_run_even_before_they_set_their_own_signal_handlers(monkeypatch):
+    """A stop that reaches the parent while a fold process is still starting (it holds the stopping
+    signals, as it was forked inside signals_held): the run ends at once, the fold processes with it."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+    import time
+
+    from hsiuu_cli.fusion import spectramorph
+    from hsiuu_cli.fusion.spectramorph import HeldOutFolds, SpectraMorphSettings
+
+    original = spectramorph._folds_in_this_process
+
+    def slow_start(*args):
+        time.sleep(30)  # still starting, with the inherited handler
+        original(*args)
+
+    class Stopped(Exception):
+        pass
+
+    def stop(_number, _frame):
+        raise Stopped
+
+    monkeypatch.setattr(spectramorph, "_folds_in_this_process", slow_start)
+    network, inputs, loss = _validation_problem(True)
+    problem = HeldOutFolds(network, "free", loss, inputs, np.arange(120) % 4, SpectraMorphSettings(max_epochs=50))
+    before = signal.signal(signal.SIGTERM, stop)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        started = time.monotonic()
+        timer.start()
+        with pytest.raises(Stopped):
+            spectramorph.folds_in_processes(problem, 2, 2)
+        assert time.monotonic() - started < 10
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, before)
+    assert not multiprocessing.active_children()

@@ -219,7 +219,9 @@ def test_bands_with_no_gap_are_unchanged_by_the_gap_rule():
     wavelengths = np.r_[np.arange(400.0, 1340.0, 10.0), np.arange(1460.0, 2400.0, 10.0)]
     full = srf_matrix(load_srf("sentinel2a:B2,B3,B4"), wavelengths, np.full(wavelengths.size, 10.0), warn=pytest.fail)
     alone = srf_matrix(load_srf("sentinel2a:B2,B3,B4"), wavelengths[:94], np.full(94, 10.0), warn=pytest.fail)
-    np.testing.assert_array_equal(full[:94], alone) and np.testing.assert_array_equal(full[94:], 0.0)
+    # to rounding: the normalising sums run over arrays of different lengths (one unit in the last place apart with numpy 2.4.6)
+    np.testing.assert_allclose(full[:94], alone, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(full[94:], 0.0)
 
 
 def test_overlapping_spectrometers_leave_no_false_holes():

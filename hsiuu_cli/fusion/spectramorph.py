@@ -351,7 +351,7 @@ def fit_spectramorph(
                 pixel_of_row = np.tile(np.arange(msi_sample.shape[0]), inputs.shape[0] // msi_sample.shape[0])
                 epochs, networks = cross_validated_networks(network, settings.coefficients, loss, inputs, pixel_of_row,
                                                             settings, workers=workers)
-                epochs_chosen_by = f"{settings.validation_folds}-fold cross-validation"
+                epochs_chosen_by = f"cross-validation on {settings.trained_folds} of {settings.validation_folds} folds"
             else:
                 train_lbfgs(network, lambda: loss(coefficients(inputs)), epochs)
         else:
@@ -582,9 +582,12 @@ def folds_in_processes(problem: HeldOutFolds, folds: int, workers: int) -> list[
                 raise RuntimeError(f"a cross-validation process ended without its result (exit code {process.exitcode})") from None
         return [results[fold] for fold in range(folds)]
     finally:
+        # SIGKILL, not SIGTERM: a process forked a moment ago still holds signals_held's handler, which
+        # would keep a SIGTERM until its fold was trained (found hung on a loaded machine); a fold
+        # process has nothing to clean up
         for process in processes:
             if process.is_alive():
-                process.terminate()
+                process.kill()
             if process.pid is not None:
                 process.join()
 
@@ -605,7 +608,7 @@ def cross_validated_networks(network, coefficients_kind: str, loss: "Reconstruct
 
     fold_of_pixel = np.random.default_rng(settings.seed).permutation(int(pixel_of_row.max()) + 1) % settings.validation_folds
     problem = HeldOutFolds(network, coefficients_kind, loss, inputs, fold_of_pixel[pixel_of_row], settings)
-    folds = min(settings.trained_folds, settings.validation_folds)
+    folds = settings.trained_folds
     if workers > 1:
         results = folds_in_processes(problem, folds, workers)
     else:
