@@ -7,6 +7,7 @@ import pytest
 from conftest import gaussian_srf, make_mixture
 
 from hsiuu_cli import degrade, metrics
+from hsiuu_cli.errors import ParameterError
 import hsiuu_cli.fusion as fusion
 from hsiuu_cli.fusion import fuse
 
@@ -240,12 +241,12 @@ def _check_fold_members(network, inputs, loss, settings, monkeypatch):
     assert all(torch.equal(p, q) for p, q in zip(kept.parameters(), sparse_members[0].parameters()))
 
 
-def test_folds_run_in_processes_only_where_a_process_may_fork(monkeypatch):
+def test_training_runs_in_processes_only_where_a_process_may_fork(monkeypatch):
     from hsiuu_cli.fusion import spectramorph
 
-    assert spectramorph.fold_processes(2, 4) == 2 and spectramorph.fold_processes(8, 4) == 4
+    assert spectramorph.training_processes(2) == 2 and spectramorph.training_processes(8) == 8
     monkeypatch.setattr(spectramorph.sys, "platform", "darwin")
-    assert spectramorph.fold_processes(2, 4) == 1
+    assert spectramorph.training_processes(2) == 1
 
 
 def test_without_the_prior_iterations_come_from_cross_validation(case):
@@ -299,7 +300,7 @@ def test_fold_processes_end_with_the_run_even_before_they_set_their_own_signal_h
     from hsiuu_cli.fusion import spectramorph
     from hsiuu_cli.fusion.spectramorph import HeldOutFolds, SpectraMorphSettings
 
-    original = spectramorph._folds_in_this_process
+    original = spectramorph._tasks_in_this_process
 
     def slow_start(*args):
         time.sleep(30)  # still starting, with the inherited handler
@@ -311,7 +312,7 @@ def test_fold_processes_end_with_the_run_even_before_they_set_their_own_signal_h
     def stop(_number, _frame):
         raise Stopped
 
-    monkeypatch.setattr(spectramorph, "_folds_in_this_process", slow_start)
+    monkeypatch.setattr(spectramorph, "_tasks_in_this_process", slow_start)
     network, inputs, loss = _validation_problem(True)
     problem = HeldOutFolds(network, "free", loss, inputs, np.arange(120) % 4, SpectraMorphSettings(max_epochs=50))
     before = signal.signal(signal.SIGTERM, stop)
@@ -320,9 +321,45 @@ def test_fold_processes_end_with_the_run_even_before_they_set_their_own_signal_h
         started = time.monotonic()
         timer.start()
         with pytest.raises(Stopped):
-            spectramorph.folds_in_processes(problem, 2, 2)
+            spectramorph.tasks_in_processes(problem.curve, 2, 2)
         assert time.monotonic() - started < 10
     finally:
         timer.cancel()
         signal.signal(signal.SIGTERM, before)
     assert not multiprocessing.active_children()
+
+
+def test_an_ensembles_networks_are_trained_alike_from_their_own_weights_in_any_number_of_processes():
+    import torch
+
+    from hsiuu_cli.device import one_thread
+    from hsiuu_cli.fusion import spectramorph
+
+    network, inputs, loss = _validation_problem(True)
+    generator = torch.Generator().manual_seed(0)
+    initial = [spectramorph.initialise(spectramorph.copy.deepcopy(network), generator) for _ in range(3)]
+    with one_thread():  # as fit_spectramorph trains: the training processes run on one thread
+        alone = spectramorph.ensemble_networks(spectramorph.copy.deepcopy(initial), "free", loss, inputs, 40, workers=1)
+        forked = spectramorph.ensemble_networks(spectramorph.copy.deepcopy(initial), "free", loss, inputs, 40, workers=2)
+        single = spectramorph.copy.deepcopy(initial[1])
+        spectramorph.train_lbfgs(single, lambda: loss(single(inputs)), 40)
+    vectors = [torch.nn.utils.parameters_to_vector(member.parameters()) for member in alone]
+    assert all(torch.equal(v, torch.nn.utils.parameters_to_vector(f.parameters())) for v, f in zip(vectors, forked))
+    assert torch.equal(vectors[1], torch.nn.utils.parameters_to_vector(single.parameters()))
+    assert not torch.equal(vectors[0], vectors[1]) and not torch.equal(vectors[1], vectors[2])
+    with torch.no_grad():
+        assert float(loss(spectramorph.mean_coefficients(alone, "free", inputs))) < 0.5 * float(loss(network(inputs)))
+
+
+def test_small_training_sets_train_an_ensemble_within_the_row_budget(case, fused, monkeypatch):
+    from hsiuu_cli.fusion import spectramorph
+
+    _, lr, msi, srf, _ = case  # 12 × 12 LR pixels × 16 noisy copies: 2 304 training rows
+    assert fused.info["networks"] == spectramorph.SpectraMorphSettings().ensemble == 4
+    assert fused.info["epochs_chosen_by"] == "setting"
+    one = fuse(lr, msi, srf, seed=0, ensemble=1)
+    assert one.info["networks"] == 1 and not np.array_equal(one.fused, fused.fused)
+    monkeypatch.setattr(spectramorph, "ENSEMBLE_ROWS", 2 * 2304 + 1)  # room for two networks' rows
+    assert fuse(lr, msi, srf, seed=0).info["networks"] == 2
+    with pytest.raises(ParameterError, match="ensemble"):
+        fuse(lr, msi, srf, seed=0, ensemble=0)

@@ -293,8 +293,8 @@ def plan_fusion(
         model = plan.model = fit_spectramorph(lr_values, lr_use, msi_strip, (rows_hr, cols_hr), srf, plan.sensor, settings, trust)
         endmember_spectra = model.endmembers * scale
         plan.with_abundances = return_abundances
-        info.update(endmembers=k, epochs=model.epochs,
-                    epochs_chosen_by=model.epochs_chosen_by, training_loss=model.training_loss,
+        info.update(endmembers=k, epochs=model.epochs, epochs_chosen_by=model.epochs_chosen_by,
+                    networks=len(model.networks), training_loss=model.training_loss,
                     coefficients=settings.coefficients, prior=model.prior, consistency=settings.consistency)
     elif method == "bicubic":
         plan.model = BicubicStrips(lr_values, ratio)

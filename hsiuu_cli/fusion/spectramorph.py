@@ -123,6 +123,12 @@ class SpectraMorphSettings:
     """Share of the MSI's estimated full-resolution noise variance added to noisy copies of the
     training inputs (0: none). The estimate is an upper bound (scene detail that the other bands do
     not explain counts as noise); 0.25 measured best of 0.25/0.5/1 (docs/benchmarks.md)."""
+    ensemble: int = 4
+    """Outside cross-validation, the model is the mean of this many networks trained alike from different
+    initial weights, as far as :data:`ENSEMBLE_ROWS` allows (below). On a few dozen to a few thousand LR
+    pixels one network's result depends on its initial weights by up to 2.5 dB (HyperBench Pavia
+    University, five seeds); the mean of four gained up to 1.9 dB there and lost nowhere
+    (docs/benchmarks.md, § "An ensemble where the training set is small")."""
     seed: int = 0
     device: str = "auto"
 
@@ -143,6 +149,8 @@ class SpectraMorphSettings:
             raise ParameterError("epochs, max_epochs and hidden units must be at least 1")
         if self.validation_folds < 0 or self.validation_folds == 1:
             raise ParameterError(f"validation_folds must be 0 or at least 2, got {self.validation_folds}")
+        if self.ensemble < 1:
+            raise ParameterError(f"ensemble must be at least 1, got {self.ensemble}")
         if not 2 <= self.trained_folds <= max(self.validation_folds, 2):
             raise ParameterError(f"trained_folds must be from 2 to validation_folds, got {self.trained_folds}")
 
@@ -327,12 +335,7 @@ def fit_spectramorph(
         torch.nn.GELU(),
         torch.nn.Linear(settings.hidden, k),
     )
-    with torch.no_grad():  # seeded initialisation, independent of the global RNG's history
-        for layer in network:
-            if isinstance(layer, torch.nn.Linear):
-                bound = 1.0 / np.sqrt(layer.in_features)
-                layer.weight.uniform_(-bound, bound, generator=generator)
-                layer.bias.uniform_(-bound, bound, generator=generator)
+    initialise(network, generator)
     network = network.to(device)
     e = torch.from_numpy(endmembers).to(device)
 
@@ -342,7 +345,7 @@ def fit_spectramorph(
     inputs = standardise(train_x)
     loss = ReconstructionLoss(e, torch.from_numpy(train_y.astype(np.float32)).to(device))
     epochs, epochs_chosen_by, networks = settings.epochs, "setting", [network]
-    workers = fold_processes(torch.get_num_threads(), settings.trained_folds) if device.type == "cpu" else 1
+    workers = training_processes(torch.get_num_threads()) if device.type == "cpu" else 1
     # the network and its data are small: threads cost more than they save, and much more on a busy machine
     with one_thread() if device.type == "cpu" else contextlib.nullcontext():
         if settings.optimizer == "lbfgs":
@@ -353,7 +356,9 @@ def fit_spectramorph(
                                                             settings, workers=workers)
                 epochs_chosen_by = f"cross-validation on {settings.trained_folds} of {settings.validation_folds} folds"
             else:
-                train_lbfgs(network, lambda: loss(coefficients(inputs)), epochs)
+                members = min(settings.ensemble, max(1, ENSEMBLE_ROWS // inputs.shape[0]))
+                others = [initialise(copy.deepcopy(network).cpu(), generator).to(device) for _ in range(members - 1)]
+                networks = ensemble_networks([network, *others], settings.coefficients, loss, inputs, epochs, workers)
         else:
             train_adam(network, lambda: loss(coefficients(inputs)), settings)
     for member in networks:
@@ -462,16 +467,74 @@ MIN_HELD_OUT_PIXELS = 25
 (HyperBench Salton Sea ×8, 6 × 7 LR pixels: the folds chose 11–14 iterations, worse on 2 of 3 cases)."""
 
 
-def fold_processes(threads: int, folds: int) -> int:
-    """Processes the cross-validation's folds run in: one per thread the caller allows, where a process
-    can fork (Linux: the folds' tensors are inherited, not copied) and may have children (not in a
-    daemonic process such as a Dask worker). Threads do not do: the folds' steps are too short to
-    leave the interpreter lock for long."""
+ENSEMBLE_ROWS = 16384
+"""The ensemble has as many networks as fit into this many training rows (LR pixels × noisy copies), up to
+``SpectraMorphSettings.ensemble``: where one network trains on 4 096 rows or fewer (every HyperBench
+scene, an LR grid of up to 64 × 64 pixels) four do, on larger scenes fewer, from 16 384 rows one, so
+the ensemble never trains longer than one network on ``max_train_pixels`` would."""
+
+
+def initialise(network, generator):
+    """``network``'s linear layers drawn afresh from ``generator`` (PyTorch's default bounds): seeded, and
+    independent of the global RNG's history."""
+    import torch
+
+    with torch.no_grad():
+        for layer in network:
+            if isinstance(layer, torch.nn.Linear):
+                bound = 1.0 / np.sqrt(layer.in_features)
+                layer.weight.uniform_(-bound, bound, generator=generator)
+                layer.bias.uniform_(-bound, bound, generator=generator)
+    return network
+
+
+def training_processes(threads: int) -> int:
+    """How many processes the folds or an ensemble's networks may train in: one per thread the caller
+    allows, where a process can fork (Linux: the tensors are inherited, not copied) and may have children
+    (not in a daemonic process such as a Dask worker). Threads do not do: the training steps are too
+    short to leave the interpreter lock for long."""
     import multiprocessing
 
     if not sys.platform.startswith("linux") or multiprocessing.current_process().daemon:
         return 1
-    return max(1, min(threads, folds))
+    return max(1, threads)
+
+
+@dataclass
+class Ensemble:
+    """Networks to train alike (full-batch L-BFGS, the same iterations) from their own initial weights."""
+
+    initial: list
+    coefficients_kind: str
+    loss: "ReconstructionLoss"
+    inputs: object
+    epochs: int
+
+    def train(self, member: int) -> np.ndarray:
+        """Member ``member`` trained, as its weight vector."""
+        import torch
+
+        network = copy.deepcopy(self.initial[member])
+        train_lbfgs(network, lambda: self.loss(coefficient_map(network(self.inputs), self.coefficients_kind)), self.epochs)
+        return torch.nn.utils.parameters_to_vector(network.parameters()).detach().cpu().numpy()
+
+
+def ensemble_networks(initial: list, coefficients_kind: str, loss: "ReconstructionLoss", inputs, epochs: int,
+                      workers: int = 1) -> list:
+    """The ``initial`` networks, each trained for ``epochs`` L-BFGS iterations, in up to ``workers`` forked
+    processes (the result does not depend on their number)."""
+    import torch
+
+    problem = Ensemble(initial, coefficients_kind, loss, inputs, epochs)
+    if workers > 1 and len(initial) > 1:
+        weights = tasks_in_processes(problem.train, len(initial), workers)
+    else:
+        weights = [problem.train(member) for member in range(len(initial))]
+    trained = []
+    for network, vector in zip(initial, weights):
+        torch.nn.utils.vector_to_parameters(torch.from_numpy(vector).to(inputs.device), network.parameters())
+        trained.append(network)
+    return trained
 
 
 @dataclass
@@ -535,9 +598,9 @@ class FoldResult:
         return self.weights[min(max(iterations // self.every, 1), len(self.weights)) - 1]
 
 
-def _folds_in_this_process(problem: HeldOutFolds, folds: range, results, inherited: list) -> None:
-    """A fold process: its folds' results sent back through ``results``. Ctrl-C is the parent's to
-    handle (it ends the fold processes); SIGTERM and SIGHUP end this one at once, not through the
+def _tasks_in_this_process(task: Callable[[int], object], numbers: range, results, inherited: list) -> None:
+    """A training process: ``task(n)`` for its ``numbers`` sent back through ``results``. Ctrl-C is the
+    parent's to handle (it ends the training processes); SIGTERM and SIGHUP end this one at once, not through the
     CLI's clean-up, which is inherited through fork but the parent's to run. The read ends inherited
     through fork are closed, so that a send to a parent that is gone fails instead of waiting."""
     import signal
@@ -552,38 +615,40 @@ def _folds_in_this_process(problem: HeldOutFolds, folds: range, results, inherit
     torch.set_num_threads(1)
     threadpool_limits(limits=1, user_api="blas")
     try:
-        results.send([problem.curve(fold) for fold in folds])
+        results.send([task(number) for number in numbers])
     except BrokenPipeError:
         pass  # the parent is gone: nobody wants these
 
 
-def folds_in_processes(problem: HeldOutFolds, folds: int, workers: int) -> list[FoldResult]:
-    """Each fold's result, the folds shared out over ``workers`` forked processes, which are ended
-    whatever happens here (a signal, an error) before this returns."""
+def tasks_in_processes(task: Callable[[int], object], count: int, workers: int) -> list:
+    """``task(0)`` … ``task(count − 1)`` (the folds of a cross-validation, the networks of an ensemble),
+    shared out over up to ``workers`` forked processes, which are ended whatever happens here (a signal,
+    an error) before this returns."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
+    workers = min(workers, count)
     processes, pipes = [], []
     try:
         with signals_held():
             for worker in range(workers):
                 receiving, sending = context.Pipe(duplex=False)
                 pipes.append(receiving)
-                processes.append(context.Process(target=_folds_in_this_process, daemon=True,
-                                                 args=(problem, range(worker, folds, workers), sending, list(pipes))))
+                processes.append(context.Process(target=_tasks_in_this_process, daemon=True,
+                                                 args=(task, range(worker, count, workers), sending, list(pipes))))
                 processes[-1].start()
                 sending.close()
-        results: dict[int, FoldResult] = {}
+        results: dict[int, object] = {}
         for worker, (process, receiving) in enumerate(zip(processes, pipes)):
             try:
-                results.update(zip(range(worker, folds, workers), receiving.recv()))
+                results.update(zip(range(worker, count, workers), receiving.recv()))
             except EOFError:
                 process.join()
-                raise RuntimeError(f"a cross-validation process ended without its result (exit code {process.exitcode})") from None
-        return [results[fold] for fold in range(folds)]
+                raise RuntimeError(f"a training process ended without its result (exit code {process.exitcode})") from None
+        return [results[number] for number in range(count)]
     finally:
         # SIGKILL, not SIGTERM: a process forked a moment ago still holds signals_held's handler, which
-        # would keep a SIGTERM until its fold was trained (found hung on a loaded machine); a fold
+        # would keep a SIGTERM until its fold was trained (found hung on a loaded machine); a training
         # process has nothing to clean up
         for process in processes:
             if process.is_alive():
@@ -610,7 +675,7 @@ def cross_validated_networks(network, coefficients_kind: str, loss: "Reconstruct
     problem = HeldOutFolds(network, coefficients_kind, loss, inputs, fold_of_pixel[pixel_of_row], settings)
     folds = settings.trained_folds
     if workers > 1:
-        results = folds_in_processes(problem, folds, workers)
+        results = tasks_in_processes(problem.curve, folds, workers)
     else:
         results = [problem.curve(fold) for fold in range(folds)]
     curves = np.stack([result.curve for result in results])
