@@ -127,8 +127,8 @@ class SpectraMorphSettings:
     """Outside cross-validation, the model is the mean of this many networks trained alike from different
     initial weights, as far as :data:`ENSEMBLE_ROWS` allows (below). On a few dozen to a few thousand LR
     pixels one network's result depends on its initial weights by up to 2.5 dB (HyperBench Pavia
-    University, five seeds); the mean of four gained up to 1.9 dB there and lost nowhere
-    (docs/benchmarks.md, § "An ensemble where the training set is small")."""
+    University, five seeds); the mean of four gained up to 1.6 dB there and lost at most 0.03 dB on
+    HyperBench's other cases (docs/benchmarks.md, § "An ensemble where the training set is small")."""
     seed: int = 0
     device: str = "auto"
 
@@ -395,7 +395,7 @@ class SpectraMorphModel:
     so that strips can be fused in any order, in any process. It pickles (the networks on the CPU)."""
 
     networks: list
-    """One network, or the cross-validation's folds, whose coefficients are averaged."""
+    """One network, or the cross-validation's folds or an ensemble, whose coefficients are averaged."""
     endmembers: np.ndarray
     coefficients_kind: str
     prior: str
