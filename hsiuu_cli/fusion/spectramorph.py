@@ -648,7 +648,7 @@ def tasks_in_processes(task: Callable[[int], object], count: int, workers: int) 
         return [results[number] for number in range(count)]
     finally:
         # SIGKILL, not SIGTERM: a process forked a moment ago still holds signals_held's handler, which
-        # would keep a SIGTERM until its fold was trained (found hung on a loaded machine); a training
+        # would keep a SIGTERM until its work was done (found hung on a loaded machine); a training
         # process has nothing to clean up
         for process in processes:
             if process.is_alive():
