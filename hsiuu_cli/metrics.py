@@ -254,6 +254,16 @@ def sam(result, reference, *, mask=None) -> float:
     return float(np.mean(_sam_pixels(x, y, valid)))
 
 
+def sam_map(result, reference, *, mask=None) -> np.ndarray:
+    """The spectral angle (degrees) of every pixel, rows × cols; NaN where masked or the reference is all zero."""
+    x, y, valid = _pair(result, reference, mask)
+    defined = valid.copy()
+    defined[valid] = np.linalg.norm(y[valid], axis=1) > 0
+    angles = np.full(valid.shape, np.nan)
+    angles[defined] = _sam_pixels(x, y, defined)
+    return angles
+
+
 def ergas(result, reference, scale: float, *, mask=None) -> float:
     """100 / scale · sqrt(mean_b (RMSE_b / mean_b)²), mean_b = the reference band's mean; scale = HR/LR size ratio."""
     if not (np.isfinite(scale) and scale > 0):

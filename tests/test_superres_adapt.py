@@ -9,7 +9,7 @@ import torch
 from hsiuu_cli.cube import Cube
 from hsiuu_cli.degrade import resize_bicubic, spatial_degrade
 from hsiuu_cli.errors import InvalidDataError
-from hsiuu_cli.metrics import psnr, sam
+from hsiuu_cli.metrics import psnr, sam, sam_map
 from hsiuu_cli.superres import super_resolve
 from hsiuu_cli.superres.adapt import (
     MIN_COARSE_SIDE,
@@ -23,7 +23,7 @@ from hsiuu_cli.superres.adapt import (
     too_small,
 )
 from hsiuu_cli.superres.export import ModelInfo, export_model
-from hsiuu_cli.superres.guard import guarded_gain, shape_detail
+from hsiuu_cli.superres.guard import block_standard_error, guarded_gain, shape_detail
 from hsiuu_cli.superres.inference import SuperResolver
 from hsiuu_cli.superres.config import NetworkConfig
 from hsiuu_cli.superres.network import build_network
@@ -90,6 +90,54 @@ def test_guard_falls_back_to_bicubic_when_detail_only_harms():
     base = resize_bicubic(spatial_degrade(target, 2, method="bicubic"), 24, 24)
     check = guarded_gain(base, base - target, target, np.ones(4))
     assert check.gain == 0.0 and check.psnr == check.psnr_bicubic
+
+
+def test_guard_wants_a_sam_gain_beyond_the_self_checks_noise():
+    """The true detail everywhere, plus a random turn of the spectra on a random half of the 8 × 8 blocks, just
+    strong enough that SAM still improves on average, by far less than its spread over the blocks: the old
+    rule (any improvement) kept the whole detail; the guard lowers the gain until the improvement stands out."""
+    target = textured(64, 64, 6, seed=4)
+    base = resize_bicubic(spatial_degrade(target, 2, method="bicubic"), 64, 64)
+    rng = np.random.default_rng(5)
+    turned_blocks = np.kron(rng.random((8, 8)) < 0.5, np.ones((8, 8)))[:, :, None]
+    turn = rng.standard_normal((64, 64, 6)).astype(np.float32) * np.linalg.norm(base, axis=2, keepdims=True) * turned_blocks
+
+    def changes(strength: float, gain: float = 1.0) -> np.ndarray:
+        residual = (target - base) + np.float32(strength) * turn
+        return sam_map(base + np.float32(gain) * residual, target) - sam_map(base, target)
+
+    low, high = 0.0, 0.2  # the strength at which the mean change is a quarter of its standard error below zero
+    for _ in range(40):
+        middle = (low + high) / 2
+        c = changes(middle)
+        low, high = (middle, high) if np.nanmean(c) < -0.25 * block_standard_error(c) else (low, middle)
+    c = changes(low)
+    assert -block_standard_error(c) < np.nanmean(c) < 0
+    check = guarded_gain(base, (target - base) + np.float32(low) * turn, target, np.ones(6))
+    assert check.gain < check.least_squares_gain
+    chosen = changes(low, check.gain)
+    assert check.gain == 0.0 or np.nanmean(chosen) + block_standard_error(chosen) <= 1e-9
+
+
+def test_block_standard_error_follows_the_blocks_not_the_pixels():
+    rng = np.random.default_rng(0)
+    blocks = np.repeat(np.repeat(rng.standard_normal((4, 4)), 8, axis=0), 8, axis=1)  # 16 blocks of equal pixels
+    assert block_standard_error(blocks) == pytest.approx(blocks[::8, ::8].std(ddof=1) / 4)
+    with_gaps = blocks.copy()
+    with_gaps[:8, :8] = np.nan  # a block without pixels counts for nothing
+    assert block_standard_error(with_gaps) == pytest.approx(np.delete(blocks[::8, ::8].ravel(), 0).std(ddof=1) / np.sqrt(15))
+    assert block_standard_error(np.ones((8, 5))) == 0.0  # under two blocks: no estimate
+
+
+def test_sam_map_is_sam_pixel_by_pixel():
+    target = textured(16, 12, 5, seed=6)
+    result = target * (1 + 0.05 * np.random.default_rng(1).standard_normal(target.shape)).astype(np.float32)
+    target[0, 0] = 0.0  # an all-zero reference pixel has no angle
+    mask = np.ones((16, 12), bool)
+    mask[3, 4] = False
+    angles = sam_map(result, target, mask=mask)
+    assert np.isnan(angles[0, 0]) and np.isnan(angles[3, 4]) and np.isfinite(angles).sum() == 16 * 12 - 2
+    assert np.nanmean(angles) == pytest.approx(sam(result, target, mask=mask))
 
 
 def test_detail_that_turns_dark_spectra_is_damped_and_brightness_detail_kept():
