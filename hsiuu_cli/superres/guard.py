@@ -88,7 +88,7 @@ def block_standard_error(changes: np.ndarray) -> float:
     means of its :data:`SAM_BLOCK` × :data:`SAM_BLOCK` blocks; 0 with fewer than two blocks."""
     rows, cols = changes.shape[0] // SAM_BLOCK * SAM_BLOCK, changes.shape[1] // SAM_BLOCK * SAM_BLOCK
     blocks = changes[:rows, :cols].reshape(rows // SAM_BLOCK, SAM_BLOCK, cols // SAM_BLOCK, SAM_BLOCK)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a block without pixels has no mean
         means = np.nanmean(blocks, axis=(1, 3)).ravel()
     means = means[np.isfinite(means)]
