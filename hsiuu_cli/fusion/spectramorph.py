@@ -525,16 +525,10 @@ def ensemble_networks(initial: list, coefficients_kind: str, loss: "Reconstructi
     processes (the result does not depend on their number)."""
     import torch
 
-    problem = Ensemble(initial, coefficients_kind, loss, inputs, epochs)
-    if workers > 1 and len(initial) > 1:
-        weights = tasks_in_processes(problem.train, len(initial), workers)
-    else:
-        weights = [problem.train(member) for member in range(len(initial))]
-    trained = []
+    weights = tasks_in_processes(Ensemble(initial, coefficients_kind, loss, inputs, epochs).train, len(initial), workers)
     for network, vector in zip(initial, weights):
         torch.nn.utils.vector_to_parameters(torch.from_numpy(vector).to(inputs.device), network.parameters())
-        trained.append(network)
-    return trained
+    return initial
 
 
 @dataclass
@@ -623,11 +617,13 @@ def _tasks_in_this_process(task: Callable[[int], object], numbers: range, result
 def tasks_in_processes(task: Callable[[int], object], count: int, workers: int) -> list:
     """``task(0)`` … ``task(count − 1)`` (the folds of a cross-validation, the networks of an ensemble),
     shared out over up to ``workers`` forked processes, which are ended whatever happens here (a signal,
-    an error) before this returns."""
+    an error) before this returns; in this process, one after another, where one worker would do."""
     import multiprocessing
 
-    context = multiprocessing.get_context("fork")
     workers = min(workers, count)
+    if workers <= 1:
+        return [task(number) for number in range(count)]
+    context = multiprocessing.get_context("fork")
     processes, pipes = [], []
     try:
         with signals_held():
@@ -674,10 +670,7 @@ def cross_validated_networks(network, coefficients_kind: str, loss: "Reconstruct
     fold_of_pixel = np.random.default_rng(settings.seed).permutation(int(pixel_of_row.max()) + 1) % settings.validation_folds
     problem = HeldOutFolds(network, coefficients_kind, loss, inputs, fold_of_pixel[pixel_of_row], settings)
     folds = settings.trained_folds
-    if workers > 1:
-        results = tasks_in_processes(problem.curve, folds, workers)
-    else:
-        results = [problem.curve(fold) for fold in range(folds)]
+    results = tasks_in_processes(problem.curve, folds, workers)
     curves = np.stack([result.curve for result in results])
     # the fewest iterations not worse than the best count by more than the standard error of their paired
     # difference over the held-out folds: on a flat curve the minimum's place is noise, and fewer iterations fit less of it
