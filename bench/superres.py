@@ -407,9 +407,9 @@ def guard_cases(args):
     for relative in ("scenes/houston2018/houston_hsi.hdr", "scenes/pavia_university/pavia_lr_hsi.hdr"):
         reference = load_reference(args.data / relative)
         cases.append((f"31-band VNIR from {Path(relative).stem}", thirty_one_bands(reference), None))
-    from fuse import dump_hyperbench_cases  # bench/, beside this script
+    from fuse import HYPERBENCH_SCENES, dump_hyperbench_cases  # bench/, beside this script
 
-    names = ("houston", "jasper", "salton")
+    names = tuple(HYPERBENCH_SCENES)
     with tempfile.TemporaryDirectory(prefix="hsiuu-hyperbench-") as folder:
         if not dump_hyperbench_cases(list(names), [[4, 3, 35.0, 40.0]], Path(folder)):
             print("HyperBench's venv is missing: its cases are left out (see bench/fuse.py hyperbench)", file=sys.stderr)
@@ -443,11 +443,11 @@ def guard(args) -> list[dict]:
                     rows.append({**base, "method": f"{model.name}, least-squares gain only", "gain": round(check.least_squares_gain, 3),
                                  **scores(np.asarray(before.data), reference, scale)})
                 rows.append({**base, "method": f"{model.name} (default, guarded)", "gain": round(plan.gain, 3),
-                             **scores(result, reference, scale)})
+                             "dimmed": getattr(plan, "dimmed_lines", 0), **scores(result, reference, scale)})
                 print(f"  {label} ×{scale} {degradation}: done", file=sys.stderr, flush=True)
     print("\n### The PSNR/SAM guard without adaptation\n")
-    print("| scene | bands | HR | scale | LR made by | method | PSNR dB | SAM ° | ERGAS | SSIM | gain | worse than bicubic |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| scene | bands | HR | scale | LR made by | method | PSNR dB | SAM ° | ERGAS | SSIM | gain | dimmed LR lines | worse than bicubic |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     baseline = {}
     for r in rows:
         key = (r["scene"], r["scale"], r["degradation"])
@@ -456,7 +456,7 @@ def guard(args) -> list[dict]:
         worse = [m.upper() for m in ("psnr", "sam") if r["method"] != "bicubic" and
                  (r["psnr"] < baseline[key]["psnr"] - 1e-6 if m == "psnr" else r["sam"] > baseline[key]["sam"] + 1e-6)]
         print(f"| {r['scene']} | {r['bands']} | {r['hr']} | ×{r['scale']} | {r['degradation']} | {r['method']} | {r['psnr']:.2f} | "
-              f"{r['sam']:.3f} | {r['ergas']:.3f} | {r['ssim']:.4f} | {r.get('gain', '')} | {', '.join(worse) or ('' if r['method'] == 'bicubic' else 'no')} |")
+              f"{r['sam']:.4f} | {r['ergas']:.3f} | {r['ssim']:.4f} | {r.get('gain', '')} | {r.get('dimmed', '')} | {', '.join(worse) or ('' if r['method'] == 'bicubic' else 'no')} |")
     return rows
 
 

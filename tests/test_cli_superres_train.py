@@ -429,6 +429,21 @@ def test_no_adapt_reports_the_sam_guard(runner, adaptable, tmp_path):
     assert summary["gain"] == pytest.approx(check["gain"], abs=1e-4)
     assert check["psnr"] >= check["psnr_bicubic"] and check["sam"] <= check["sam_bicubic"]
     assert summary["result"] == ("bicubic" if check["gain"] == 0 else "model")
+    assert summary["dimmed_lines"] == 0
+
+
+def test_edges_dimmed_by_zero_padding_are_reported(runner, adaptable, tmp_path):
+    from scipy import ndimage
+
+    _, model = adaptable
+    hr, _, _, wavelengths = make_mixture(rows=96, cols=96, bands=6, seed=12)
+    lr = ndimage.gaussian_filter(hr, sigma=(2, 2, 0), mode="constant")[::2, ::2]
+    scene = tmp_path / "padded.hdr"
+    write_cube(Cube(data=lr, wavelengths=wavelengths), scene)
+    result = runner.invoke(app, ["superres", str(scene), "--scale", "2", "--model", str(model), "--no-adapt",
+                                 "-o", str(tmp_path / "o.hdr"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dimmed_lines"] >= 1
 
 
 @pytest.mark.parametrize("flags", [["--method", "bicubic", "--adapt"], ["--no-adapt", "--save-model", "d"],

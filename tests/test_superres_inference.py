@@ -265,3 +265,50 @@ def test_shipped_model_files_card_and_registry_agree(name):
     assert sha256_file(stem.with_suffix(".onnx")) == card["files"]["onnx"]["sha256"] == entry.onnx_sha256
     assert sha256_file(stem.with_suffix(".safetensors")) == card["files"]["safetensors"]["sha256"] == entry.safetensors_sha256
     assert entry.onnx_sha256 in stem.with_suffix(".md").read_text()
+
+
+def blurred_and_decimated(hr: np.ndarray, scale: int, mode: str) -> np.ndarray:
+    """A Gaussian PSF (σ = scale HR pixels) with the given border mode, then scale × scale block means."""
+    from scipy import ndimage
+
+    blurred = ndimage.gaussian_filter(hr, sigma=(scale, scale, 0), mode=mode)
+    rows, cols = hr.shape[0] // scale, hr.shape[1] // scale
+    return blurred[: rows * scale, : cols * scale].reshape(rows, scale, cols, scale, -1).mean(axis=(1, 3)).astype(np.float32)
+
+
+def test_dimmed_lines_need_every_side():
+    from hsiuu_cli.superres.guard import dimmed_lines
+
+    bright = (np.ones((3, 9, 4)), np.ones((3, 9), dtype=bool))
+    dim = (np.array([0.7, 1.0, 1.0])[:, None, None] * np.ones((3, 9, 4)), np.ones((3, 9), dtype=bool))
+    assert dimmed_lines([dim] * 4) == 1
+    assert dimmed_lines([dim, dim, dim, bright]) == 0
+    twice = (np.array([0.5, 0.8, 1.0])[:, None, None] * np.ones((3, 9, 4)), np.ones((3, 9), dtype=bool))
+    assert dimmed_lines([twice] * 4) == 2
+    unseen = (dim[0], np.zeros((3, 9), dtype=bool))  # a side without data is not judged dimmed
+    assert dimmed_lines([dim, dim, dim, unseen]) == 0
+
+
+def test_edges_dimmed_by_zero_padding_keep_bicubic(tmp_path):
+    # a blur with zeros beyond the edges (HyperBench's protocol) dims the outermost LR pixels; a model
+    # would sharpen that into a dark rim, so those pixels keep bicubic, tile by tile as for the whole
+    hr, *_ = make_mixture(rows=64, cols=72, bands=10, seed=6)
+    _, paths = make_model(tmp_path, scale=2)
+    model = load_model(paths["onnx"])
+    padded = blurred_and_decimated(hr, 2, "constant")
+    resolver = SuperResolver(Cube(data=padded), 2, model, calibrate=False)
+    assert resolver.plan.dimmed_lines >= 1
+    rim = 2 * resolver.plan.dimmed_lines
+    whole = super_resolve(padded, 2, model, calibrate=False)
+    tiled = super_resolve(padded, 2, model, calibrate=False, tile=8)
+    baseline = super_resolve(padded, 2, method="bicubic")
+    inside = np.zeros(whole.shape[:2], dtype=bool)
+    inside[rim:-rim, rim:-rim] = True
+    np.testing.assert_allclose(whole[~inside], baseline[~inside], atol=1e-6)
+    assert np.abs(whole[inside] - baseline[inside]).max() > 1e-4
+    np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-6)
+
+    mirrored = blurred_and_decimated(hr, 2, "reflect")
+    assert SuperResolver(Cube(data=mirrored), 2, model, calibrate=False).plan.dimmed_lines == 0
+    result = super_resolve(mirrored, 2, model, calibrate=False)
+    assert np.abs(result[~inside] - super_resolve(mirrored, 2, method="bicubic")[~inside]).max() > 1e-4

@@ -291,6 +291,8 @@ def _report(source, scale, chosen, run_model, plan, adaptation, summary) -> None
     )
     if plan.check is not None:
         summary["self_check"] = plan.check.as_dict()
+    if run_model is not None:
+        summary["dimmed_lines"] = plan.dimmed_lines
     if chosen is None:
         info(f"{source.name}: ×{scale} with bicubic")
         return
@@ -299,4 +301,7 @@ def _report(source, scale, chosen, run_model, plan, adaptation, summary) -> None
              "(PSNR or SAM no better than bicubic's)")
         return
     what = f"{run_model.describe()} on {plan.backend}"
-    info(f"{source.name}: ×{scale} with {what}, tiles of {plan.tile} + {plan.halo} LR px, detail gain {plan.gain:.2f} ({plan.gain_source})")
+    edges = (f"; the outermost {plan.dimmed_lines} LR line(s) keep bicubic: the scene's edges are dimmed, as by a blur "
+             "with zero padding" if plan.dimmed_lines else "")
+    info(f"{source.name}: ×{scale} with {what}, tiles of {plan.tile} + {plan.halo} LR px, detail gain {plan.gain:.2f} "
+         f"({plan.gain_source}){edges}")

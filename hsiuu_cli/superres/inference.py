@@ -27,7 +27,7 @@ from ..cube import Cube
 from ..device import resolve_device
 from ..errors import InvalidDataError, ParameterError
 from .export import HALO_MARGIN
-from .guard import DARK_FRACTION, GainCheck, guarded_gain, shape_detail
+from .guard import DARK_FRACTION, MAX_DIMMED_LINES, GainCheck, dimmed_lines, guarded_gain, shape_detail
 from .preprocess import (
     SceneStatistics,
     adapter_matrix,
@@ -138,6 +138,8 @@ class Plan:
     gain_source: str = "none"
     check: GainCheck | None = None
     """The self-check behind the gain, when one ran."""
+    dimmed_lines: int = 0
+    """Outermost LR lines dimmed on every side, as by a zero-padded blur: their HR pixels keep the bicubic result."""
 
 
 @dataclass
@@ -150,6 +152,7 @@ class SceneState:
     empty_bands: np.ndarray
     stats: SceneStatistics | None
     dark_level: float
+    dimmed_lines: int
     gain: float
     gain_source: str
 
@@ -197,8 +200,10 @@ class SuperResolver:
             self._statistics()
         else:
             self.fill, self.empty_bands, self.stats, self.dark_level = state.fill, state.empty_bands, state.stats, state.dark_level
+            self.dimmed_lines = state.dimmed_lines
         self.backend = None
-        self.plan = Plan(method, self.scale, self.tile, self.halo, None if self.model is None else self.model.name)
+        self.plan = Plan(method, self.scale, self.tile, self.halo, None if self.model is None else self.model.name,
+                         dimmed_lines=self.dimmed_lines)
         if self.model is not None:
             self.backend = make_backend(self.model, device, threads)
             self.plan.backend = self.backend.name
@@ -221,7 +226,8 @@ class SuperResolver:
     def state(self) -> SceneState:
         """The scene-wide values this resolver computed (see :class:`SceneState`)."""
         gain = self.gain if self.model is not None else 1.0
-        return SceneState(self.fill, self.empty_bands, self.stats, self.dark_level, gain, self.plan.gain_source)
+        return SceneState(self.fill, self.empty_bands, self.stats, self.dark_level, self.dimmed_lines, gain,
+                          self.plan.gain_source)
 
     # -- scene statistics ------------------------------------------------------------------
 
@@ -280,11 +286,29 @@ class SuperResolver:
         self.fill = np.where(np.isfinite(fill), fill, 0.0).astype(np.float32)
         self.stats: SceneStatistics | None = None
         self.dark_level = 0.0
+        self.dimmed_lines = 0
         if self.model is not None:
             good_values = values[:, :, self.good]
             self.stats = scene_statistics(good_values, valid)
             norms = np.linalg.norm(np.nan_to_num(good_values[valid]).astype(np.float64), axis=-1)
             self.dark_level = float(DARK_FRACTION * np.median(norms))
+            self.dimmed_lines = dimmed_lines(self._edge_lines(step))
+
+    def _edge_lines(self, step: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per side, the scene's outermost lines (good bands, physical values, every ``step``-th pixel along
+        them) and their validity, the outermost first, at most half the scene: what
+        :func:`hsiuu_cli.superres.guard.dimmed_lines` judges."""
+        depth = min(MAX_DIMMED_LINES + 1, self.cube.rows // 2, self.cube.cols // 2)
+        along = slice(None, None, step)
+        sides = []
+        for rows, cols, flip, across in ((slice(0, depth), along, False, False), (slice(-depth, None), along, True, False),
+                                         (along, slice(0, depth), False, True), (along, slice(-depth, None), True, True)):
+            block = np.asarray(self.cube.data[rows, cols])
+            values, valid = self.cube.replace(data=block).physical()[:, :, self.good], self._valid(block)
+            if across:
+                values, valid = values.transpose(1, 0, 2), valid.T
+            sides.append((values[::-1], valid[::-1]) if flip else (values, valid))
+        return sides
 
     def _calibrate(self) -> None:
         """The detail gain from a self-check on the central crop of the scene, degraded once more
@@ -333,8 +357,8 @@ class SuperResolver:
         total /= self.slots[:, None, None]
         return self.stats.residual_to_physical(np.moveaxis(total, 0, -1))
 
-    def _window(self, window: np.ndarray, core_rows: slice, core_cols: slice) -> np.ndarray:
-        """Super-resolve a window and return the HR pixels of its core."""
+    def _window(self, window: np.ndarray, core_rows: slice, core_cols: slice, origin: tuple[int, int]) -> np.ndarray:
+        """Super-resolve a window and return the HR pixels of its core, whose first pixel is the scene's HR pixel ``origin``."""
         from ..degrade import resize_bicubic
 
         s = self.scale
@@ -346,6 +370,13 @@ class SuperResolver:
         if self.model is not None and self.gain > 0:
             base = out[:, :, self.good]
             detail = shape_detail(base, self._residual(window[:, :, self.good], (core_rows, core_cols)), self.dark_level)
+            if self.dimmed_lines:
+                # the dimmed LR lines' HR pixels: a model would sharpen the dimming into a dark rim
+                rim, hr_rows, hr_cols = self.dimmed_lines * s, self.cube.rows * s, self.cube.cols * s
+                rows_at = origin[0] + np.arange(detail.shape[0])
+                cols_at = origin[1] + np.arange(detail.shape[1])
+                detail[(rows_at < rim) | (rows_at >= hr_rows - rim)] = 0
+                detail[:, (cols_at < rim) | (cols_at >= hr_cols - rim)] = 0
             out[:, :, self.good] = base + np.float32(self.gain) * detail
         return out
 
@@ -381,7 +412,7 @@ class SuperResolver:
         for c0 in range(col_start, min(cols, col_stop), tile):
             c1 = min(cols, c0 + tile)
             left, right = max(0, c0 - halo), min(cols, c1 + halo)
-            core = self._window(values[:, left:right], core_rows, slice((c0 - left) * s, (c1 - left) * s))
+            core = self._window(values[:, left:right], core_rows, slice((c0 - left) * s, (c1 - left) * s), (lr_start * s, c0 * s))
             missing = invalid[:, c0:c1]
             if missing.any():
                 core[np.repeat(np.repeat(missing, s, axis=0), s, axis=1)] = np.nan
