@@ -7,6 +7,7 @@ Run from the repository root (results go to stdout as Markdown tables; ``--json`
     python bench/superres.py ablation --without runs/aviris_x4_nounmix
     python bench/superres.py throughput                   # output megavoxels per second at ×4
     python bench/superres.py memory                       # peak RSS of `hsiuu superres` for a 4000×4000×100 output
+    python bench/superres.py noise                        # noisy LR scenes: the default (denoised where strong) vs bicubic
 
 Scenes are the ones held out of training (see the model cards): the AVIRIS family (three ABU
 scenes and Cuprite) and sensors no model saw (ROSIS Pavia University, CASI MUUFL Gulfport and
@@ -538,9 +539,59 @@ def adapt_time(args) -> list[dict]:
     return rows
 
 
+def noise(args) -> list[dict]:
+    """The held-out scenes' LR cubes with white noise added (per band, `hsiuu_cli.degrade.add_noise`, seed 0) at
+    each SNR: bicubic, the default run (noise removed first where strong) and the same with --no-denoise."""
+    from hsiuu_cli.degrade import add_noise
+
+    rows = []
+    for relative in FAMILY + OTHER:
+        reference_full = load_reference(args.data / relative).data
+        for scale in args.scales:
+            h, w = reference_full.shape[0] // scale * scale, reference_full.shape[1] // scale * scale
+            reference = np.asarray(reference_full[:h, :w], dtype=np.float32)
+            for degradation in args.degradations:
+                clean = spatial_degrade(reference, scale, method=degradation).astype(np.float32)
+                for snr in args.snrs:
+                    lr = Cube(data=clean if snr is None else add_noise(clean, snr, 0).astype(np.float32))
+                    base = {"scene": Path(relative).stem, "scale": scale, "degradation": degradation,
+                            "snr": "none added" if snr is None else f"{snr:g} dB"}
+                    bicubic, _ = run_method(lr, scale, None, False)
+                    rows.append({**base, "method": "bicubic", **scores(bicubic, reference, scale)})
+                    model = choose_model(lr, scale)
+                    for label, denoise in (("default", None), ("--no-denoise", False)):
+                        result, plan = super_resolve_cube(lr, scale, model, dtype=np.float32, denoise=denoise)
+                        estimate = plan.noise.snr_db
+                        rows.append({**base, "method": f"{model.name} ({label})", "gain": round(plan.gain, 3),
+                                     "estimated SNR": "" if estimate is None else round(estimate, 1),
+                                     "denoised": plan.noise.applied, **scores(np.asarray(result.data), reference, scale)})
+                print(f"  {base['scene']} ×{scale} {degradation}: done", file=sys.stderr, flush=True)
+    print("\n### Noisy LR scenes\n")
+    print("| scene | scale | LR made by | noise | method | PSNR dB | SAM ° | gain | estimated SNR dB | denoised | worse than bicubic |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    baseline, worse = {}, {}
+    for r in rows:
+        key = (r["scene"], r["scale"], r["degradation"], r["snr"])
+        if r["method"] == "bicubic":
+            baseline[key] = r
+            flags = ""
+        else:
+            bad = [m.upper() for m in ("psnr", "sam") if
+                   (r[m] < baseline[key][m] - 1e-6 if m == "psnr" else r[m] > baseline[key][m] + 1e-6)]
+            label = r["method"].split("(")[-1].rstrip(")")
+            worse[label] = worse.get(label, 0) + bool(bad)
+            flags = ", ".join(bad) or "no"
+        print(f"| {r['scene']} | ×{r['scale']} | {r['degradation']} | {r['snr']} | {r['method']} | {r['psnr']:.2f} | {r['sam']:.3f} | "
+              f"{r.get('gain', '')} | {r.get('estimated SNR', '')} | {r.get('denoised', '')} | {flags} |")
+    cases = len(baseline)
+    print("\n" + "; ".join(f"{label}: {count} of {cases} cases worse than bicubic" for label, count in worse.items()))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["quality", "ablation", "throughput", "memory", "psf-table", "psf", "adapt", "guard", "damping", "adapt-time"])
+    parser.add_argument("part", choices=["quality", "ablation", "throughput", "memory", "psf-table", "psf", "adapt", "guard", "damping",
+                                         "adapt-time", "noise"])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--degradations", nargs="+", default=["bicubic", "gaussian"])
@@ -562,9 +613,12 @@ def main() -> None:
     parser.add_argument("--oracle", action="store_true", help="adapt: also the oracle (fine-tuning on the true HR)")
     parser.add_argument("--time-limit", type=float, default=None, help="adapt: seconds of fine-tuning (default: the CLI's)")
     parser.add_argument("--sides", type=int, nargs="+", default=[256, 512, 1024], help="adapt-time: LR scene sides")
+    parser.add_argument("--snrs", type=lambda v: None if v == "none" else float(v), nargs="+", default=[None, 40.0, 35.0, 30.0, 20.0],
+                        help="noise: SNRs (dB) of the white noise added to the LR cubes ('none': as made)")
     args = parser.parse_args()
     parts = {"quality": quality, "ablation": ablation, "throughput": throughput, "memory": memory,
-             "psf-table": psf_table, "psf": psf_accuracy, "adapt": adapt, "guard": guard, "damping": damping, "adapt-time": adapt_time}
+             "psf-table": psf_table, "psf": psf_accuracy, "adapt": adapt, "guard": guard, "damping": damping, "adapt-time": adapt_time,
+             "noise": noise}
     rows = parts[args.part](args)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

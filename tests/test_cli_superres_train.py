@@ -462,3 +462,22 @@ def test_adapt_on_an_all_no_data_scene_is_one_line_and_exit_1(runner, adaptable,
     result = runner.invoke(app, ["superres", str(empty), "--scale", "2", "--model", str(model), "--adapt", "-o", str(tmp_path / "o.hdr")])
     assert result.exit_code == 1
     assert "empty.hdr: the scene has no valid pixels" in result.output and "Traceback" not in result.output
+
+
+def test_noise_is_removed_first_and_reported(runner, adaptable, tmp_path):
+    from hsiuu_cli.degrade import add_noise
+
+    _, model = adaptable
+    cube, _, _, wavelengths = make_mixture(rows=40, cols=40, bands=40, seed=13)
+    scene = tmp_path / "noisy.hdr"
+    write_cube(Cube(data=add_noise(cube, 25.0, 0).astype(np.float32), wavelengths=wavelengths), scene)
+    for flags, applied in (([], True), (["--no-denoise"], False)):
+        out = tmp_path / f"out{len(flags)}.hdr"
+        result = runner.invoke(app, ["superres", str(scene), "--scale", "2", "--model", str(model), "--no-adapt",
+                                     "-o", str(out), "--json", *flags])
+        assert result.exit_code == 0, result.output
+        noise = json.loads(result.stdout)["noise"]
+        assert noise["applied"] is applied and noise["snr_db"] == pytest.approx(25.0, abs=1.5)
+        assert out.exists()
+    result = runner.invoke(app, ["superres", str(scene), "--scale", "2", "--method", "bicubic", "--denoise", "-o", str(tmp_path / "b.hdr")])
+    assert result.exit_code == 2 and not (tmp_path / "b.hdr").exists()

@@ -17,8 +17,8 @@ from hsiuu_cli.fusion.observation import (
     msi_noise_power,
     msi_trust,
     sampling_matrix,
-    signal_subspace,
 )
+from hsiuu_cli.unmixing.hysime import signal_subspace
 
 from conftest import gaussian_srf
 

@@ -38,6 +38,7 @@ def superres_command(
     calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Scale the model's detail by a gain (0–1) fitted on the scene degraded once more, so a model that does not suit the sensor falls back towards bicubic.")] = True,
     adapt: Annotated[Optional[bool], typer.Option("--adapt/--no-adapt", show_default=False, help="Fine-tune the model on the scene itself first (pairs made by degrading the scene once more with its estimated blur); a check on held-back pairs picks the adapted, the unadapted or the bicubic result. Default: on where the scene is large enough (24 × scale LR pixels a side) and blurrier than the model's training pairs.")] = None,
     adapt_time: Annotated[Optional[float], typer.Option("--adapt-time", metavar="SECONDS", min=1.0, show_default=False, help="Most seconds of fine-tuning per scene (default: 60 per million LR pixels, at least 20).")] = None,
+    denoise: Annotated[Optional[bool], typer.Option("--denoise/--no-denoise", show_default=False, help="Remove the scene's noise before the model (its spectra shrunk onto their signal subspace); the models sharpen noise as if it were detail. Default: where the median band SNR is estimated below 43 dB (20 or more good bands).")] = None,
     save_model: Annotated[Optional[Path], typer.Option("--save-model", metavar="DIR", help="Keep each adapted model in DIR (ONNX, weights and a model card); implies --adapt.")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", metavar="TYPE", help="Output data type (default: the input's; integer outputs are rounded and keep the scale factor).")] = None,
     output: Output = None,
@@ -81,6 +82,8 @@ def superres_command(
         adapt = True
     if method == "bicubic" and adapt:
         raise click_errors.UsageError("--adapt and --save-model go with --method model (bicubic has nothing to adapt)")
+    if method == "bicubic" and denoise:
+        raise click_errors.UsageError("--denoise goes with --method model (bicubic is the baseline, as it is)")
     if method == "model":
         check_scale(scale)
     elif scale < 2:
@@ -130,7 +133,8 @@ def superres_command(
         adaptation, saved = None, []
         try:
             if chosen is not None and adapt is not False and client is None:
-                adaptation, saved = _adapt(source, cube, chosen, scale, adapt, adapt_time, save_model, seed, device, overwrite, summary)
+                adaptation, saved = _adapt(source, cube, chosen, scale, adapt, adapt_time, save_model, seed, device, overwrite, summary,
+                                           denoise)
             run_model = chosen if adaptation is None else adaptation.model
             side = DEFAULT_TILE if tile is None else tile
             tiles = -(-cube.rows // side) * -(-cube.cols // side)
@@ -141,7 +145,7 @@ def superres_command(
                     counts = super_resolve_blocks(
                         client, cube, source, target, scale, chosen, method=method, tile=tile, device=device,
                         dtype=out_dtype, calibrate=calibrate, format=format, creation_options=creation_options,
-                        overwrite=overwrite, progress=advance, scheduler=scheduler,
+                        overwrite=overwrite, progress=advance, scheduler=scheduler, denoise=denoise,
                     )
                     plan, written = counts.plan, target
                     detail(f"{source.name}: {counts.blocks} blocks of {tiles} tiles, {counts.block_seconds:.1f} s of worker "
@@ -150,7 +154,7 @@ def superres_command(
                     result, plan = super_resolve_cube(
                         cube, scale, run_model, method="bicubic" if run_model is None else "model", tile=tile, device=device,
                         dtype=out_dtype, calibrate=calibrate, gain=None if adaptation is None else adaptation.gain,
-                        progress=advance,
+                        progress=advance, denoise=denoise,
                     )
                     counts = result.data
                 _report(source, scale, chosen, run_model, plan, adaptation, summary)
@@ -200,7 +204,7 @@ def superres_command(
             emit_json(summaries[0] if len(paths) == 1 else summaries)
 
 
-def _adapt(source, cube, model, scale, adapt, adapt_time, save_model, seed, device, overwrite, summary):
+def _adapt(source, cube, model, scale, adapt, adapt_time, save_model, seed, device, overwrite, summary, denoise):
     """Fine-tune ``model`` on the scene (when it is large enough, or refuse when --adapt asked for it)."""
     from ..errors import InvalidDataError, ModelError
     from ..io.atomic import check_outputs
@@ -231,7 +235,8 @@ def _adapt(source, cube, model, scale, adapt, adapt_time, save_model, seed, devi
     limit = adapt_time if adapt_time is not None else default_time_limit(cube.rows * cube.cols)
     with progress(f"{source.name}: adapting {model.name} (at most {limit:.0f} s)", settings.steps) as advance:
         adaptation = adapt_to_scene(
-            cube, scale, model, settings, scene=source.name, device=device, progress=advance, force=bool(adapt)
+            cube, scale, model, settings, scene=source.name, device=device, progress=advance, force=bool(adapt),
+            denoise=denoise,
         )
     details = adaptation.summary()
     summary["adaptation"] = {"ran": True, **details}
@@ -293,15 +298,19 @@ def _report(source, scale, chosen, run_model, plan, adaptation, summary) -> None
         summary["self_check"] = plan.check.as_dict()
     if run_model is not None:
         summary["dimmed_lines"] = plan.dimmed_lines
+    if plan.noise is not None:
+        summary["noise"] = plan.noise.summary()
+    denoised = (f"; denoised first (median band SNR {plan.noise.snr_db:.1f} dB, {plan.noise.dimensions} signal directions kept)"
+                if plan.noise is not None and plan.noise.applied else "")
     if chosen is None:
         info(f"{source.name}: ×{scale} with bicubic")
         return
     if result == "bicubic":
         info(f"{source.name}: ×{scale} with bicubic: {chosen.name}'s detail did not help on this scene's self-check "
-             "(PSNR or SAM no better than bicubic's)")
+             f"(PSNR or SAM no better than bicubic's){denoised}")
         return
     what = f"{run_model.describe()} on {plan.backend}"
     edges = (f"; the outermost {plan.dimmed_lines} LR line(s) keep bicubic: the scene's edges are dimmed, as by a blur "
              "with zero padding" if plan.dimmed_lines else "")
     info(f"{source.name}: ×{scale} with {what}, tiles of {plan.tile} + {plan.halo} LR px, detail gain {plan.gain:.2f} "
-         f"({plan.gain_source}){edges}")
+         f"({plan.gain_source}){edges}{denoised}")

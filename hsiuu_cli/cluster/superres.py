@@ -169,6 +169,7 @@ def super_resolve_blocks(
     progress: Callable[[int], None] | None = None,
     block_bytes: int = BLOCK_BYTES,
     scheduler: object = "the scheduler",
+    denoise: bool | None = None,
 ) -> BlocksReport:
     """Super-resolve ``cube`` (read from ``source``, which every worker must see at that path) on
     ``client``'s cluster into ``target``; the output's bytes equal those of a local
@@ -182,7 +183,8 @@ def super_resolve_blocks(
 
     started = time.perf_counter()
     advance = progress or (lambda _n=1: None)
-    result, plan = super_resolve_cube(cube, scale, model, method=method, tile=tile, device=device, dtype=dtype, calibrate=calibrate)
+    result, plan = super_resolve_cube(cube, scale, model, method=method, tile=tile, device=device, dtype=dtype, calibrate=calibrate,
+                                      denoise=denoise)
     array: SuperResolvedArray = result.data
     job = SceneJob(
         Path(source).resolve(), scale, model, method, array.resolver.tile, device, array.resolver.state(),

@@ -21,12 +21,13 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InvalidDataError, ParameterError, ShapeMismatchError
+from ..unmixing.hysime import signal_subspace
 from .bicubic import BicubicStrips
 from .blocks import (
     ArrayOut, BadBands, Calibration, FusionPlan, GuardInputs, Precomputed, Sinks, run_blocks, strip_rows_for,
 )
 from .guard import Checks, diagnose
-from .observation import fit_sensor, msi_noise_power, msi_trust, signal_subspace
+from .observation import fit_sensor, msi_noise_power, msi_trust, spread_sample
 
 METHODS = ("spectramorph", "cnmf", "gsa", "bicubic")
 DEFAULT_ENDMEMBERS = 8
@@ -280,7 +281,7 @@ def plan_fusion(
         settings = SpectraMorphSettings(endmembers=k, seed=seed, device=device, **method_options)
         if settings.denoise != "none":
             # the LR-HSI restricted to its signal subspace: noise outside it is not fused into the result
-            subspace = signal_subspace(lr_values[lr_ok], trust.hsi_noise_variance)
+            subspace = signal_subspace(spread_sample(lr_values[lr_ok]), trust.hsi_noise_variance)
             denoiser = subspace.shrinkage() if settings.denoise == "shrink" else subspace.basis @ subspace.basis.T
             lr_values = (lr_values @ denoiser).astype(np.float32)
             info["signal_subspace"] = subspace.basis.shape[1]

@@ -594,37 +594,6 @@ def msi_trust(fit: SensorFit, lr_pixels: np.ndarray, srf: np.ndarray, msi_noise:
     return Trust(np.minimum(1.0, hsi_error / msi_error), weights, hsi_error, noise_relative * hsi_power, msi_noise, noise_bound)
 
 
-@dataclass
-class SignalSubspace:
-    basis: np.ndarray
-    """Orthonormal B × p: the directions whose power exceeds twice what noise can reach."""
-    gains: np.ndarray
-    """Per basis direction: the share of its power that is signal (Wiener gain), in (0, 1]."""
-
-    def shrinkage(self) -> np.ndarray:
-        """B × B: pixels (rows) times this keep each direction's signal share; the rest is removed."""
-        return (self.basis * self.gains) @ self.basis.T
-
-
-def signal_subspace(pixels: np.ndarray, noise_variance: float) -> SignalSubspace:
-    """The pixels' signal subspace for white noise of the given per-band variance.
-
-    HySime's criterion (a direction is signal when its power exceeds twice the noise's), with the
-    noise's largest sample eigenvalue σ²(1 + √(B/N))² (Marchenko–Pastur) since N pixels may be
-    few; each kept direction's gain 1 − that threshold / its power shrinks the weak ones instead of
-    keeping them whole (+0.1 to +0.3 dB over the plain projection on noisy pairs, docs/benchmarks.md).
-    """
-    y = spread_sample(np.asarray(pixels, dtype=np.float64))
-    values, vectors = np.linalg.eigh(y.T @ y / y.shape[0])
-    order = np.argsort(values)[::-1]
-    values, vectors = values[order], vectors[:, order]
-    threshold = 2.0 * noise_variance * (1.0 + np.sqrt(y.shape[1] / y.shape[0])) ** 2
-    keep = max(1, int(np.sum(values > threshold)))
-    gains = np.clip(1.0 - threshold / np.maximum(values[:keep], 1e-300), 0.0, 1.0)
-    gains[0] = max(gains[0], 1e-6)  # the strongest direction always stays
-    return SignalSubspace(vectors[:, :keep], gains)
-
-
 # ---------------------------------------------------------------------------------------------
 # Consistency: the cube closest to a prior that agrees with both observations
 # ---------------------------------------------------------------------------------------------

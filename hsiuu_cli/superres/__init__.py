@@ -54,6 +54,7 @@ def super_resolve(
     bad_bands: np.ndarray | None = None,
     adapt: bool = False,
     adapt_settings=None,
+    denoise: bool | None = None,
 ) -> np.ndarray:
     """Super-resolve a rows × cols × bands array by ``scale``; float32 rows·s × cols·s × bands.
 
@@ -62,6 +63,8 @@ def super_resolve(
     NaN pixels are filled for the network and come back NaN. ``adapt``: fine-tune the model on
     the scene first and keep whichever of the adapted, unadapted and bicubic results its
     held-back pairs favour (``adapt_settings``: an :class:`hsiuu_cli.superres.adapt.AdaptSettings`).
+    ``denoise``: remove the scene's noise before the model (True), never (False), or where it is strong
+    (None: :mod:`hsiuu_cli.superres.denoise`).
     """
     from .inference import super_resolve_cube
 
@@ -71,10 +74,11 @@ def super_resolve(
     if adapt and loaded is not None:
         from .adapt import adapt_to_scene
 
-        adaptation = adapt_to_scene(cube, scale, loaded, adapt_settings, device=device)
+        adaptation = adapt_to_scene(cube, scale, loaded, adapt_settings, device=device, denoise=denoise)
         loaded, gain = adaptation.model, adaptation.gain
         method = "model" if loaded is not None else "bicubic"
     result, _ = super_resolve_cube(
-        cube, scale, loaded, method=method, tile=tile, device=device, dtype=np.float32, calibrate=calibrate, gain=gain
+        cube, scale, loaded, method=method, tile=tile, device=device, dtype=np.float32, calibrate=calibrate, gain=gain,
+        denoise=denoise,
     )
     return np.asarray(result.data)

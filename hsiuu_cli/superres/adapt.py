@@ -380,6 +380,7 @@ def adapt_to_scene(
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
     force: bool = False,
+    denoise: bool | None = None,
 ) -> SceneAdaptation:
     """Fine-tune ``model`` on ``cube`` and decide, on held-back self-supervised pairs, what to write.
 
@@ -390,7 +391,8 @@ def adapt_to_scene(
     Otherwise the model runs as it would without adaptation (its self-check, its guard, perhaps
     bicubic). Fine-tuning is skipped on scenes no blurrier than the training pairs unless
     ``force`` (the adapted model could not win there). Raises InvalidDataError when the scene is
-    too small.
+    too small. ``denoise``: as :func:`hsiuu_cli.superres.inference.super_resolve_cube` (the pairs come from
+    the scene as the model will see it).
     """
     from ..device import resolve_device
     from .export import onnx_bytes, safetensors_bytes
@@ -407,7 +409,7 @@ def adapt_to_scene(
     except ModelError as exc:
         raise ModelError(f"cannot adapt {model.name}: {exc.message}", exc.path) from None
     limit = settings.time_limit_s if settings.time_limit_s is not None else default_time_limit(cube.rows * cube.cols)
-    original = SuperResolver(cube, scale, model, device=device, threads=threads, calibrate=False)
+    original = SuperResolver(cube, scale, model, device=device, threads=threads, calibrate=False, denoise=denoise)
     side_rows, side_cols = min(cube.rows, ADAPT_CROP), min(cube.cols, ADAPT_CROP)
     r0, c0 = (cube.rows - side_rows) // 2, (cube.cols - side_cols) // 2
     values, _ = original._read(slice(r0, r0 + side_rows), slice(c0, c0 + side_cols))
@@ -424,7 +426,7 @@ def adapt_to_scene(
             f"{model.name}_adapted", model.path, info, onnx_bytes(adapted.network, info), None, None,
             weights_data=safetensors_bytes(adapted.network, info),
         )
-        tuned = SuperResolver(cube, scale, adapted_model, device=device, threads=threads, calibrate=False)
+        tuned = SuperResolver(cube, scale, adapted_model, device=device, threads=threads, calibrate=False, state=original.state())
         checks["adapted"] = tuned.self_check(pairs.held_target, pairs.held_coarse)
     before, after = checks["model"], checks.get("adapted")
     wins = after is not None and blurrier and after.gain > 0 and (

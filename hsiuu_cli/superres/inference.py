@@ -27,6 +27,7 @@ from ..cube import Cube
 from ..device import resolve_device
 from ..errors import InvalidDataError, ParameterError
 from .export import HALO_MARGIN
+from .denoise import SceneNoise, scene_noise
 from .guard import DARK_FRACTION, MAX_DIMMED_LINES, GainCheck, dimmed_lines, guarded_gain, shape_detail
 from .preprocess import (
     SceneStatistics,
@@ -140,6 +141,8 @@ class Plan:
     """The self-check behind the gain, when one ran."""
     dimmed_lines: int = 0
     """Outermost LR lines dimmed on every side, as by a zero-padded blur: their HR pixels keep the bicubic result."""
+    noise: SceneNoise | None = None
+    """The scene's estimated noise and whether it was removed first (model runs only)."""
 
 
 @dataclass
@@ -153,6 +156,7 @@ class SceneState:
     stats: SceneStatistics | None
     dark_level: float
     dimmed_lines: int
+    noise: SceneNoise | None
     gain: float
     gain_source: str
 
@@ -174,6 +178,7 @@ class SuperResolver:
         gain: float | None = None,
         progress: Callable[[int], None] | None = None,
         state: SceneState | None = None,
+        denoise: bool | None = None,
     ):
         if method not in METHODS:
             raise ParameterError(f"unknown method '{method}' (use {' or '.join(METHODS)})")
@@ -197,13 +202,13 @@ class SuperResolver:
         if self.model is not None and self.good.size == 0:
             raise InvalidDataError("every band is flagged bad; nothing for the model to work on")
         if state is None:
-            self._statistics()
+            self._statistics(denoise)
         else:
             self.fill, self.empty_bands, self.stats, self.dark_level = state.fill, state.empty_bands, state.stats, state.dark_level
-            self.dimmed_lines = state.dimmed_lines
+            self.dimmed_lines, self.noise = state.dimmed_lines, state.noise
         self.backend = None
         self.plan = Plan(method, self.scale, self.tile, self.halo, None if self.model is None else self.model.name,
-                         dimmed_lines=self.dimmed_lines)
+                         dimmed_lines=self.dimmed_lines, noise=self.noise)
         if self.model is not None:
             self.backend = make_backend(self.model, device, threads)
             self.plan.backend = self.backend.name
@@ -226,7 +231,7 @@ class SuperResolver:
     def state(self) -> SceneState:
         """The scene-wide values this resolver computed (see :class:`SceneState`)."""
         gain = self.gain if self.model is not None else 1.0
-        return SceneState(self.fill, self.empty_bands, self.stats, self.dark_level, self.dimmed_lines, gain,
+        return SceneState(self.fill, self.empty_bands, self.stats, self.dark_level, self.dimmed_lines, self.noise, gain,
                           self.plan.gain_source)
 
     # -- scene statistics ------------------------------------------------------------------
@@ -236,7 +241,8 @@ class SuperResolver:
         return Cube(data=block[:, :, self.good], nodata=self.cube.nodata).valid_mask()
 
     def _read(self, rows: slice, cols: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
-        """Physical float32 values (no-data and stray non-finite values filled) and the validity mask of a window."""
+        """Physical float32 values (no-data and stray non-finite values filled; denoised where the scene's noise is
+        removed first) and the validity mask of a window."""
         block = np.asarray(self.cube.data[rows, cols])
         values = self.cube.replace(data=block).physical()
         valid = self._valid(block)
@@ -244,7 +250,11 @@ class SuperResolver:
             values = self._fill_nearest(rows, cols, valid.shape)
         if not np.isfinite(values).all():
             values = np.where(np.isfinite(values), values, self.fill[np.newaxis, np.newaxis, :])
-        return values.astype(np.float32, copy=False), valid
+        values = values.astype(np.float32, copy=False)
+        if self.noise is not None and self.noise.applied:
+            values = values.copy()  # the values may be the input's own memory
+            values[:, :, self.good] = values[:, :, self.good] @ self.noise.matrix
+        return values, valid
 
     def _fill_nearest(self, rows: slice, cols: slice, shape: tuple[int, int]) -> np.ndarray:
         """The window's physical values with each no-data pixel taking its nearest valid pixel's spectrum.
@@ -270,7 +280,7 @@ class SuperResolver:
         nearest_rows, nearest_cols = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
         return values[nearest_rows[inner], nearest_cols[inner]]
 
-    def _statistics(self) -> None:
+    def _statistics(self, denoise: bool | None) -> None:
         rows, cols = self.cube.rows, self.cube.cols
         step = max(1, int(np.sqrt(rows * cols / 250_000)))
         block = np.asarray(self.cube.data[::step, ::step])
@@ -287,8 +297,12 @@ class SuperResolver:
         self.stats: SceneStatistics | None = None
         self.dark_level = 0.0
         self.dimmed_lines = 0
+        self.noise = None
         if self.model is not None:
             good_values = values[:, :, self.good]
+            self.noise = scene_noise(np.nan_to_num(good_values[valid]), denoise)
+            if self.noise.applied:
+                good_values = good_values @ self.noise.matrix
             self.stats = scene_statistics(good_values, valid)
             norms = np.linalg.norm(np.nan_to_num(good_values[valid]).astype(np.float64), axis=-1)
             self.dark_level = float(DARK_FRACTION * np.median(norms))
@@ -542,6 +556,7 @@ def super_resolve_cube(
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
     state: SceneState | None = None,
+    denoise: bool | None = None,
 ) -> tuple[Cube, Plan]:
     """The super-resolved cube (pixels computed lazily as they are read) and what ran.
 
@@ -549,12 +564,14 @@ def super_resolve_cube(
     band names, no-data and scale factor are carried. ``dtype`` defaults to the input's: integer
     cubes stay integer (rounded, clipped, scale factor kept); float outputs mark no-data with NaN.
     ``state`` (from another resolver of the same scene) skips the scene statistics and calibration.
+    ``denoise``: remove the scene's noise first (True), never (False), or where it is strong (None,
+    :mod:`hsiuu_cli.superres.denoise`); model runs only.
     """
     from ..grid import scaled_transform
 
     resolver = SuperResolver(
         cube, scale, model, method=method, tile=tile, device=device, threads=threads, calibrate=calibrate, gain=gain,
-        progress=progress, state=state,
+        progress=progress, state=state, denoise=denoise,
     )
     out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(cube.data.dtype)
     if out_dtype.kind not in "iuf":
