@@ -84,7 +84,7 @@ def scene_noise(pixels: np.ndarray, denoise: bool | None = None) -> SceneNoise:
         return SceneNoise(None, None, reason="the scene has no measurable noise")
     snr_db = float(np.median(10 * np.log10(power[usable] / variance[usable])))
     if denoise is False:
-        return SceneNoise(snr_db, None, reason="--no-denoise")
+        return SceneNoise(snr_db, None, reason="turned off")
     if denoise is None and snr_db >= DENOISE_BELOW_DB:
         return SceneNoise(snr_db, None, reason=f"SNR at or above {DENOISE_BELOW_DB:g} dB")
     scale = np.sqrt(np.maximum(variance, variance[usable].min()))
