@@ -254,6 +254,23 @@ def test_blocks_of_several_tiles_across_columns(cluster, tmp_path, tiny_model):
     assert (tmp_path / "remote.img").read_bytes() == (tmp_path / "local.img").read_bytes()
 
 
+def test_a_noisy_scene_is_denoised_alike_in_blocks(cluster, tmp_path, tiny_model):
+    from hsiuu_cli.cluster.superres import super_resolve_blocks
+    from hsiuu_cli.degrade import add_noise
+    from hsiuu_cli.superres import load_model
+    from hsiuu_cli.superres.inference import super_resolve_cube
+
+    cube, _, _, wavelengths = make_mixture(rows=40, cols=24, bands=24, seed=8)
+    scene = write_cube(Cube(add_noise(cube, 25.0, 0).astype(np.float32), wavelengths=wavelengths), tmp_path / "noisy.hdr")
+    noisy, model = read_cube(scene), load_model(tiny_model)
+    result, plan = super_resolve_cube(noisy, 2, model, tile=8, calibrate=False)
+    assert plan.noise.applied  # the workers must get the denoiser with the scene state
+    write_cube(result, tmp_path / "local.hdr")
+    with cluster.client() as client:
+        super_resolve_blocks(client, noisy, scene, tmp_path / "remote.hdr", 2, model, tile=8, calibrate=False,
+                             block_bytes=2 * (16 * 16 * 24 * 4), creation_options={})
+    assert (tmp_path / "remote.img").read_bytes() == (tmp_path / "local.img").read_bytes()
+
 @pytest.mark.parametrize("ext", [".hdr", ".tif"])
 def test_one_pair_fused_in_blocks_equals_local(runner, cluster, tmp_path, monkeypatch, ext):
     import hsiuu_cli.fusion.blocks as blocks
