@@ -546,33 +546,37 @@ def adapt_time(args) -> list[dict]:
     return rows
 
 
+def held_out_references(args):
+    """(scene name, scale, HR reference cut to whole LR pixels, float32) for each held-out scene at each scale."""
+    for relative in FAMILY + OTHER:
+        reference_full = load_reference(args.data / relative).data
+        for scale in args.scales:
+            h, w = reference_full.shape[0] // scale * scale, reference_full.shape[1] // scale * scale
+            yield Path(relative).stem, scale, np.asarray(reference_full[:h, :w], dtype=np.float32)
+
 def noise(args) -> list[dict]:
     """The held-out scenes' LR cubes with white noise added (per band, `hsiuu_cli.degrade.add_noise`, seed 0) at
     each SNR: bicubic, the default run (noise removed first where strong) and the same with --no-denoise."""
     from hsiuu_cli.degrade import add_noise
 
     rows = []
-    for relative in FAMILY + OTHER:
-        reference_full = load_reference(args.data / relative).data
-        for scale in args.scales:
-            h, w = reference_full.shape[0] // scale * scale, reference_full.shape[1] // scale * scale
-            reference = np.asarray(reference_full[:h, :w], dtype=np.float32)
-            for degradation in args.degradations:
-                clean = spatial_degrade(reference, scale, method=degradation).astype(np.float32)
-                for snr in args.snrs:
-                    lr = Cube(data=clean if snr is None else add_noise(clean, snr, 0).astype(np.float32))
-                    base = {"scene": Path(relative).stem, "scale": scale, "degradation": degradation,
-                            "snr": "none added" if snr is None else f"{snr:g} dB"}
-                    bicubic, _ = run_method(lr, scale, None, False)
-                    rows.append({**base, "method": "bicubic", **scores(bicubic, reference, scale)})
-                    model = choose_model(lr, scale)
-                    for label, denoise in (("default", None), ("--no-denoise", False)):
-                        result, plan = super_resolve_cube(lr, scale, model, dtype=np.float32, denoise=denoise)
-                        estimate = plan.noise.snr_db
-                        rows.append({**base, "method": f"{model.name} ({label})", "gain": round(plan.gain, 3),
-                                     "estimated SNR": "" if estimate is None else round(estimate, 1),
-                                     "denoised": plan.noise.applied, **scores(np.asarray(result.data), reference, scale)})
-                print(f"  {base['scene']} ×{scale} {degradation}: done", file=sys.stderr, flush=True)
+    for scene, scale, reference in held_out_references(args):
+        for degradation in args.degradations:
+            clean = spatial_degrade(reference, scale, method=degradation).astype(np.float32)
+            for snr in args.snrs:
+                lr = Cube(data=clean if snr is None else add_noise(clean, snr, 0).astype(np.float32))
+                base = {"scene": scene, "scale": scale, "degradation": degradation,
+                        "snr": "none added" if snr is None else f"{snr:g} dB"}
+                bicubic, _ = run_method(lr, scale, None, False)
+                rows.append({**base, "method": "bicubic", **scores(bicubic, reference, scale)})
+                model = choose_model(lr, scale)
+                for label, denoise in (("default", None), ("--no-denoise", False)):
+                    result, plan = super_resolve_cube(lr, scale, model, dtype=np.float32, denoise=denoise)
+                    estimate = plan.noise.snr_db
+                    rows.append({**base, "method": f"{model.name} ({label})", "gain": round(plan.gain, 3),
+                                 "estimated SNR": "" if estimate is None else round(estimate, 1),
+                                 "denoised": plan.noise.applied, **scores(np.asarray(result.data), reference, scale)})
+            print(f"  {scene} ×{scale} {degradation}: done", file=sys.stderr, flush=True)
     print("\n### Noisy LR scenes\n")
     print("| scene | scale | LR made by | noise | method | PSNR dB | SAM ° | gain | estimated SNR dB | denoised | worse than bicubic |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -644,20 +648,16 @@ def lr_makers(scale: int, reference: np.ndarray) -> dict[str, np.ndarray]:
 def other_lr(args) -> list[dict]:
     """The default run (no adaptation) against bicubic on LR cubes made by :func:`lr_makers`."""
     rows = []
-    for relative in FAMILY + OTHER:
-        reference_full = load_reference(args.data / relative).data
-        for scale in args.scales:
-            h, w = reference_full.shape[0] // scale * scale, reference_full.shape[1] // scale * scale
-            reference = np.asarray(reference_full[:h, :w], dtype=np.float32)
-            for label, made in lr_makers(scale, reference).items():
-                lr = Cube(data=np.asarray(made, dtype=np.float32))
-                bicubic, _ = run_method(lr, scale, None, False)
-                result, plan = run_method(lr, scale, choose_model(lr, scale), True)
-                b, m = scores(bicubic, reference, scale), scores(result, reference, scale)
-                worse = [k.upper() for k in ("psnr", "sam") if (m[k] < b[k] - 1e-6 if k == "psnr" else m[k] > b[k] + 1e-6)]
-                rows.append({"scene": Path(relative).stem, "scale": scale, "lr": label, "bicubic": b, "model": m,
-                             "gain": round(plan.gain, 3), "worse": ", ".join(worse) or "no"})
-            print(f"  {Path(relative).stem} ×{scale}: done", file=sys.stderr, flush=True)
+    for scene, scale, reference in held_out_references(args):
+        for label, made in lr_makers(scale, reference).items():
+            lr = Cube(data=np.asarray(made, dtype=np.float32))
+            bicubic, _ = run_method(lr, scale, None, False)
+            result, plan = run_method(lr, scale, choose_model(lr, scale), True)
+            b, m = scores(bicubic, reference, scale), scores(result, reference, scale)
+            worse = [k.upper() for k in ("psnr", "sam") if (m[k] < b[k] - 1e-6 if k == "psnr" else m[k] > b[k] + 1e-6)]
+            rows.append({"scene": scene, "scale": scale, "lr": label, "bicubic": b, "model": m,
+                         "gain": round(plan.gain, 3), "worse": ", ".join(worse) or "no"})
+        print(f"  {scene} ×{scale}: done", file=sys.stderr, flush=True)
     print("\n### LR made in other ways\n")
     print("| scene | scale | LR made by | bicubic PSNR / SAM | default PSNR / SAM | gain | worse than bicubic |")
     print("|---|---|---|---|---|---|---|")

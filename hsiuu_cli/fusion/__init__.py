@@ -21,7 +21,6 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InvalidDataError, ParameterError, ShapeMismatchError
-from ..unmixing.hysime import signal_subspace
 from .bicubic import BicubicStrips
 from .blocks import (
     ArrayOut, BadBands, Calibration, FusionPlan, GuardInputs, Precomputed, Sinks, run_blocks, strip_rows_for,
@@ -280,6 +279,8 @@ def plan_fusion(
 
         settings = SpectraMorphSettings(endmembers=k, seed=seed, device=device, **method_options)
         if settings.denoise != "none":
+            from ..unmixing.hysime import signal_subspace
+
             # the LR-HSI restricted to its signal subspace: noise outside it is not fused into the result
             subspace = signal_subspace(spread_sample(lr_values[lr_ok]), trust.hsi_noise_variance)
             denoiser = subspace.shrinkage() if settings.denoise == "shrink" else subspace.basis @ subspace.basis.T

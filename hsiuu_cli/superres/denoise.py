@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidDataError
-from ..unmixing.hysime import estimate_noise, estimate_noise_nearby, signal_subspace
 
 DENOISE_BELOW_DB = 43.0
 """Scenes whose median band SNR is estimated below this are denoised by default: halfway between noise added at
@@ -60,6 +59,9 @@ def scene_noise(pixels: np.ndarray, denoise: bool | None = None) -> SceneNoise:
     """The noise of a scene's valid pixels (N × good bands, physical units) and the denoising decision:
     ``denoise`` None decides by :data:`DENOISE_BELOW_DB`, True always denoises (InvalidDataError where the
     noise cannot be estimated), False never does (the estimate is still reported)."""
+    # here, not at the top: the unmixing package is imported with it, and only model runs need it
+    from ..unmixing.hysime import estimate_noise, estimate_noise_nearby, signal_subspace
+
     count, bands = pixels.shape
     if bands < MIN_BANDS or count < MIN_PIXELS:
         reason = (f"{bands} good bands are too few to estimate the noise (at least {MIN_BANDS})" if bands < MIN_BANDS

@@ -55,7 +55,7 @@ def estimate_noise_nearby(pixels: np.ndarray, neighbours: int) -> np.ndarray:
 @dataclass
 class SignalSubspace:
     basis: np.ndarray
-    """Orthonormal B × p: the directions whose power exceeds twice what noise can reach."""
+    """Orthonormal B × p: the directions whose power exceeds the threshold of :func:`signal_subspace`."""
     gains: np.ndarray
     """Per basis direction: the share of its power that is signal (Wiener gain), in (0, 1]."""
 
