@@ -646,24 +646,51 @@ def lr_makers(scale: int, reference: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def other_lr(args) -> list[dict]:
-    """The default run (no adaptation) against bicubic on LR cubes made by :func:`lr_makers`."""
+    """The default run (no adaptation) against bicubic on LR cubes made by :func:`lr_makers`; with ``--compare``,
+    also those models (names or paths, where their scale fits) and the quality table's own LR (bicubic, Gaussian
+    σ = s/2), on which a model meant to replace a shipped one must hold up as well."""
+    compared = [load_model(name) for name in args.compare]
     rows = []
     for scene, scale, reference in held_out_references(args):
-        for label, made in lr_makers(scale, reference).items():
+        makers = lr_makers(scale, reference)
+        if compared:
+            makers = {"bicubic (as trained)": spatial_degrade(reference, scale, method="bicubic"),
+                      "Gaussian σ = s/2": spatial_degrade(reference, scale, method="gaussian"), **makers}
+        for label, made in makers.items():
             lr = Cube(data=np.asarray(made, dtype=np.float32))
             bicubic, _ = run_method(lr, scale, None, False)
-            result, plan = run_method(lr, scale, choose_model(lr, scale), True)
-            b, m = scores(bicubic, reference, scale), scores(result, reference, scale)
-            worse = [k.upper() for k in ("psnr", "sam") if (m[k] < b[k] - 1e-6 if k == "psnr" else m[k] > b[k] + 1e-6)]
-            rows.append({"scene": scene, "scale": scale, "lr": label, "bicubic": b, "model": m,
-                         "gain": round(plan.gain, 3), "worse": ", ".join(worse) or "no"})
+            b = scores(bicubic, reference, scale)
+            row = {"scene": scene, "scale": scale, "lr": label, "bicubic": b, "models": {}}
+            for model in [choose_model(lr, scale)] + [m for m in compared if m.scale == scale]:
+                result, plan = run_method(lr, scale, model, True)
+                m = scores(result, reference, scale)
+                worse = [k.upper() for k in ("psnr", "sam") if (m[k] < b[k] - 1e-6 if k == "psnr" else m[k] > b[k] + 1e-6)]
+                key = "default" if not row["models"] else model.name
+                row["models"][key] = {"model": model.name, **m, "gain": round(plan.gain, 3), "worse": ", ".join(worse) or "no"}
+            rows.append(row)
         print(f"  {scene} ×{scale}: done", file=sys.stderr, flush=True)
+    names = list(dict.fromkeys(k for r in rows for k in r["models"]))
     print("\n### LR made in other ways\n")
-    print("| scene | scale | LR made by | bicubic PSNR / SAM | default PSNR / SAM | gain | worse than bicubic |")
-    print("|---|---|---|---|---|---|---|")
+    print("| scene | scale | LR made by | bicubic PSNR / SAM | " + " | ".join(f"{n} PSNR / SAM (gain)" for n in names) + " |")
+    print("|---|---|---|---|" + "---|" * len(names))
     for r in rows:
-        print(f"| {r['scene']} | ×{r['scale']} | {r['lr']} | {r['bicubic']['psnr']:.2f} / {r['bicubic']['sam']:.3f} | "
-              f"{r['model']['psnr']:.2f} / {r['model']['sam']:.3f} | {r['gain']} | {r['worse']} |")
+        cells = []
+        for n in names:
+            m = r["models"].get(n)
+            cells.append("" if m is None else f"{m['psnr']:.2f} / {m['sam']:.3f} ({m['gain']:g})" + ("" if m["worse"] == "no" else f" **worse: {m['worse']}**"))
+        print(f"| {r['scene']} | ×{r['scale']} | {r['lr']} | {r['bicubic']['psnr']:.2f} / {r['bicubic']['sam']:.3f} | " + " | ".join(cells) + " |")
+    print()
+    for n in names:
+        mine = [r for r in rows if n in r["models"]]
+        worse = sum(r["models"][n]["worse"] != "no" for r in mine)
+        line = f"- {n}: worse than bicubic in {worse} of {len(mine)} cases"
+        if n != "default":
+            for label in ("bicubic (as trained)", "Gaussian σ = s/2"):
+                same = [r for r in mine if r["lr"] == label]
+                if same:
+                    change = np.mean([r["models"][n]["psnr"] - r["models"]["default"]["psnr"] for r in same])
+                    line += f"; on {label} LR {change:+.2f} dB against the default (mean of {len(same)})"
+        print(line)
     return rows
 
 
@@ -676,6 +703,7 @@ def main() -> None:
     parser.add_argument("--degradations", nargs="+", default=["bicubic", "gaussian"])
     parser.add_argument("--also", nargs="*", default=["agnostic_x2", "agnostic_x4"],
                         help="models to run besides the one chosen automatically (when the scale fits)")
+    parser.add_argument("--compare", nargs="*", default=[], help="other-lr: models (names or paths) run beside the default choice")
     parser.add_argument("--with-model", default="aviris_x4")
     parser.add_argument("--without", default="runs/aviris_x4_nounmix")
     parser.add_argument("--size", type=int, default=256, help="LR side for throughput")

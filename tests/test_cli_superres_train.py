@@ -77,6 +77,47 @@ def test_train_writes_onnx_safetensors_and_card(runner, cubes, tmp_path):
     assert read_cube(out).shape == (48, 48, 12)
 
 
+def test_a_degradation_mix_trains_on_every_version_and_validates_on_the_first(runner, cubes, tmp_path):
+    stem = tmp_path / "mix_x2"
+    result = runner.invoke(app, ["train", "superres", str(cubes), "--scale", "2", "-o", str(stem), "--epochs", "1",
+                                 "--degradation", "gaussian:0.8,gaussian:0,bicubic", *TINY])
+    assert result.exit_code == 0, result.output
+    card = json.loads(stem.with_suffix(".json").read_text())
+    assert card["training"]["degradation"] == "gaussian:0.8,gaussian:0,bicubic"
+    assert card["metrics"]["degradation"] == "gaussian:0.8"
+    assert "| LR degradation in training | gaussian:0.8,gaussian:0,bicubic |" in stem.with_suffix(".md").read_text()
+    # the first item is what the model's self-check degrades by
+    info = registry.load_model(stem.with_suffix(".onnx")).info
+    assert (info.degradation, info.psf_sigma) == ("gaussian", 0.8)
+    assert len(card["training"]["train_scenes"]) == 2  # HR scenes, not their versions
+
+
+def test_other_degradations_are_the_mix_items_after_the_first():
+    from hsiuu_cli.degrade import spatial_degrade
+    from hsiuu_cli.superres.training import make_pair, other_degradations, parse_degradations
+
+    hr = np.random.default_rng(0).random((8, 12, 3)).astype(np.float32)
+    options = TrainingOptions(scale=4, degradation="bicubic, gaussian:0,gaussian")
+    assert options.degradations == [("bicubic", None), ("gaussian", 0.0), ("gaussian", None)]
+    scene = make_pair("a", hr, 4, options.degradations[0])
+    versions = other_degradations([scene], options)
+    assert [v.name for v in versions] == ["a (gaussian:0)", "a (gaussian)"]
+    assert np.array_equal(versions[0].lr, hr[1::4, 1::4])  # σ = 0: every 4th pixel from the block's centre
+    assert np.allclose(versions[1].lr, spatial_degrade(hr, 4, method="gaussian"))
+    assert all(np.shares_memory(v.hr, scene.hr) for v in versions)  # no copy of the HR per version
+    for bad in ("box", "bicubic:1", "gaussian:-1", "gaussian:x", "bicubic,,gaussian"):
+        with pytest.raises(ParameterError, match="unknown degradation"):
+            parse_degradations(bad)
+
+
+def test_an_unknown_degradation_is_a_usage_error(runner, cubes, tmp_path):
+    result = runner.invoke(app, ["train", "superres", str(cubes), "--scale", "2", "-o", str(tmp_path / "m"),
+                                 "--degradation", "bicubic,box", *TINY])
+    assert result.exit_code == 2
+    assert "unknown degradation 'box'" in result.stderr and "Traceback" not in result.output
+    assert not list(tmp_path.glob("m*"))
+
+
 def test_train_band_agnostic_self_supervised(runner, cubes, tmp_path):
     stem = tmp_path / "self_x2"
     result = runner.invoke(

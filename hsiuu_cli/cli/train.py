@@ -65,7 +65,7 @@ def superres_train_command(
     channels: Annotated[int, typer.Option("--channels", min=1, help="Spectral channels of UnmixingSR (bands are resampled to these).")] = 64,
     endmembers: Annotated[int, typer.Option("--endmembers", min=1, help="Endmembers of the auxiliary unmixing.")] = 6,
     beta: Annotated[float, typer.Option("--beta", min=0.0, help="Weight of the LR-HR abundance-consistency loss.")] = 1e-3,
-    degradation: Annotated[str, typer.Option("--degradation", metavar="bicubic|gaussian", help="How LR is made from HR: bicubic (antialiased) or gaussian (PSF σ = scale/2).")] = "bicubic",
+    degradation: Annotated[str, typer.Option("--degradation", metavar="bicubic|gaussian[:SIGMA][,...]", help="How LR is made from HR: bicubic (antialiased), gaussian (PSF σ = scale/2) or gaussian:SIGMA (σ in HR pixels; 0: point sampling). Comma-separated: a mix, each item one LR version of every training scene; the first makes the validation pairs.")] = "bicubic",
     val: Annotated[Optional[list[Path]], typer.Option("--val", help="Validation cube; never trained on. Default: --val-fraction of the data.")] = None,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.95, help="Share of scenes held out for validation (one scene: its bottom rows).")] = 0.2,
     init: Annotated[Optional[str], typer.Option("--init", metavar="NAME|FILE", help="Start from this model's weights (shipped name or path), e.g. to refine with --self.")] = None,
@@ -86,8 +86,14 @@ def superres_train_command(
             -o models/scene_x4
       Then: hsiuu superres scene.hdr -s 4 -m models/scene_x4 -o scene_x4.hdr
     """
-    from ..superres.training import TrainingOptions, collect_cubes, train_and_export
+    from ..errors import ParameterError
+    from ..superres.training import TrainingOptions, collect_cubes, parse_degradations, train_and_export
     from .common import progress
+
+    try:
+        parse_degradations(degradation)
+    except ParameterError as exc:
+        raise typer.BadParameter(exc.message, param_hint="--degradation") from None
 
     options = TrainingOptions(
         scale=scale, band_agnostic=band_agnostic, width=width, depth=depth, channels=channels,

@@ -43,7 +43,8 @@ class ModelInfo:
     description: str = ""
     extra: dict = field(default_factory=dict)
     psf_sigma: float | None = None
-    """σ (HR pixels) of a Gaussian ``degradation`` when not the default scale / 2 (scene-adapted models)."""
+    """σ (HR pixels) of a Gaussian ``degradation`` when not the default scale / 2 (scene-adapted models, models trained
+    with ``--degradation gaussian:SIGMA``)."""
 
     def degrade(self, values: np.ndarray) -> np.ndarray:
         """``values`` degraded by the scale as this model's training pairs were."""
@@ -73,7 +74,7 @@ class ModelInfo:
             "hsiuu.wavelength_range": json.dumps(list(self.wavelength_range) if self.wavelength_range else None),
             "hsiuu.degradation": self.degradation,
             "hsiuu.description": self.description,
-            # Only scene-adapted models have one, so the shipped models' files stay as they are.
+            # Only models made with a given σ have one (scene-adapted, gaussian:SIGMA), so the shipped models' files stay as they are.
             **({} if self.psf_sigma is None else {"hsiuu.psf_sigma": repr(float(self.psf_sigma))}),
         }
 
@@ -239,7 +240,7 @@ def model_card_markdown(card: dict) -> str:
         f"| bands | {band_text} |",
         f"| wavelengths | {f'{span[0]:.0f}–{span[1]:.0f} nm' if span else 'not required'} |",
         f"| normalisation | {card['normalisation']} |",
-        f"| LR degradation in training | {card['degradation']} |",
+        f"| LR degradation in training | {(card.get('training') or {}).get('degradation') or card['degradation']} |",
         f"| halo (LR pixels) | {card['halo_lr_pixels']} |",
         f"| config | `{json.dumps(card['config'], sort_keys=True)}` |",
         "",

@@ -39,6 +39,32 @@ SEARCHED_SUFFIXES = (".hdr", ".tif", ".tiff")
 """What a data folder is searched for: headers and GeoTIFFs, so each ENVI cube is found once (not also by its data file)."""
 
 
+def parse_degradations(text: str) -> list[tuple[str, float | None]]:
+    """``bicubic`` (antialiased), ``gaussian`` (PSF σ = scale / 2) or ``gaussian:SIGMA`` (σ in HR pixels, 0: point
+    sampling, as ``hsiuu simulate --sigma``), or several of them comma-separated: each item one LR version of every
+    training scene, so a repeated item weighs more. Returns (method, σ or None) per item."""
+    specs = []
+    for item in str(text).split(","):
+        method, colon, sigma = item.strip().partition(":")
+        value = None
+        if colon:
+            try:
+                value = float(sigma)
+            except ValueError:
+                value = float("nan")
+        if method not in ("bicubic", "gaussian") or (colon and method == "bicubic") or not (value is None or (np.isfinite(value) and value >= 0)):
+            raise ParameterError(
+                f"unknown degradation '{item.strip()}' (use bicubic, gaussian or gaussian:SIGMA with SIGMA ≥ 0 in HR pixels, "
+                "comma-separated for a mix)"
+            )
+        specs.append((method, value))
+    return specs
+
+
+def degradation_label(method: str, sigma: float | None) -> str:
+    return method if sigma is None else f"{method}:{sigma:g}"
+
+
 @dataclass
 class TrainingOptions:
     scale: int
@@ -77,6 +103,12 @@ class TrainingOptions:
         )
 
     @property
+    def degradations(self) -> list[tuple[str, float | None]]:
+        """The LR versions made of every training scene (:func:`parse_degradations`); the first also makes the
+        validation pairs and is the one the model's self-check and scene adaptation assume."""
+        return parse_degradations(self.degradation)
+
+    @property
     def hr_patch(self) -> int:
         patch = self.patch if self.patch is not None else 16 * self.scale
         return patch - patch % self.scale
@@ -91,8 +123,7 @@ class TrainingOptions:
             raise ParameterError(f"patch must be at least twice the scale ({2 * self.scale} pixels)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ParameterError("val-fraction must be in [0, 1)")
-        if self.degradation not in ("bicubic", "gaussian"):
-            raise ParameterError(f"unknown degradation '{self.degradation}' (use bicubic or gaussian)")
+        parse_degradations(self.degradation)
         try:
             self.network_config()
         except ValueError as exc:
@@ -180,13 +211,24 @@ def physical_good_bands(cube: Cube) -> tuple[np.ndarray, np.ndarray | None]:
     return np.ascontiguousarray(values, dtype=np.float32), wavelengths
 
 
-def make_pair(name: str, hr: np.ndarray, scale: int, degradation: str, wavelengths=None) -> Scene:
+def make_pair(name: str, hr: np.ndarray, scale: int, degradation: tuple[str, float | None], wavelengths=None) -> Scene:
+    """An (HR, LR) pair, the LR made by ``degradation`` = (method, σ or None) of :func:`parse_degradations`."""
     from ..degrade import spatial_degrade
 
     rows, cols = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
     hr = np.ascontiguousarray(hr[:rows, :cols], dtype=np.float32)
-    lr = spatial_degrade(hr, scale, method=degradation).astype(np.float32)
+    method, sigma = degradation
+    lr = spatial_degrade(hr, scale, method=method, sigma=sigma).astype(np.float32)
     return Scene(name, hr, lr, wavelengths)
+
+
+def other_degradations(scenes: list[Scene], options: TrainingOptions) -> list[Scene]:
+    """The training scenes' LR versions by the degradations after the first (a mix), sharing their HR arrays."""
+    return [
+        make_pair(f"{scene.name} ({degradation_label(*degradation)})", scene.hr, options.scale, degradation, scene.wavelengths)
+        for scene in scenes
+        for degradation in options.degradations[1:]
+    ]
 
 
 def load_scenes(paths: list[Path], options: TrainingOptions) -> list[Scene]:
@@ -202,7 +244,7 @@ def load_scenes(paths: list[Path], options: TrainingOptions) -> list[Scene]:
             raise InvalidDataError(exc.message, path) from None
         if min(values.shape[:2]) < 2 * options.scale:
             raise InvalidDataError(f"a {values.shape[0]}×{values.shape[1]} scene is too small for ×{options.scale}", path)
-        scenes.append(make_pair(str(path), values, options.scale, options.degradation, wavelengths))
+        scenes.append(make_pair(str(path), values, options.scale, options.degradations[0], wavelengths))
     return scenes
 
 
@@ -230,8 +272,8 @@ def split_validation(
             f"(each part needs {2 * s}); all of it trains and the model card has no metrics"
         )
         return scenes, [], why
-    top = make_pair(scene.name + " (top)", scene.hr[:train_rows], s, options.degradation, scene.wavelengths)
-    bottom = make_pair(scene.name + " (bottom)", scene.hr[train_rows:], s, options.degradation, scene.wavelengths)
+    top = make_pair(scene.name + " (top)", scene.hr[:train_rows], s, options.degradations[0], scene.wavelengths)
+    bottom = make_pair(scene.name + " (bottom)", scene.hr[train_rows:], s, options.degradations[0], scene.wavelengths)
     return [top], [bottom], None
 
 
@@ -556,7 +598,7 @@ def train(
     if initial is not None:
         network.load_state_dict(initial)
     network = network.to(device)
-    prepared = [prepare(s, config) for s in train_scenes]
+    prepared = [prepare(s, config) for s in train_scenes + other_degradations(train_scenes, options)]
     prepared_val = [prepare(s, config) for s in val_scenes]
     sampler = PatchSampler(prepared, config.scale, options.hr_patch, rng)
 
@@ -735,16 +777,18 @@ def model_info_for(result: TrainingResult, options: TrainingOptions, description
     sensors' band counts (±10 %) and wavelength span."""
     from .export import ModelInfo
 
+    method, sigma = options.degradations[0]
     if options.band_agnostic:
-        return ModelInfo(result.config, 1, None, None, options.degradation, description)
+        return ModelInfo(result.config, 1, None, None, method, description, psf_sigma=sigma)
     low, high = result.bands_range
     return ModelInfo(
         result.config,
         max(1, math.floor(0.9 * low)),
         math.ceil(1.1 * high),
         result.wavelength_range,
-        options.degradation,
+        method,
         description,
+        psf_sigma=sigma,
     )
 
 
@@ -778,7 +822,7 @@ def train_and_export(
     if result.val_scenes:
         model = LoadedModel(outputs["onnx"].stem, outputs["onnx"], info, graph, None, None)
         metrics = evaluate_scenes(model, result.val_scenes, options.scale)
-        metrics["degradation"] = options.degradation
+        metrics["degradation"] = degradation_label(*options.degradations[0])
         metrics["calibrated"] = False
     card = {
         "training": {
@@ -794,6 +838,7 @@ def train_and_export(
             "alpha_sad": options.alpha,
             "beta_abundance": options.beta if result.config.unmixing else 0.0,
             "self_supervised": options.self_supervised,
+            "degradation": options.degradation,
             "wall_time_s": round(result.wall_time_s, 1),
             "train_scenes": result.train_scenes,
             "val_scenes": [s.name for s in result.val_scenes],
