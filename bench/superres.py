@@ -631,7 +631,8 @@ def noise_adapt(args) -> list[dict]:
 
 def lr_makers(scale: int, reference: np.ndarray) -> dict[str, np.ndarray]:
     """LR cubes made in ways the models were not trained for: wider and narrower Gaussian PSFs, the
-    detector's box alone, point sampling (aliased), and bicubic with column striping (a push-broom
+    detector's box alone, point sampling (aliased; at an even scale two pixels are equally central: the
+    second is what ``hsiuu simulate --sigma 0`` keeps), and bicubic with column striping (a push-broom
     sensor's detector-to-detector gain, 2 %)."""
     h, w = reference.shape[0] // scale, reference.shape[1] // scale
     bicubic = spatial_degrade(reference, scale, method="bicubic")
@@ -640,7 +641,8 @@ def lr_makers(scale: int, reference: np.ndarray) -> dict[str, np.ndarray]:
         "Gaussian σ = s": spatial_degrade(reference, scale, method="gaussian", sigma=float(scale)),
         "Gaussian σ = 0.3 s": spatial_degrade(reference, scale, method="gaussian", sigma=0.3 * scale),
         "s × s block mean": reference[: h * scale, : w * scale].reshape(h, scale, w, scale, -1).mean(axis=(1, 3)),
-        "point sampling": reference[scale // 2 :: scale, scale // 2 :: scale][:h, :w],
+        "point sampling": spatial_degrade(reference, scale, method="gaussian", sigma=0.0, offset=scale // 2),
+        "point sampling, the other central pixel": spatial_degrade(reference, scale, method="gaussian", sigma=0.0),
         "bicubic, 2 % column striping": bicubic * striping,
     }
 
