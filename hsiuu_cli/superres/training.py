@@ -44,24 +44,29 @@ def parse_degradations(text: str) -> list[tuple[str, float | None]]:
     sampling, as ``hsiuu simulate --sigma``), or several of them comma-separated: each item one LR version of every
     training scene, so a repeated item weighs more. Returns (method, σ or None) per item."""
     specs = []
-    for item in str(text).split(","):
-        method, colon, sigma = item.strip().partition(":")
-        value = None
-        if colon:
-            try:
-                value = float(sigma)
-            except ValueError:
-                value = float("nan")
-        if method not in ("bicubic", "gaussian") or (colon and method == "bicubic") or not (value is None or (np.isfinite(value) and value >= 0)):
-            raise ParameterError(
-                f"unknown degradation '{item.strip()}' (use bicubic, gaussian or gaussian:SIGMA with SIGMA ≥ 0 in HR pixels, "
-                "comma-separated for a mix)"
-            )
+    for item in (part.strip() for part in str(text).split(",")):
+        method, colon, sigma = item.partition(":")
+        unknown = ParameterError(
+            f"unknown degradation '{item}' (use bicubic, gaussian or gaussian:SIGMA with SIGMA ≥ 0 in HR pixels, "
+            "comma-separated for a mix)"
+        )
+        if method not in ("bicubic", "gaussian") or (colon and method == "bicubic"):
+            raise unknown
+        if not colon:
+            specs.append((method, None))
+            continue
+        try:
+            value = float(sigma)
+        except ValueError:
+            raise unknown from None
+        if not (np.isfinite(value) and value >= 0):
+            raise unknown
         specs.append((method, value))
     return specs
 
 
 def degradation_label(method: str, sigma: float | None) -> str:
+    """An item of :func:`parse_degradations` written back (``gaussian:1.2``)."""
     return method if sigma is None else f"{method}:{sigma:g}"
 
 
