@@ -339,7 +339,9 @@ class SuperResolver:
         crop = crop[:, :, self.good]
         check = self.plan.check = self.self_check(crop, self.model.info.degrade(crop))
         self.gain = self.plan.gain = check.gain
-        self.plan.gain_source = f"self-check on a {side_rows}×{side_cols} crop degraded ×{s}"
+        info = self.model.info
+        made = info.degradation if info.psf_sigma is None else f"{info.degradation} σ = {info.psf_sigma:g} px"
+        self.plan.gain_source = f"self-check on a {side_rows}×{side_cols} crop degraded ×{s} by {made}, as the model was trained"
         if check.limited:
             self.plan.gain_source += ", lowered so that PSNR and SAM are no worse than bicubic's"
 
