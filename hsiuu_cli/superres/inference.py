@@ -250,10 +250,10 @@ class SuperResolver:
             values = self._fill_nearest(rows, cols, valid.shape)
         if not np.isfinite(values).all():
             values = np.where(np.isfinite(values), values, self.fill[np.newaxis, np.newaxis, :])
-        values = values.astype(np.float32, copy=False)
-        if self.noise is not None and self.noise.applied:
-            values = values.copy()  # the values may be the input's own memory
-            values[:, :, self.good] = values[:, :, self.good] @ self.noise.matrix
+        if self.noise is None or not self.noise.applied:
+            return values.astype(np.float32, copy=False), valid
+        values = np.array(values, dtype=np.float32)  # one copy whatever the type: the values may be the input's own memory
+        values[:, :, self.good] = values[:, :, self.good] @ self.noise.matrix
         return values, valid
 
     def _fill_nearest(self, rows: slice, cols: slice, shape: tuple[int, int]) -> np.ndarray:
