@@ -80,6 +80,11 @@ def scores(result: np.ndarray, reference: np.ndarray, scale: int) -> dict:
     }
 
 
+def worse_than(result: dict, baseline: dict) -> list[str]:
+    """Which of PSNR and SAM in ``result`` (:func:`scores`) are worse than in ``baseline``, beyond rounding."""
+    return [k.upper() for k in ("psnr", "sam") if (result[k] < baseline[k] - 1e-6 if k == "psnr" else result[k] > baseline[k] + 1e-6)]
+
+
 def run_method(lr: Cube, scale: int, model, calibrate: bool) -> tuple[np.ndarray, object]:
     method = "bicubic" if model is None else "model"
     result, plan = super_resolve_cube(lr, scale, model, method=method, dtype=np.float32, calibrate=calibrate)
@@ -461,8 +466,7 @@ def guard(args) -> list[dict]:
         key = (r["scene"], r["scale"], r["degradation"])
         if r["method"] == "bicubic":
             baseline[key] = r
-        worse = [m.upper() for m in ("psnr", "sam") if r["method"] != "bicubic" and
-                 (r["psnr"] < baseline[key]["psnr"] - 1e-6 if m == "psnr" else r["sam"] > baseline[key]["sam"] + 1e-6)]
+        worse = [] if r["method"] == "bicubic" else worse_than(r, baseline[key])
         print(f"| {r['scene']} | {r['bands']} | {r['hr']} | ×{r['scale']} | {r['degradation']} | {r['method']} | {r['psnr']:.2f} | "
               f"{r['sam']:.4f} | {r['ergas']:.3f} | {r['ssim']:.4f} | {r.get('gain', '')} | {r.get('dimmed', '')} | {', '.join(worse) or ('' if r['method'] == 'bicubic' else 'no')} |")
     return rows
@@ -498,7 +502,7 @@ def damping(args) -> list[dict]:
                     got = scores(result, reference, scale)
                     rows.append({"scene": label, "scale": scale, "degradation": degradation, "fraction": str(fraction),
                                  "psnr_gain": got["psnr"] - best["psnr"], "sam_change": got["sam"] / best["sam"] - 1,
-                                 "worse": got["psnr"] < best["psnr"] - 1e-6 or got["sam"] > best["sam"] + 1e-6})
+                                 "worse": bool(worse_than(got, best))})
                 print(f"  {label} ×{scale} {degradation}: done", file=sys.stderr, flush=True)
     finally:
         inference.DARK_FRACTION = shipped
@@ -587,8 +591,7 @@ def noise(args) -> list[dict]:
             baseline[key] = r
             flags = ""
         else:
-            bad = [m.upper() for m in ("psnr", "sam") if
-                   (r[m] < baseline[key][m] - 1e-6 if m == "psnr" else r[m] > baseline[key][m] + 1e-6)]
+            bad = worse_than(r, baseline[key])
             label = r["method"].split("(")[-1].rstrip(")")
             worse[label] = worse.get(label, 0) + bool(bad)
             flags = ", ".join(bad) or "no"
@@ -666,9 +669,8 @@ def other_lr(args) -> list[dict]:
             for model in [choose_model(lr, scale)] + [m for m in compared if m.scale == scale]:
                 result, plan = run_method(lr, scale, model, True)
                 m = scores(result, reference, scale)
-                worse = [k.upper() for k in ("psnr", "sam") if (m[k] < b[k] - 1e-6 if k == "psnr" else m[k] > b[k] + 1e-6)]
                 key = "default" if not row["models"] else model.name
-                row["models"][key] = {"model": model.name, **m, "gain": round(plan.gain, 3), "worse": ", ".join(worse) or "no"}
+                row["models"][key] = {"model": model.name, **m, "gain": round(plan.gain, 3), "worse": ", ".join(worse_than(m, b)) or "no"}
             rows.append(row)
         print(f"  {scene} ×{scale}: done", file=sys.stderr, flush=True)
     names = list(dict.fromkeys(k for r in rows for k in r["models"]))
