@@ -149,6 +149,20 @@ def test_the_lr_fit_bounds_the_msi_noise_from_above(mixture):
     assert (bounds[1] < 0.05 * sigma**2).all()
 
 
+def test_the_guard_floor_is_the_lr_noise_on_a_scene_of_few_pixels():
+    """Each band regressed on the others over 168 pixels keeps only part of the noise; the guard's floor must
+    not sit below it, or a result exact up to the noise fails the LR check."""
+    rng = np.random.default_rng(7)
+    bands, sigma = 60, 0.01
+    pixels = rng.random((14 * 12, 4)) @ rng.random((4, bands)) + rng.standard_normal((14 * 12, bands)) * sigma
+    srf = np.zeros((bands, 3))
+    srf[:20, 0] = srf[20:40, 1] = srf[40:, 2] = 1 / 20
+    fit = SensorFit(SpatialModel(4, 2.0, 1.5, 1.5), np.ones(3), np.zeros(3), 0.0, np.full(3, 1e-4))
+    trust = msi_trust(fit, pixels, srf)
+    assert trust.hsi_noise_variance < 0.8 * sigma**2  # the regression's residual alone
+    assert trust.hsi_noise_floor == pytest.approx(sigma**2, rel=0.15)
+
+
 def test_signal_subspace_keeps_the_signal_and_shrinks_the_noise():
     rng = np.random.default_rng(4)
     clean = rng.random((400, 3)) @ rng.random((3, 40))

@@ -316,7 +316,7 @@ def plan_fusion(
 
             fuse_gsa(lr_values, lr_ok, msi_strip, (rows_hr, cols_hr), plan.sensor, result.fused, strip_rows=strip_rows)
     if plan.sensor is not None:
-        plan.guard = GuardInputs(lr_scaled, lr_use, trust.hsi_noise_variance / max(float((lr_scaled[lr_ok] ** 2).mean()), 1e-30),
+        plan.guard = GuardInputs(lr_scaled, lr_use, trust.hsi_noise_floor / max(float((lr_scaled[lr_ok] ** 2).mean()), 1e-30),
                                  trust.msi_noise_variance, lr_values, guard, BicubicStrips(lr_scaled, ratio))
     return SceneFit(plan, valid_hr, endmember_spectra, diagnosis, started)
 

@@ -557,6 +557,11 @@ class Trust:
     """The LR-HSI's relative noise power (at least :data:`ERROR_FLOOR`)."""
     hsi_noise_variance: float
     """The LR-HSI's estimated noise variance per band (not floored)."""
+    hsi_noise_floor: float
+    """The same estimate with the regression's lost degrees of freedom restored (× N / (N − p) for N pixels
+    regressed on p other bands): what no result can reproduce the LR-HSI closer than, the guard's floor. The
+    estimate above, which the fit's settings were tuned with, keeps only (N − p)/N of the noise on small scenes
+    (0.55–0.58 of it on Salton Sea's 12 × 14 LR pixels, 0.72–0.76 on Jasper Ridge's 25 × 25; docs/benchmarks.md)."""
     msi_noise_variance: np.ndarray | None = None
     """Per MSI band: its estimated noise variance at full resolution (:func:`msi_noise_power`)."""
     msi_noise_bound: np.ndarray | None = None
@@ -580,10 +585,11 @@ def msi_trust(fit: SensorFit, lr_pixels: np.ndarray, srf: np.ndarray, msi_noise:
     hsi_power = max(float((pixels**2).mean()), 1e-30)
     # regression on the other bands needs more pixels than bands: with few pixels, use a spread subset of bands
     count = min(pixels.shape[1], pixels.shape[0] // 2)
-    noise_relative = 0.0
+    noise_relative, unbiased = 0.0, 1.0
     if count >= 3:
         subset = pixels[:, np.unique(np.linspace(0, pixels.shape[1] - 1, count).round().astype(int))]
         noise_relative = float((estimate_noise(subset) ** 2).mean() / max((subset**2).mean(), 1e-30))
+        unbiased = subset.shape[0] / (subset.shape[0] - (subset.shape[1] - 1))
     hsi_error = max(ERROR_FLOOR, noise_relative)
     msi_error = np.maximum(fit.error_power, ERROR_FLOOR)
     msi_power = np.maximum(((pixels @ srf) ** 2).mean(axis=0), 1e-30)
@@ -591,7 +597,8 @@ def msi_trust(fit: SensorFit, lr_pixels: np.ndarray, srf: np.ndarray, msi_noise:
     noise_bound = fit.error_power * msi_power / fit.spatial.noise_gain
     # absolute error variances: HSI band residual e_Y·P_Y, MSI band residual e_M·P_Z (÷‖R‖² in solver units)
     weights = (hsi_error * hsi_power) / (msi_error * msi_power) * (srf**2).sum(axis=0)
-    return Trust(np.minimum(1.0, hsi_error / msi_error), weights, hsi_error, noise_relative * hsi_power, msi_noise, noise_bound)
+    return Trust(np.minimum(1.0, hsi_error / msi_error), weights, hsi_error, noise_relative * hsi_power,
+                 unbiased * noise_relative * hsi_power, msi_noise, noise_bound)
 
 
 # ---------------------------------------------------------------------------------------------
