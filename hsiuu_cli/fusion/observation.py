@@ -559,7 +559,8 @@ class Trust:
     """The LR-HSI's estimated noise variance per band (not floored)."""
     hsi_noise_floor: float
     """The same estimate with the regression's lost degrees of freedom restored (× N / (N − p) for N pixels
-    regressed on p other bands): what no result can reproduce the LR-HSI closer than, the guard's floor. The
+    regressed on p other bands, :func:`hsiuu_cli.unmixing.hysime.residual_variance`, as ``superres`` estimates
+    its scene's noise): what no result can reproduce the LR-HSI closer than, the guard's floor. The
     estimate above, which the fit's settings were tuned with, keeps only (N − p)/N of the noise on small scenes
     (0.55–0.58 of it on Salton Sea's 12 × 14 LR pixels, 0.72–0.76 on Jasper Ridge's 25 × 25; docs/benchmarks.md)."""
     msi_noise_variance: np.ndarray | None = None
@@ -579,17 +580,18 @@ def msi_trust(fit: SensorFit, lr_pixels: np.ndarray, srf: np.ndarray, msi_noise:
     :data:`ERROR_FLOOR`, so a noise-free simulated pair counts both as exact. ``msi_noise``
     (:func:`msi_noise_power`) is carried along for the network's training.
     """
-    from ..unmixing.hysime import estimate_noise
+    from ..unmixing.hysime import estimate_noise, residual_variance
 
     pixels = spread_sample(np.asarray(lr_pixels, dtype=np.float64))
     hsi_power = max(float((pixels**2).mean()), 1e-30)
     # regression on the other bands needs more pixels than bands: with few pixels, use a spread subset of bands
     count = min(pixels.shape[1], pixels.shape[0] // 2)
-    noise_relative, unbiased = 0.0, 1.0
+    noise_relative = floor_relative = 0.0
     if count >= 3:
         subset = pixels[:, np.unique(np.linspace(0, pixels.shape[1] - 1, count).round().astype(int))]
-        noise_relative = float((estimate_noise(subset) ** 2).mean() / max((subset**2).mean(), 1e-30))
-        unbiased = subset.shape[0] / (subset.shape[0] - (subset.shape[1] - 1))
+        residual, subset_power = estimate_noise(subset), max(float((subset**2).mean()), 1e-30)
+        noise_relative = float((residual**2).mean() / subset_power)
+        floor_relative = float(residual_variance(residual, subset.shape[1] - 1).mean() / subset_power)
     hsi_error = max(ERROR_FLOOR, noise_relative)
     msi_error = np.maximum(fit.error_power, ERROR_FLOOR)
     msi_power = np.maximum(((pixels @ srf) ** 2).mean(axis=0), 1e-30)
@@ -598,7 +600,7 @@ def msi_trust(fit: SensorFit, lr_pixels: np.ndarray, srf: np.ndarray, msi_noise:
     # absolute error variances: HSI band residual e_Y·P_Y, MSI band residual e_M·P_Z (÷‖R‖² in solver units)
     weights = (hsi_error * hsi_power) / (msi_error * msi_power) * (srf**2).sum(axis=0)
     return Trust(np.minimum(1.0, hsi_error / msi_error), weights, hsi_error, noise_relative * hsi_power,
-                 unbiased * noise_relative * hsi_power, msi_noise, noise_bound)
+                 floor_relative * hsi_power, msi_noise, noise_bound)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def scene_noise(pixels: np.ndarray, denoise: bool | None = None) -> SceneNoise:
     ``denoise`` None decides by :data:`DENOISE_BELOW_DB`, True always denoises (InvalidDataError where the
     noise cannot be estimated), False never does (the estimate is still reported)."""
     # here, not at the top: the unmixing package is imported with it, and only model runs need it
-    from ..unmixing.hysime import estimate_noise, estimate_noise_nearby, signal_subspace
+    from ..unmixing.hysime import estimate_noise, estimate_noise_nearby, residual_variance, signal_subspace
 
     count, bands = pixels.shape
     if bands < MIN_BANDS or count < MIN_PIXELS:
@@ -72,14 +72,13 @@ def scene_noise(pixels: np.ndarray, denoise: bool | None = None) -> SceneNoise:
     sample = np.asarray(pixels, dtype=np.float64)
     if count > SAMPLE_PIXELS:
         sample = sample[np.linspace(0, count - 1, SAMPLE_PIXELS).astype(int)]
-    # each band regressed on the others (on its nearest ones where pixels are few): the residual power, unbiased
-    # for the coefficients the regression fitted
+    # each band regressed on the others (on its nearest ones where pixels are few)
     if sample.shape[0] >= 2 * bands:
         residual, fitted = estimate_noise(sample), bands
     else:
         neighbours = max(2, min(bands - 1, sample.shape[0] // 4))
         residual, fitted = estimate_noise_nearby(sample, neighbours), 2 * max(1, neighbours // 2) + 1
-    variance = (residual**2).sum(axis=0) / (sample.shape[0] - fitted)
+    variance = residual_variance(residual, fitted)
     power = (sample**2).mean(axis=0)
     usable = (variance > 0) & (power > 0)
     if not usable.any():

@@ -52,6 +52,13 @@ def estimate_noise_nearby(pixels: np.ndarray, neighbours: int) -> np.ndarray:
     return noise
 
 
+def residual_variance(residual: np.ndarray, fitted: int) -> np.ndarray:
+    """Per band, the noise variance that regression residuals (N × B, from :func:`estimate_noise` or
+    :func:`estimate_noise_nearby`) stand for: a least-squares fit of ``fitted`` coefficients keeps only
+    (N − fitted)/N of the noise in its residual, which matters where N is a few hundred pixels."""
+    return (residual**2).sum(axis=0) / (residual.shape[0] - fitted)
+
+
 @dataclass
 class SignalSubspace:
     basis: np.ndarray
