@@ -13,7 +13,8 @@ from scipy import ndimage, signal
 from hsiuu_cli import degrade, metrics
 from hsiuu_cli.cube import Cube
 from hsiuu_cli.fusion import fuse, run_pipeline
-from hsiuu_cli.fusion.guard import Checks, check_against_bicubic, safe_alpha
+from hsiuu_cli.fusion import guard
+from hsiuu_cli.fusion.guard import Checks, check_against_bicubic, edge_line_weights, safe_alpha
 from hsiuu_cli.fusion.observation import SensorFit, SpatialModel
 from hsiuu_cli.simulate import simulate_pair
 
@@ -110,6 +111,37 @@ def test_misregistration_is_estimated_and_reported(textured):
     assert result.info["misregistration"] == pytest.approx([-0.5 + 1.5, -0.5 - 1.0], abs=0.15)
     aligned = fuse(simulate_pair(source, ratio=4).lr.data, msi, srf, **FAST)
     assert metrics.psnr(result.fused, cube) > metrics.psnr(aligned.fused, cube) - 2.0
+
+
+def test_edge_lines_are_weighted_by_their_misfit_against_the_interior():
+    energy = np.full((6, 5), 2e-3)
+    energy[0, :] = 8e-3  # the top row misfits 4 × the interior: a quarter of the weight
+    energy[1:, 0] = 1e-2  # the left column 5 ×, but not in the corner, which the top row's median ignores
+    energy[5, 2] = np.nan  # a gap is left out of the median
+    edge_rows = np.array([True, False, False, False, False, True])
+    edge_cols = np.array([True, False, False, False, True])
+    rows, cols = edge_line_weights(energy, edge_rows, edge_cols, typical=2e-3)
+    assert rows == pytest.approx([0.25, 1, 1, 1, 1, 1])  # the bottom row fits as well as the interior
+    assert cols == pytest.approx([0.2, 1, 1, 1, 1])  # the column's median over the inner rows only
+
+
+def test_edge_lines_that_see_past_the_msi_weigh_less_in_the_consistency_step(monkeypatch):
+    """A misregistered pair cut from a larger scene: the LR-HSI's outer lines see ground the MSI does
+    not show, which no border model explains; weighted down, they steer the pixels inside less."""
+    cube, _, _, wavelengths = make_mixture(72, 72, 40, 4, seed=7)
+    texture = ndimage.gaussian_filter(np.random.default_rng(3).random((72, 72)), 0.8)[:, :, None]
+    cube = (cube * (0.4 + 1.2 * texture / texture.max())).astype(np.float32)
+    srf = gaussian_srf(wavelengths, (450, 550, 650, 850), 50.0)
+    reference = cube[4:68, 4:68]
+    msi = degrade.spectral_degrade(reference, srf).astype(np.float32)
+    registered = degrade.spatial_degrade(reference, 4, sigma=2.0).astype(np.float32)
+    assert fuse(registered, msi, srf, **FAST).info["edge_lines_down_weighted"] == 0
+    shifted = degrade.spatial_degrade(degrade.shift(cube, 2.0, -1.5)[4:68, 4:68], 4, sigma=2.0).astype(np.float32)
+    weighted = fuse(shifted, msi, srf, **FAST)
+    assert weighted.info["edge_lines_down_weighted"] >= 1
+    monkeypatch.setattr(guard, "edge_line_weights", lambda energy, rows, cols, typical: (np.ones(rows.size), np.ones(cols.size)))
+    unweighted = fuse(shifted, msi, srf, **FAST)
+    assert metrics.psnr(weighted.fused, reference) > metrics.psnr(unweighted.fused, reference) + 0.1
 
 
 def test_a_scene_that_changed_is_reported_with_the_measured_mismatch(textured):

@@ -29,6 +29,7 @@ from .observation import (
     MIN_SIGMA,
     SensorFit,
     apply_spatial,
+    edge_lines,
     edge_pixels,
     OUTLIER_FACTOR,
     gross_outliers,
@@ -47,6 +48,9 @@ CHANCE_FACTOR = 10.0
 many PSFs and phases): it must explain this many times the share chance gives before it counts."""
 
 
+EDGE_TOLERANCE = 1.0
+
+
 @dataclass
 class Diagnosis:
     band_residual: np.ndarray
@@ -56,6 +60,13 @@ class Diagnosis:
     lr_reliable: np.ndarray
     """LR grid: pixels the sampling model describes (False: edge pixels it does not explain)."""
     edge_left_out: int = 0
+    line_weights: tuple[np.ndarray, np.ndarray] | None = None
+    """Per LR row and per LR column: how far the LR-HSI's pixels there are to be believed against the
+    interior's (1 inside; below 1 on edge lines whose pixels the border model explains worse)."""
+
+    @property
+    def edge_lines_down_weighted(self) -> int:
+        return 0 if self.line_weights is None else int(sum((weights < 1).sum() for weights in self.line_weights))
 
     def warnings(self, sensor: SensorFit, checks: "Checks | None" = None) -> list[dict]:
         """What did not fit, as {"part", "message"} entries (empty when everything did)."""
@@ -152,7 +163,31 @@ def diagnose(sensor: SensorFit, msi: np.ndarray, msi_valid: np.ndarray, lr: np.n
             f"the MSI explains only {1 - band_residual.max():.0%}–{1 - band_residual.min():.0%} of the HSI's variance "
             "seen through the SRF: they do not show the same scene (or the grids do not overlap as given)"
         )
-    return Diagnosis(band_residual, outliers, lr_reliable, int(unexplained_edge.sum()))
+    energy_map = np.full((rows_lr, cols_lr), np.nan)
+    energy_map.ravel()[positions] = energy
+    weights = edge_line_weights(energy_map, *edge_lines(sensor.spatial, rows_lr, cols_lr, *msi.shape[:2]), typical)
+    return Diagnosis(band_residual, outliers, lr_reliable, int(unexplained_edge.sum()), weights)
+
+
+def edge_line_weights(energy: np.ndarray, edge_rows: np.ndarray, edge_cols: np.ndarray,
+                      typical: float) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-variance weights of the LR rows and columns whose PSF reaches past the image: the
+    interior's typical misfit over the line's median misfit (at most 1). An edge line sees what lies
+    beyond the MSI's edge through a border model that is only a guess (mirrored content, or the
+    content of a misregistered pair's neighbourhood); where that guess misfits, the line tells less
+    about the pixels inside. Rows and columns apart, so the weights stay separable."""
+    weights = []
+    for lines, across, axis in ((edge_rows, edge_cols, 0), (edge_cols, edge_rows, 1)):
+        values = energy if axis == 0 else energy.T
+        inner = ~across if (~across).any() else np.ones_like(across)
+        line_weight = np.ones(lines.size)
+        for index in np.flatnonzero(lines):
+            misfit = values[index, inner]
+            misfit = misfit[np.isfinite(misfit)]
+            if misfit.size:
+                line_weight[index] = min(1.0, EDGE_TOLERANCE * typical / max(float(np.median(misfit)), 1e-30))
+        weights.append(line_weight)
+    return weights[0], weights[1]
 
 
 @dataclass

@@ -273,18 +273,20 @@ EDGE_FACTOR = 4.0
 """Edge pixels count as misrepresented when their unexplained share is this many times the interior's."""
 
 
+def edge_lines(model: SpatialModel, rows_lr: int, cols_lr: int, rows_hr: int, cols_hr: int) -> tuple[np.ndarray, np.ndarray]:
+    """LR rows and LR columns whose PSF (as modelled) reaches past the HR image's edge."""
+    radius = _support(model.sigma, model.kernel, model.box, model.ratio)
+    lines = []
+    for count, size, phase in ((rows_lr, rows_hr, model.phase_rows), (cols_lr, cols_hr, model.phase_cols)):
+        centres = model.ratio * np.arange(count) + phase
+        lines.append((centres - radius < 0) | (centres + radius > size - 1))
+    return lines[0], lines[1]
+
+
 def edge_pixels(model: SpatialModel, rows_lr: int, cols_lr: int, rows_hr: int, cols_hr: int) -> np.ndarray:
     """LR pixels whose PSF (as modelled) reaches past the HR image's edge."""
-    radius = _support(model.sigma, model.kernel, model.box, model.ratio)
-    edge = np.zeros((rows_lr, cols_lr), dtype=bool)
-    for axis, (count, size, phase) in enumerate(((rows_lr, rows_hr, model.phase_rows), (cols_lr, cols_hr, model.phase_cols))):
-        centres = model.ratio * np.arange(count) + phase
-        outside = (centres - radius < 0) | (centres + radius > size - 1)
-        if axis == 0:
-            edge[outside, :] = True
-        else:
-            edge[:, outside] = True
-    return edge
+    rows, cols = edge_lines(model, rows_lr, cols_lr, rows_hr, cols_hr)
+    return rows[:, None] | cols[None, :]
 
 
 def fit_sensor(

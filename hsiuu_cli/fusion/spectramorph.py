@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from scipy import sparse
 
 from ..degrade import resize_bicubic
 from ..device import one_thread, resolve_device
@@ -242,6 +243,7 @@ def fit_spectramorph(
     sensor: SensorFit,
     settings: SpectraMorphSettings,
     trust: Trust,
+    line_weights: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> "SpectraMorphModel":
     """Everything SpectraMorph learns from the whole scene, at LR scale: endmembers, the network, the
     prior and the consistency step's LR-scale terms (:class:`SpectraMorphModel` then fuses any strip
@@ -377,6 +379,11 @@ def fit_spectramorph(
         # the prior's weight grows with the LR-HSI's noise (a fixed prior variance against noisier data),
         # so that the LR consistency does not turn into noise-amplifying deconvolution
         prior_weight = settings.prior_weight * trust.hsi_error / ERROR_FLOOR if settings.noise_adaptive else settings.prior_weight
+        if line_weights is not None:
+            # each LR row and column's data term scaled by its weight: ‖Dr (Gr X Gcᵀ − Y) Dc‖², still separable
+            row_scale, col_scale = np.sqrt(line_weights[0]), np.sqrt(line_weights[1])
+            gr, gc = sparse.csr_array(sparse.diags(row_scale) @ gr), sparse.csr_array(sparse.diags(col_scale) @ gc)
+            lr_measured = (lr_measured * row_scale[:, None, None] * col_scale[None, :, None]).astype(lr_measured.dtype)
         solver = ConsistencySolver(gr, gc, lr_measured, lr_valid, srf, basis, weights, prior_weight)
     for member in networks:
         member.to("cpu")
