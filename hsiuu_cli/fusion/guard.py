@@ -48,9 +48,6 @@ CHANCE_FACTOR = 10.0
 many PSFs and phases): it must explain this many times the share chance gives before it counts."""
 
 
-EDGE_TOLERANCE = 1.0
-
-
 @dataclass
 class Diagnosis:
     band_residual: np.ndarray
@@ -185,7 +182,7 @@ def edge_line_weights(energy: np.ndarray, edge_rows: np.ndarray, edge_cols: np.n
             misfit = values[index, inner]
             misfit = misfit[np.isfinite(misfit)]
             if misfit.size:
-                line_weight[index] = min(1.0, EDGE_TOLERANCE * typical / max(float(np.median(misfit)), 1e-30))
+                line_weight[index] = min(1.0, typical / max(float(np.median(misfit)), 1e-30))
         weights.append(line_weight)
     return weights[0], weights[1]
 

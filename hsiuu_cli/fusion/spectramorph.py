@@ -252,6 +252,8 @@ def fit_spectramorph(
     ``lr`` is the scaled, gap-filled LR-HSI (h × w × B) with ``lr_valid`` marking real pixels;
     ``msi_strip(start, stop)`` returns HR rows start:stop of the calibrated MSI (in the units of
     ``lr`` seen through ``srf``) and their validity (read here only to take the MSI to the LR grid).
+    ``line_weights`` (per LR row, per LR column; :func:`hsiuu_cli.fusion.guard.edge_line_weights`)
+    weigh the LR-HSI's rows and columns in the consistency step.
     """
     import torch
 
