@@ -5,17 +5,13 @@ simplex: noisy, and on real scenes often outliers. Reference endmembers of real 
 made the other way, as the mean spectrum of hand-picked pure regions. This refinement finds
 those regions itself: pixels are unmixed (FCLS) on unit-norm spectra, so that dark materials
 such as water are weighed like bright ones, and each endmember moves to the mean direction of
-the pixels whose abundance of it is at least ``threshold``. It stops at a fixed point. Where
-fewer than ``enough_pixels`` pixels reach the threshold, that endmember's threshold is lowered
-until they do, but not below ``lowest_threshold``: a centroid of a dozen pixels follows their
-noise and oddities rather than the material's mean (Jasper Ridge's soil: 12 pixels at 0.9, 6.5°
-from its reference; averaged over 50 or more, 1.5°). An endmember that dominates fewer than
-``min_pixels`` pixels even so keeps its previous spectrum, so scenes without pure pixels fall
-back to the initial estimate.
+the pixels whose abundance of it is at least ``threshold``. It stops at a fixed point. An
+endmember that dominates fewer than ``min_pixels`` pixels keeps its previous spectrum, so
+scenes without pure pixels fall back to the initial estimate.
 
 Measured on Samson and Jasper Ridge (bench/unmix.py): from the N-FINDR simplex the mean SAD
-drops from 4.0° to 1.2° and from 9.2° to 2.7° (3.7° without the minimum count); a soft weighting
-(abundance^p) instead of the threshold drifts away from the pure regions on Jasper Ridge.
+drops from 4.0° to 1.2° and from 9.2° to 3.7°; a soft weighting (abundance^p) instead of the
+threshold drifts away from the pure regions on Jasper Ridge.
 """
 
 from __future__ import annotations
@@ -36,30 +32,12 @@ class PurityResult:
     iterations: int
 
 
-ENOUGH_PIXELS = 50
-"""Pixels each centroid should average (docs/benchmarks.md § Enough pure pixels per endmember: 50 to 200 give
-Jasper Ridge the same endmembers, 20 too few)."""
-LOWEST_THRESHOLD = 0.7
-"""Below this abundance a pixel is a mixture, however few purer ones there are (0.6–0.8 give Jasper Ridge the
-same endmembers)."""
-
-
-def pure_thresholds(abundances: np.ndarray, threshold: float, enough: int, lowest: float) -> np.ndarray:
-    """Per endmember: ``threshold``, lowered (not below ``lowest``) until ``enough`` pixels reach it."""
-    if enough <= 0 or abundances.shape[0] < enough:
-        return np.full(abundances.shape[1], threshold)
-    enough_th = np.partition(abundances, abundances.shape[0] - enough, axis=0)[abundances.shape[0] - enough]
-    return np.clip(enough_th, lowest, threshold)
-
-
 def refine_pure_centroids(
     pixels: np.ndarray,
     initial: np.ndarray,
     *,
     threshold: float = 0.9,
     min_pixels: int = 5,
-    enough_pixels: int = ENOUGH_PIXELS,
-    lowest_threshold: float = LOWEST_THRESHOLD,
     max_iter: int = 50,
 ) -> PurityResult:
     """Move each endmember of ``initial`` (K, B) to the centroid of the pixels (N, B) it dominates."""
@@ -75,8 +53,7 @@ def refine_pure_centroids(
     pure = np.zeros((unit.shape[0], initial.shape[0]), dtype=bool)
     iterations = 0
     for iterations in range(1, max_iter + 1):
-        abundances = fcls(unit, directions)
-        pure = abundances >= pure_thresholds(abundances, threshold, enough_pixels, lowest_threshold)
+        pure = fcls(unit, directions) >= threshold
         counts = pure.sum(0).astype(float)
         centroids = pure.T.astype(np.float64) @ unit
         lengths = np.linalg.norm(centroids, axis=1)
