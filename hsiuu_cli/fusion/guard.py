@@ -174,8 +174,7 @@ def edge_line_weights(energy: np.ndarray, edge_rows: np.ndarray, edge_cols: np.n
     content of a misregistered pair's neighbourhood); where that guess misfits, the line tells less
     about the pixels inside. Rows and columns apart, so the weights stay separable."""
     weights = []
-    for lines, across, axis in ((edge_rows, edge_cols, 0), (edge_cols, edge_rows, 1)):
-        values = energy if axis == 0 else energy.T
+    for lines, across, values in ((edge_rows, edge_cols, energy), (edge_cols, edge_rows, energy.T)):
         inner = ~across if (~across).any() else np.ones_like(across)
         line_weight = np.ones(lines.size)
         for index in np.flatnonzero(lines):
