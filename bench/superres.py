@@ -8,6 +8,7 @@ Run from the repository root (results go to stdout as Markdown tables; ``--json`
     python bench/superres.py throughput                   # output megavoxels per second at ×4
     python bench/superres.py memory                       # peak RSS of `hsiuu superres` for a 4000×4000×100 output
     python bench/superres.py noise                        # noisy LR scenes: the default (denoised where strong) vs bicubic
+    python bench/superres.py noise-photos                 # the same for the two colour photographs (noise put back in the self-check)
     python bench/superres.py noise-adapt                  # a noisy 400×400 mosaic through adaptation, denoised or not
     python bench/superres.py other-lr                     # LR made by wider/narrower PSFs, box, point sampling, striping
 
@@ -550,21 +551,27 @@ def adapt_time(args) -> list[dict]:
     return rows
 
 
-def held_out_references(args):
-    """(scene name, scale, HR reference cut to whole LR pixels, float32) for each held-out scene at each scale."""
-    for relative in FAMILY + OTHER:
+PHOTOGRAPHS = [relative for label, relative in REAL_SIZE if label.endswith("_rgb")]
+"""The colour photographs: 3 bands, too few to denoise; their self-checks carry their noise instead."""
+
+
+def held_out_references(args, scenes=FAMILY + OTHER):
+    """(scene name, scale, HR reference cut to whole LR pixels, float32) for each of ``scenes`` (the held-out
+    scenes by default) at each scale."""
+    for relative in scenes:
         reference_full = load_reference(args.data / relative).data
         for scale in args.scales:
             h, w = reference_full.shape[0] // scale * scale, reference_full.shape[1] // scale * scale
             yield Path(relative).stem, scale, np.asarray(reference_full[:h, :w], dtype=np.float32)
 
-def noise(args) -> list[dict]:
-    """The held-out scenes' LR cubes with white noise added (per band, `hsiuu_cli.degrade.add_noise`, seed 0) at
-    each SNR: bicubic, the default run (noise removed first where strong) and the same with --no-denoise."""
+def noise(args, scenes=FAMILY + OTHER) -> list[dict]:
+    """The held-out scenes' LR cubes (or ``scenes``') with white noise added (per band,
+    `hsiuu_cli.degrade.add_noise`, seed 0) at each SNR: bicubic, the default run (noise removed first where strong)
+    and the same with --no-denoise."""
     from hsiuu_cli.degrade import add_noise
 
     rows = []
-    for scene, scale, reference in held_out_references(args):
+    for scene, scale, reference in held_out_references(args, scenes):
         for degradation in args.degradations:
             clean = spatial_degrade(reference, scale, method=degradation).astype(np.float32)
             for snr in args.snrs:
@@ -701,7 +708,7 @@ def other_lr(args) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", choices=["quality", "ablation", "throughput", "memory", "psf-table", "psf", "adapt", "guard", "damping",
-                                         "adapt-time", "noise", "noise-adapt", "other-lr"])
+                                         "adapt-time", "noise", "noise-photos", "noise-adapt", "other-lr"])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--degradations", nargs="+", default=["bicubic", "gaussian"])
@@ -729,7 +736,7 @@ def main() -> None:
     args = parser.parse_args()
     parts = {"quality": quality, "ablation": ablation, "throughput": throughput, "memory": memory,
              "psf-table": psf_table, "psf": psf_accuracy, "adapt": adapt, "guard": guard, "damping": damping, "adapt-time": adapt_time,
-             "noise": noise, "noise-adapt": noise_adapt, "other-lr": other_lr}
+             "noise": noise, "noise-photos": lambda a: noise(a, PHOTOGRAPHS), "noise-adapt": noise_adapt, "other-lr": other_lr}
     rows = parts[args.part](args)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -36,6 +36,32 @@ def smooth_field(rng: np.random.Generator, rows: int, cols: int, blobs: int = 6)
     return field
 
 
+def textured(rows: int, cols: int, bands: int, seed: int = 0) -> np.ndarray:
+    """A positive cube with detail at every scale (a 1/f field), smooth spectra that vary with it."""
+    rng = np.random.default_rng(seed)
+    fy, fx = np.meshgrid(np.fft.fftfreq(rows), np.fft.fftfreq(cols), indexing="ij")
+    amplitude = 1.0 / np.maximum(np.hypot(fy, fx), 1.0 / max(rows, cols))
+    fields = []
+    for _ in range(2):
+        phase = np.exp(2j * np.pi * rng.random((rows, cols)))
+        field = np.real(np.fft.ifft2(amplitude * phase))
+        fields.append((field - field.min()) / np.ptp(field))
+    grid = np.linspace(0, 1, bands)
+    spectra = np.stack([0.2 + 0.3 * grid, 0.6 - 0.4 * grid ** 2])
+    return (0.05 + fields[0][:, :, None] * spectra[0] + fields[1][:, :, None] * spectra[1]).astype(np.float32)
+
+
+def photo_band(rows: int = 128, cols: int = 128) -> np.ndarray:
+    """A photograph-like band: smooth shading, a bright and a dark area with sharp edges, and its first 48
+    columns covered by :func:`textured` detail."""
+    y, x = np.mgrid[0:rows, 0:cols] / float(max(rows, cols))
+    band = 0.3 + 0.2 * x + 0.1 * y
+    band[20:60, 70:110] += 0.25
+    band[80:120, 10:50] -= 0.15
+    band[:, :48] += 0.3 * (textured(rows, 48, 1)[:, :, 0] - 0.4)
+    return band
+
+
 def make_mixture(
     rows: int = 32, cols: int = 32, bands: int = 40, endmembers: int = 3, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

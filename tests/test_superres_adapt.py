@@ -26,27 +26,15 @@ from hsiuu_cli.superres.export import ModelInfo, export_model
 from hsiuu_cli.superres.guard import block_standard_error, guarded_gain, shape_detail
 from hsiuu_cli.superres.inference import SuperResolver
 from hsiuu_cli.superres.config import NetworkConfig
+from hsiuu_cli.superres.denoise import MIN_BANDS
 from hsiuu_cli.superres.network import build_network
 from hsiuu_cli.superres.registry import load_model
+
+from conftest import photo_band, textured
 
 
 torch.set_num_threads(1)
 FEW = dict(steps=6, check_every=2, patch=8, time_limit_s=600.0)
-
-
-def textured(rows: int, cols: int, bands: int, seed: int = 0) -> np.ndarray:
-    """A positive cube with detail at every scale (a 1/f field), smooth spectra that vary with it."""
-    rng = np.random.default_rng(seed)
-    fy, fx = np.meshgrid(np.fft.fftfreq(rows), np.fft.fftfreq(cols), indexing="ij")
-    amplitude = 1.0 / np.maximum(np.hypot(fy, fx), 1.0 / max(rows, cols))
-    fields = []
-    for _ in range(2):
-        phase = np.exp(2j * np.pi * rng.random((rows, cols)))
-        field = np.real(np.fft.ifft2(amplitude * phase))
-        fields.append((field - field.min()) / np.ptp(field))
-    grid = np.linspace(0, 1, bands)
-    spectra = np.stack([0.2 + 0.3 * grid, 0.6 - 0.4 * grid ** 2])
-    return (0.05 + fields[0][:, :, None] * spectra[0] + fields[1][:, :, None] * spectra[1]).astype(np.float32)
 
 
 def tiny_model(tmp_path, scale=2, unmixing=False, name="tiny"):
@@ -172,14 +160,49 @@ def test_psf_estimate_grows_with_the_blur(scale):
 
 
 def test_self_pairs_hold_back_the_bottom_rows_degraded_apart():
-    values = textured(50, 40, 3)
+    values = textured(50, 40, MIN_BANDS)
     psf = PsfEstimate(0.5, 2, 0.0)
     pairs = self_pairs(values, 2, psf, 0.25)
     assert pairs.train_target.shape[0] + pairs.held_target.shape[0] == 50
     assert pairs.held_target.shape[0] == 12  # 25 % of 50 rows, a multiple of the scale
     np.testing.assert_array_equal(pairs.held_target, values[38:])
     np.testing.assert_allclose(pairs.held_coarse, spatial_degrade(values[38:], 2, method="gaussian", sigma=1.0), atol=1e-6)
-    assert pairs.train_coarse.shape == (19, 20, 3)
+    assert pairs.train_coarse.shape == (19, 20, MIN_BANDS)
+
+
+def test_a_few_band_scene_gets_its_own_noise_back_in_the_coarse_inputs():
+    clean = np.stack([photo_band(96, 96) * level for level in (1.0, 0.8, 0.6)], axis=2).astype(np.float32)
+    noisy = (clean + np.random.default_rng(0).normal(0.0, 0.03, clean.shape)).astype(np.float32)
+    psf = PsfEstimate(0.5, 2, 0.0)
+
+    def added(values):
+        pairs = self_pairs(values, 2, psf, 0.25)
+        return pairs.train_coarse - spatial_degrade(pairs.train_target, 2, method="gaussian", sigma=1.0)
+
+    white = np.random.default_rng(1).standard_normal((96, 96, 1)).astype(np.float32)
+    kept = float(np.var(spatial_degrade(white, 2, method="gaussian", sigma=1.0)))
+    # the degradation averaged most of the noise away; what it removed is put back, on the clean scene nothing is
+    assert float(added(noisy).std()) == pytest.approx(0.03 * np.sqrt(1 - kept), rel=0.15)
+    assert float(np.abs(added(clean)).max()) < 1e-3
+
+
+def test_the_self_check_of_a_few_band_scene_carries_its_noise(tmp_path, monkeypatch):
+    seen = []
+    check = SuperResolver.self_check
+    monkeypatch.setattr(SuperResolver, "self_check", lambda self, target, coarse: seen.append((target, coarse)) or check(self, target, coarse))
+    model = tiny_model(tmp_path)
+    photo = np.stack([photo_band(96, 96) * level for level in (1.0, 0.8, 0.6)], axis=2)
+    noisy = (photo + np.random.default_rng(0).normal(0.0, 0.03, photo.shape)).astype(np.float32)
+    plan = SuperResolver(Cube(data=noisy), 2, model).plan
+    target, coarse = seen[-1]
+    white = np.random.default_rng(1).standard_normal((96, 96, 1)).astype(np.float32)
+    kept = float(np.var(model.info.degrade(white)))
+    assert float((coarse - model.info.degrade(target)).std()) == pytest.approx(0.03 * np.sqrt(1 - kept), rel=0.15)
+    assert "noise (SNR 2" in plan.gain_source  # 0.03 on a band of mean square ≈ 0.1–0.2: 21–24 dB
+    # a hyperspectral scene's noise is removed instead (where strong): its self-check input is the plain degradation
+    SuperResolver(Cube(data=textured(48, 48, MIN_BANDS)), 2, model)
+    target, coarse = seen[-1]
+    np.testing.assert_array_equal(coarse, model.info.degrade(target))
 
 
 def test_too_small_names_the_size_needed():

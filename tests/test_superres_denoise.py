@@ -49,7 +49,7 @@ def test_weak_noise_is_reported_and_left(mixture):
 def test_too_few_bands_cannot_tell_noise_from_signal(mixture):
     rgb = add_noise(mixture[:, :, :3], 20.0, 0)
     assert scene_noise(pixels(rgb)).snr_db is None
-    with pytest.raises(InvalidDataError, match="too few to estimate the noise"):
+    with pytest.raises(InvalidDataError, match="too few to tell the noise from the signal"):
         scene_noise(pixels(rgb), denoise=True)
 
 

@@ -14,6 +14,7 @@ projection criterion, which on HyperBench's seven LR cubes gave 0.01–0.08° mo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,8 @@ benchmark scenes as recorded (real sensors' own noise), which read 46.6 dB and m
 scenes)."""
 MIN_BANDS = 20
 """Fewer good bands cannot tell noise from signal by regression on the other bands: an RGB photograph's
-detail reads as 24 dB of noise."""
+detail reads as 24 dB of noise. Such scenes are not denoised; their self-checks carry their noise instead
+(:func:`with_noise_put_back`)."""
 MIN_PIXELS = 16
 """Fewer valid pixels leave too little to estimate the noise from."""
 SAMPLE_PIXELS = 20_000
@@ -64,10 +66,12 @@ def scene_noise(pixels: np.ndarray, denoise: bool | None = None) -> SceneNoise:
 
     count, bands = pixels.shape
     if bands < MIN_BANDS or count < MIN_PIXELS:
-        reason = (f"{bands} good bands are too few to estimate the noise (at least {MIN_BANDS})" if bands < MIN_BANDS
-                  else f"{count} pixels are too few to estimate the noise (at least {MIN_PIXELS})")
+        reason = (f"{bands} good bands are too few to tell the noise from the signal across bands (at least {MIN_BANDS})"
+                  if bands < MIN_BANDS else f"{count} pixels are too few to estimate the noise (at least {MIN_PIXELS})")
         if denoise:
             raise InvalidDataError(f"cannot denoise: {reason}")
+        if bands < MIN_BANDS:
+            reason += "; the self-check carries the scene's own noise instead"
         return SceneNoise(None, None, reason=reason)
     sample = np.asarray(pixels, dtype=np.float64)
     if count > SAMPLE_PIXELS:
@@ -93,3 +97,41 @@ def scene_noise(pixels: np.ndarray, denoise: bool | None = None) -> SceneNoise:
     matrix = (subspace.shrinkage() / scale[:, None]) * scale[None, :]
     reason = "asked for" if denoise else f"SNR below {DENOISE_BELOW_DB:g} dB"
     return SceneNoise(snr_db, matrix.astype(np.float32), subspace.basis.shape[1], reason)
+
+
+def band_noise_variance(values: np.ndarray) -> np.ndarray | None:
+    """For a scene of fewer than :data:`MIN_BANDS` bands (rows × cols × bands), which is never denoised: per band,
+    its white-noise variance read from its own flattest patches (:func:`hsiuu_cli.noise.flat_patch_noise_variance`;
+    0 for a band too small to read). None where no band could be read, and for scenes of more bands, whose strong
+    noise is removed instead (:func:`scene_noise`)."""
+    from ..noise import flat_patch_noise_variance
+
+    if values.shape[2] >= MIN_BANDS:
+        return None
+    estimates = [flat_patch_noise_variance(values[:, :, band]) for band in range(values.shape[2])]
+    if all(v is None for v in estimates):
+        return None
+    return np.array([0.0 if v is None else v for v in estimates])
+
+
+def median_snr_db(values: np.ndarray, variance: np.ndarray) -> float:
+    """The median over the bands of signal power / noise variance, in dB (inf where no band has noise)."""
+    power = (np.asarray(values, dtype=np.float64) ** 2).mean(axis=(0, 1))
+    usable = (variance > 0) & (power > 0)
+    return float(np.median(10 * np.log10(power[usable] / variance[usable]))) if usable.any() else float("inf")
+
+
+def with_noise_put_back(coarse: np.ndarray, variance: np.ndarray, degrade: Callable[[np.ndarray], np.ndarray],
+                        shape: tuple[int, int]) -> np.ndarray:
+    """``coarse`` (a ``shape``-sized scene crop degraded by ``degrade``, bands on the last axis) with the white noise
+    of per-band ``variance`` that the degradation averaged away put back.
+
+    A self-check pair made by degrading a noisy scene once more has a clean input: the model's detail looks
+    harmless there and then sharpens the scene's own noise (a 3-band photograph with noise at 30 dB came out worse
+    than bicubic; docs/benchmarks.md). The share of white noise ``degrade`` keeps is measured on a white field
+    of ``shape``. Seeded: the same crop gets the same pair.
+    """
+    rng = np.random.default_rng(0)
+    kept = float(np.var(degrade(rng.standard_normal(tuple(shape) + (1,)).astype(np.float32))))
+    missing = np.sqrt(np.asarray(variance, dtype=np.float64) * max(0.0, 1.0 - kept)).astype(np.float32)
+    return coarse + rng.standard_normal(coarse.shape).astype(np.float32) * missing

@@ -27,7 +27,7 @@ from ..cube import Cube
 from ..device import resolve_device
 from ..errors import InvalidDataError, ParameterError
 from .export import HALO_MARGIN
-from .denoise import SceneNoise, scene_noise
+from .denoise import SceneNoise, band_noise_variance, median_snr_db, scene_noise, with_noise_put_back
 from .guard import DARK_FRACTION, MAX_DIMMED_LINES, GainCheck, dimmed_lines, guarded_gain, shape_detail
 from .preprocess import (
     SceneStatistics,
@@ -337,11 +337,17 @@ class SuperResolver:
         c0 = (self.cube.cols - side_cols) // 2
         crop, _ = self._read(slice(r0, r0 + side_rows), slice(c0, c0 + side_cols))
         crop = crop[:, :, self.good]
-        check = self.plan.check = self.self_check(crop, self.model.info.degrade(crop))
+        coarse = self.model.info.degrade(crop)
+        variance = band_noise_variance(crop)
+        if variance is not None:
+            coarse = with_noise_put_back(coarse, variance, self.model.info.degrade, crop.shape[:2])
+        check = self.plan.check = self.self_check(crop, coarse)
         self.gain = self.plan.gain = check.gain
         info = self.model.info
         made = info.degradation if info.psf_sigma is None else f"{info.degradation} σ = {info.psf_sigma:g} px"
         self.plan.gain_source = f"self-check on a {side_rows}×{side_cols} crop degraded ×{s} by {made}, as the model was trained"
+        if variance is not None:
+            self.plan.gain_source += f", the scene's own noise (SNR {median_snr_db(crop, variance):.1f} dB) put back"
         if check.limited:
             self.plan.gain_source += ", lowered so that PSNR and SAM are no worse than bicubic's"
 
