@@ -117,7 +117,14 @@ def test_msi_noise_power_measures_full_resolution_noise(mixture):
     np.testing.assert_allclose(estimate / sigma**2, 1.0, atol=0.5)
     clean = msi_noise_power(msi, valid, _exact_sensor(6))
     assert (clean < 0.1 * sigma**2).all()
-    assert msi_noise_power(msi[:, :, :2], valid, _exact_sensor(2)) is None  # too few bands to tell
+    # each band is read on its own: one band is enough, and pixels without data are left out
+    single = msi_noise_power(noisy[:, :, :1], valid, _exact_sensor(1))
+    np.testing.assert_allclose(single / sigma[:1] ** 2, 1.0, atol=0.5)
+    holed = valid.copy()
+    holed[8:20, 8:20] = False
+    spoilt = np.where(holed[:, :, None], noisy, 10.0)
+    np.testing.assert_allclose(msi_noise_power(spoilt, holed, _exact_sensor(6)) / sigma**2, 1.0, atol=0.5)
+    assert msi_noise_power(msi[:3, :3], valid[:3, :3], _exact_sensor(6)) is None  # too small to read
 
 
 @pytest.mark.parametrize("model", [SpatialModel(4, 2.0, 1.5, 1.5), SpatialModel(4, 1.0, 1.5, 1.5, box=True), SpatialModel(3, 0.8, 1.0, 1.0)])

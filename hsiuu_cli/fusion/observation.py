@@ -23,6 +23,7 @@ from scipy import optimize, sparse
 
 from ..degrade import default_sigma
 from ..errors import InvalidDataError
+from ..noise import flat_patch_noise_variance
 
 TRUNCATE = 3.0
 """The PSF is cut at ±ceil(3σ) pixels, as :func:`hsiuu_cli.degrade.kernel_size_for_sigma`."""
@@ -520,31 +521,25 @@ NOISE_WINDOW = 512
 
 
 def msi_noise_power(msi: np.ndarray, msi_valid: np.ndarray, fit: SensorFit) -> np.ndarray | None:
-    """Per MSI band: the noise variance at full resolution (calibrated units), or None with fewer
-    than 3 bands.
+    """Per MSI band: the noise variance at full resolution (calibrated units), or None where no band
+    can be read.
 
-    The LR fit cannot see it: the PSF averages white noise down before the comparison. Here the
-    finest diagonal detail (Haar HH of 2 × 2 blocks; white noise keeps its variance there) of each
-    band is regressed on the other bands' (HySime's regression): the scene's detail is shared
-    across bands, the noise is not.
+    The LR fit cannot see it: the PSF averages white noise down before the comparison. Each band's
+    noise is read from its own flattest patches (:func:`hsiuu_cli.noise.flat_patch_noise_variance`):
+    regressing a band's finest detail on the other bands', as before, counted the detail a textured
+    scene does not share across 3–4 bands as noise, 2–80 × over (docs/benchmarks.md).
     """
-    from ..unmixing.hysime import estimate_noise
-
-    bands = msi.shape[2]
-    if bands < 3:
-        return None
     window = []
     for count in msi.shape[:2]:
-        size = min(count, NOISE_WINDOW) // 2 * 2
+        size = min(count, NOISE_WINDOW)
         start = (count - size) // 2
         window.append(slice(start, start + size))
     values = np.asarray(msi[window[0], window[1]], dtype=np.float64) * fit.gain + fit.offset
     valid = msi_valid[window[0], window[1]]
-    blocks = valid[0::2, 0::2] & valid[0::2, 1::2] & valid[1::2, 0::2] & valid[1::2, 1::2]
-    if blocks.sum() < 4 * bands:
+    estimates = [flat_patch_noise_variance(values[:, :, band], valid) for band in range(values.shape[2])]
+    if all(v is None for v in estimates):
         return None
-    detail = (values[0::2, 0::2] - values[0::2, 1::2] - values[1::2, 0::2] + values[1::2, 1::2]) / 2.0
-    return (estimate_noise(detail[blocks]) ** 2).mean(axis=0)
+    return np.array([0.0 if v is None else v for v in estimates])
 
 
 @dataclass

@@ -316,8 +316,8 @@ def fit_spectramorph(
         # not: noisy copies of the training pixels teach it not to pass that noise on
         most = CROSS_VALIDATED_COPIES if cross_validated else AUGMENTATION_COPIES
         copies = max(1, min(most, AUGMENTED_PIXELS // msi_sample.shape[0]))
-        # the estimate is an upper bound, which a textured scene seen in 3–4 bands inflates 10–80× (HyperBench's
-        # Pavia University: 3–5 dB lost): it is cut to what the LR fit allows, but not below a share of the
+        # the estimate still takes some of a dense texture for noise (HyperBench's Pavia University, 80 × 48 pixels
+        # of city: 1.6–13× the noise added): it is cut to what the LR fit allows, but not below a share of the
         # inputs' own spread, the mild augmentation that helps even noise-free pairs (docs/benchmarks.md)
         allowed = np.fmax(trust.msi_noise_bound, AUGMENTATION_FLOOR * msi_sample.var(axis=0))  # fmax: a NaN bound gives way
         sigma = np.sqrt(settings.noise_augmentation * np.fmin(trust.msi_noise_variance, allowed)).astype(np.float32)
