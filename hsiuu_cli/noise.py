@@ -13,6 +13,8 @@ estimate settles.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -34,10 +36,11 @@ def flat_patch_noise_variance(band: np.ndarray, valid: np.ndarray | None = None)
     usable = np.isfinite(values) if valid is None else (np.asarray(valid, dtype=bool) & np.isfinite(values))
     if min(values.shape) < PATCH:
         return None
-    windows = sliding_window_view(np.where(usable, values, 0.0), (PATCH, PATCH))
-    whole = sliding_window_view(usable, (PATCH, PATCH)).all(axis=(2, 3))
-    step = max(1, int(np.ceil(np.sqrt(whole.size / MAX_PATCHES))))
-    patches = windows[::step, ::step][whole[::step, ::step]].reshape(-1, PATCH * PATCH)
+    count = (values.shape[0] - PATCH + 1) * (values.shape[1] - PATCH + 1)
+    step = max(1, int(np.ceil(np.sqrt(count / MAX_PATCHES))))
+    windows = sliding_window_view(np.where(usable, values, 0.0), (PATCH, PATCH))[::step, ::step]
+    whole = sliding_window_view(usable, (PATCH, PATCH))[::step, ::step].all(axis=(2, 3))
+    patches = windows[whole].reshape(-1, PATCH * PATCH)
     if patches.shape[0] < 2 * PATCH * PATCH:
         return None
     energy = gradient_energy(patches)
@@ -63,6 +66,7 @@ def gradient_energy(patches: np.ndarray) -> np.ndarray:
     return (np.diff(square, axis=1) ** 2).sum(axis=(1, 2)) + (np.diff(square, axis=2) ** 2).sum(axis=(1, 2))
 
 
+@cache
 def flat_limit() -> float:
     """:data:`NOISE_QUANTILE` of a patch's gradient energy under unit white noise. The energy is a quadratic form
     xᵀQx of the patch; it is taken as the gamma distribution of the same mean tr Q and variance 2 tr Q² (as Liu et
