@@ -60,6 +60,15 @@ def flat_patch_noise_variance(band: np.ndarray, valid: np.ndarray | None = None)
     return variance
 
 
+def band_noise_variances(values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray | None:
+    """Per band of ``values`` (rows × cols × bands; ``valid`` rows × cols): :func:`flat_patch_noise_variance`,
+    0 for a band too small to read; None where no band can be read."""
+    estimates = [flat_patch_noise_variance(values[:, :, band], valid) for band in range(values.shape[2])]
+    if all(v is None for v in estimates):
+        return None
+    return np.array([0.0 if v is None else v for v in estimates])
+
+
 def gradient_energy(patches: np.ndarray) -> np.ndarray:
     """Per patch (rows of :data:`PATCH`² values): the sum of its squared horizontal and vertical differences."""
     square = patches.reshape(-1, PATCH, PATCH)

@@ -23,7 +23,7 @@ from scipy import optimize, sparse
 
 from ..degrade import default_sigma
 from ..errors import InvalidDataError
-from ..noise import flat_patch_noise_variance
+from ..noise import band_noise_variances
 
 TRUNCATE = 3.0
 """The PSF is cut at ±ceil(3σ) pixels, as :func:`hsiuu_cli.degrade.kernel_size_for_sigma`."""
@@ -525,7 +525,7 @@ def msi_noise_power(msi: np.ndarray, msi_valid: np.ndarray, fit: SensorFit) -> n
     can be read.
 
     The LR fit cannot see it: the PSF averages white noise down before the comparison. Each band's
-    noise is read from its own flattest patches (:func:`hsiuu_cli.noise.flat_patch_noise_variance`):
+    noise is read from its own flattest patches (:func:`hsiuu_cli.noise.band_noise_variances`):
     regressing a band's finest detail on the other bands', as before, counted the detail a textured
     scene does not share across 3–4 bands as noise, 2–80 × over (docs/benchmarks.md).
     """
@@ -535,11 +535,7 @@ def msi_noise_power(msi: np.ndarray, msi_valid: np.ndarray, fit: SensorFit) -> n
         start = (count - size) // 2
         window.append(slice(start, start + size))
     values = np.asarray(msi[window[0], window[1]], dtype=np.float64) * fit.gain + fit.offset
-    valid = msi_valid[window[0], window[1]]
-    estimates = [flat_patch_noise_variance(values[:, :, band], valid) for band in range(values.shape[2])]
-    if all(v is None for v in estimates):
-        return None
-    return np.array([0.0 if v is None else v for v in estimates])
+    return band_noise_variances(values, msi_valid[window[0], window[1]])
 
 
 @dataclass

@@ -149,7 +149,7 @@ def self_pairs(values: np.ndarray, scale: int, psf: PsfEstimate, hold_back: floa
     :data:`hsiuu_cli.superres.denoise.MIN_BANDS` bands, which is not denoised, gets its noise put back into the
     coarse inputs, as the model will see it (:func:`hsiuu_cli.superres.denoise.with_noise_put_back`)."""
     from ..degrade import spatial_degrade
-    from .denoise import band_noise_variance, with_noise_put_back
+    from .denoise import few_band_noise_variance, with_noise_put_back
 
     rows, cols = values.shape[0] // scale * scale, values.shape[1] // scale * scale
     values = np.ascontiguousarray(values[:rows, :cols], dtype=np.float32)
@@ -160,7 +160,7 @@ def self_pairs(values: np.ndarray, scale: int, psf: PsfEstimate, hold_back: floa
         return spatial_degrade(part, scale, method="gaussian", sigma=psf.sigma).astype(np.float32)
 
     coarse = [degrade(part) for part in parts]
-    variance = band_noise_variance(values)
+    variance = few_band_noise_variance(values)
     if variance is not None:
         coarse = [with_noise_put_back(c, variance, degrade, part.shape[:2]) for part, c in zip(parts, coarse)]
     return SelfPairs(parts[0], coarse[0], parts[1], coarse[1], psf)

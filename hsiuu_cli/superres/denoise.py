@@ -99,19 +99,14 @@ def scene_noise(pixels: np.ndarray, denoise: bool | None = None) -> SceneNoise:
     return SceneNoise(snr_db, matrix.astype(np.float32), subspace.basis.shape[1], reason)
 
 
-def band_noise_variance(values: np.ndarray) -> np.ndarray | None:
+def few_band_noise_variance(values: np.ndarray) -> np.ndarray | None:
     """For a scene of fewer than :data:`MIN_BANDS` bands (rows × cols × bands), which is never denoised: per band,
-    its white-noise variance read from its own flattest patches (:func:`hsiuu_cli.noise.flat_patch_noise_variance`;
+    its white-noise variance read from its own flattest patches (:func:`hsiuu_cli.noise.band_noise_variances`;
     0 for a band too small to read). None where no band could be read, and for scenes of more bands, whose strong
     noise is removed instead (:func:`scene_noise`)."""
-    from ..noise import flat_patch_noise_variance
+    from ..noise import band_noise_variances
 
-    if values.shape[2] >= MIN_BANDS:
-        return None
-    estimates = [flat_patch_noise_variance(values[:, :, band]) for band in range(values.shape[2])]
-    if all(v is None for v in estimates):
-        return None
-    return np.array([0.0 if v is None else v for v in estimates])
+    return None if values.shape[2] >= MIN_BANDS else band_noise_variances(values)
 
 
 def median_snr_db(values: np.ndarray, variance: np.ndarray) -> float:

@@ -27,7 +27,7 @@ from ..cube import Cube
 from ..device import resolve_device
 from ..errors import InvalidDataError, ParameterError
 from .export import HALO_MARGIN
-from .denoise import SceneNoise, band_noise_variance, median_snr_db, scene_noise, with_noise_put_back
+from .denoise import SceneNoise, few_band_noise_variance, median_snr_db, scene_noise, with_noise_put_back
 from .guard import DARK_FRACTION, MAX_DIMMED_LINES, GainCheck, dimmed_lines, guarded_gain, shape_detail
 from .preprocess import (
     SceneStatistics,
@@ -338,7 +338,7 @@ class SuperResolver:
         crop, _ = self._read(slice(r0, r0 + side_rows), slice(c0, c0 + side_cols))
         crop = crop[:, :, self.good]
         coarse = self.model.info.degrade(crop)
-        variance = band_noise_variance(crop)
+        variance = few_band_noise_variance(crop)
         if variance is not None:
             coarse = with_noise_put_back(coarse, variance, self.model.info.degrade, crop.shape[:2])
         check = self.plan.check = self.self_check(crop, coarse)
