@@ -186,6 +186,24 @@ def test_a_few_band_scene_gets_its_own_noise_back_in_the_coarse_inputs():
     assert float(np.abs(added(clean)).max()) < 1e-3
 
 
+def test_the_noise_put_back_follows_the_seed_and_differs_between_the_parts():
+    photo = np.stack([photo_band(96, 96) * level for level in (1.0, 0.8, 0.6)], axis=2)
+    noisy = (photo + np.random.default_rng(0).normal(0.0, 0.03, photo.shape)).astype(np.float32)
+    psf = PsfEstimate(0.5, 2, 0.0)
+
+    def added(seed):
+        pairs = self_pairs(noisy, 2, psf, 0.5, seed)
+        return [coarse - spatial_degrade(target, 2, method="gaussian", sigma=1.0)
+                for target, coarse in ((pairs.train_target, pairs.train_coarse), (pairs.held_target, pairs.held_coarse))]
+
+    first, again, other = added(0), added(0), added(1)
+    np.testing.assert_array_equal(first[0], again[0])
+    assert not np.allclose(first[0], other[0])
+    # the two halves are the same shape: their noise must still be drawn apart, not repeated
+    assert first[0].shape == first[1].shape
+    assert abs(float(np.corrcoef(first[0].ravel(), first[1].ravel())[0, 1])) < 0.1
+
+
 def test_the_self_check_of_a_few_band_scene_carries_its_noise(tmp_path, monkeypatch):
     seen = []
     check = SuperResolver.self_check

@@ -59,7 +59,8 @@ class Diagnosis:
     edge_left_out: int = 0
     line_weights: tuple[np.ndarray, np.ndarray] | None = None
     """Per LR row and per LR column: how far the LR-HSI's pixels there are to be believed against the
-    interior's (1 inside; below 1 on edge lines whose pixels the border model explains worse)."""
+    interior's (1 inside; below 1 on edge lines whose pixels the border model explains worse); None when every
+    line has weight 1."""
 
     @property
     def edge_lines_down_weighted(self) -> int:
@@ -163,6 +164,8 @@ def diagnose(sensor: SensorFit, msi: np.ndarray, msi_valid: np.ndarray, lr: np.n
     energy_map = np.full((rows_lr, cols_lr), np.nan)
     energy_map.ravel()[positions] = energy
     weights = edge_line_weights(energy_map, *edge_lines(sensor.spatial, rows_lr, cols_lr, *msi.shape[:2]), typical)
+    if all((line == 1.0).all() for line in weights):
+        weights = None  # every line as trusted as the interior: the consistency step's model as it is
     return Diagnosis(band_residual, outliers, lr_reliable, int(unexplained_edge.sum()), weights)
 
 

@@ -143,11 +143,12 @@ class SelfPairs:
     psf: PsfEstimate
 
 
-def self_pairs(values: np.ndarray, scale: int, psf: PsfEstimate, hold_back: float) -> SelfPairs:
+def self_pairs(values: np.ndarray, scale: int, psf: PsfEstimate, hold_back: float, seed: int = 0) -> SelfPairs:
     """Split ``values`` (LR crop, good bands, physical) into training rows and held-back bottom rows,
     each degraded on its own (no blur crosses the split) with the estimated PSF. A scene of fewer than
     :data:`hsiuu_cli.superres.denoise.MIN_BANDS` bands, which is not denoised, gets its noise put back into the
-    coarse inputs, as the model will see it (:func:`hsiuu_cli.superres.denoise.with_noise_put_back`)."""
+    coarse inputs, as the model will see it (:func:`hsiuu_cli.superres.denoise.with_noise_put_back`, drawn with
+    ``seed``)."""
     from ..degrade import spatial_degrade
     from .denoise import few_band_noise_variance, with_noise_put_back
 
@@ -162,7 +163,8 @@ def self_pairs(values: np.ndarray, scale: int, psf: PsfEstimate, hold_back: floa
     coarse = [degrade(part) for part in parts]
     variance = few_band_noise_variance(values)
     if variance is not None:
-        coarse = [with_noise_put_back(c, variance, degrade, part.shape[:2]) for part, c in zip(parts, coarse)]
+        coarse = [with_noise_put_back(c, variance, degrade, part.shape[:2], seed + index)
+                  for index, (part, c) in enumerate(zip(parts, coarse))]
     return SelfPairs(parts[0], coarse[0], parts[1], coarse[1], psf)
 
 
@@ -425,7 +427,7 @@ def adapt_to_scene(
     values, _ = original._read(slice(r0, r0 + side_rows), slice(c0, c0 + side_cols))
     values = values[:, :, original.good]
     psf = estimate_psf(values, scale)
-    pairs = self_pairs(values, scale, psf, settings.hold_back)
+    pairs = self_pairs(values, scale, psf, settings.hold_back, settings.seed)
     checks = {"model": original.self_check(pairs.held_target, pairs.held_coarse)}
     blurrier = blurrier_than_training(psf, model.info)
     adapted = adapted_model = None

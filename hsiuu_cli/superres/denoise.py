@@ -78,7 +78,7 @@ def scene_noise(pixels: np.ndarray, denoise: bool | None = None) -> SceneNoise:
         sample = sample[np.linspace(0, count - 1, SAMPLE_PIXELS).astype(int)]
     # each band regressed on the others (on its nearest ones where pixels are few)
     if sample.shape[0] >= 2 * bands:
-        residual, fitted = estimate_noise(sample), bands
+        residual, fitted = estimate_noise(sample), bands - 1
     else:
         neighbours = max(2, min(bands - 1, sample.shape[0] // 4))
         residual, fitted = estimate_noise_nearby(sample, neighbours), 2 * max(1, neighbours // 2) + 1
@@ -117,16 +117,16 @@ def median_snr_db(values: np.ndarray, variance: np.ndarray) -> float:
 
 
 def with_noise_put_back(coarse: np.ndarray, variance: np.ndarray, degrade: Callable[[np.ndarray], np.ndarray],
-                        shape: tuple[int, int]) -> np.ndarray:
+                        shape: tuple[int, int], seed: int = 0) -> np.ndarray:
     """``coarse`` (a ``shape``-sized scene crop degraded by ``degrade``, bands on the last axis) with the white noise
     of per-band ``variance`` that the degradation averaged away put back.
 
     A self-check pair made by degrading a noisy scene once more has a clean input: the model's detail looks
     harmless there and then sharpens the scene's own noise (a 3-band photograph with noise at 30 dB came out worse
     than bicubic; docs/benchmarks.md). The share of white noise ``degrade`` keeps is measured on a white field
-    of ``shape``. Seeded: the same crop gets the same pair.
+    of ``shape``. Seeded: the same crop and ``seed`` give the same pair.
     """
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     kept = float(np.var(degrade(rng.standard_normal(tuple(shape) + (1,)).astype(np.float32))))
     missing = np.sqrt(np.asarray(variance, dtype=np.float64) * max(0.0, 1.0 - kept)).astype(np.float32)
     return coarse + rng.standard_normal(coarse.shape).astype(np.float32) * missing
