@@ -14,7 +14,7 @@ from hsiuu_cli import degrade, metrics
 from hsiuu_cli.cube import Cube
 from hsiuu_cli.fusion import fuse, run_pipeline
 from hsiuu_cli.fusion import guard
-from hsiuu_cli.fusion.guard import Checks, check_against_bicubic, edge_line_weights, safe_alpha
+from hsiuu_cli.fusion.guard import EDGE_WEIGHT_POWER, Checks, check_against_bicubic, edge_line_weights, edge_pixel_weights, safe_alpha
 from hsiuu_cli.fusion.observation import SensorFit, SpatialModel
 from hsiuu_cli.simulate import simulate_pair
 
@@ -125,23 +125,57 @@ def test_edge_lines_are_weighted_by_their_misfit_against_the_interior():
     assert cols == pytest.approx([0.2, 1, 1, 1, 1])  # the column's median over the inner rows only
 
 
-def test_edge_lines_that_see_past_the_msi_weigh_less_in_the_consistency_step(monkeypatch):
-    """A misregistered pair cut from a larger scene: the LR-HSI's outer lines see ground the MSI does
-    not show, which no border model explains; weighted down, they steer the pixels inside less."""
+def cut_from_a_larger_scene(shift: tuple[float, float]):
+    """A 64 × 64 × 40 reference cut from a 72 × 72 scene, its 4-band MSI, and its LR-HSI ×4 cut from the scene moved
+    by ``shift`` HR pixels: a misregistered pair whose LR edge pixels see real ground beyond the MSI's edge."""
     cube, _, _, wavelengths = make_mixture(72, 72, 40, 4, seed=7)
     texture = ndimage.gaussian_filter(np.random.default_rng(3).random((72, 72)), 0.8)[:, :, None]
     cube = (cube * (0.4 + 1.2 * texture / texture.max())).astype(np.float32)
     srf = gaussian_srf(wavelengths, (450, 550, 650, 850), 50.0)
     reference = cube[4:68, 4:68]
     msi = degrade.spectral_degrade(reference, srf).astype(np.float32)
+    shifted = degrade.spatial_degrade(degrade.shift(cube, *shift)[4:68, 4:68], 4, sigma=2.0).astype(np.float32)
+    return reference, msi, srf, shifted
+
+
+def test_edge_lines_that_see_past_the_msi_weigh_less_in_the_consistency_step(monkeypatch):
+    """A misregistered pair cut from a larger scene: the LR-HSI's outer lines see ground the MSI does
+    not show, which no border model explains; weighted down, they steer the pixels inside less."""
+    reference, msi, srf, shifted = cut_from_a_larger_scene((2.0, -1.5))
     registered = degrade.spatial_degrade(reference, 4, sigma=2.0).astype(np.float32)
     assert fuse(registered, msi, srf, **FAST).info["edge_lines_down_weighted"] == 0
-    shifted = degrade.spatial_degrade(degrade.shift(cube, 2.0, -1.5)[4:68, 4:68], 4, sigma=2.0).astype(np.float32)
     weighted = fuse(shifted, msi, srf, **FAST)
     assert weighted.info["edge_lines_down_weighted"] >= 1
     monkeypatch.setattr(guard, "edge_line_weights", lambda energy, rows, cols, typical: (np.ones(rows.size), np.ones(cols.size)))
     unweighted = fuse(shifted, msi, srf, **FAST)
     assert metrics.psnr(weighted.fused, reference) > metrics.psnr(unweighted.fused, reference) + 0.1
+
+
+def test_edge_pixels_are_weighted_in_training_by_their_own_misfit():
+    energy = np.full((4, 5), 2e-3)
+    edge = np.zeros((4, 5), dtype=bool)
+    edge[0], edge[:, 0] = True, True
+    assert edge_pixel_weights(energy, edge, typical=2e-3) is None  # every edge pixel fits as the interior does
+    energy[0, 2] = 4e-3  # twice the typical misfit
+    energy[2, 0] = 1e-3  # better than typical: still 1, never above
+    energy[0, 4] = np.nan  # no measured misfit
+    energy[2, 2] = 1.0  # an interior pixel is not an edge pixel, whatever its misfit
+    weights = edge_pixel_weights(energy, edge, typical=2e-3)
+    expected = np.ones((4, 5))
+    expected[0, 2] = 0.5**EDGE_WEIGHT_POWER
+    assert weights == pytest.approx(expected)
+
+
+def test_misfit_edge_pixels_weigh_less_in_training(monkeypatch):
+    """A misregistered pair cut from a larger scene: the LR-HSI's edge pixels that see ground the MSI does not
+    show would teach the network a wrong map of the MSI, which it then applies everywhere."""
+    reference, msi, srf, shifted = cut_from_a_larger_scene((2.0, 2.0))
+    weighted = fuse(shifted, msi, srf, **FAST)
+    assert weighted.info["edge_pixels_down_weighted"] >= 1
+    monkeypatch.setattr(guard, "edge_pixel_weights", lambda energy, edge, typical: None)
+    unweighted = fuse(shifted, msi, srf, **FAST)
+    assert unweighted.info["edge_pixels_down_weighted"] == 0
+    assert metrics.psnr(weighted.fused, reference) > metrics.psnr(unweighted.fused, reference) + 0.15
 
 
 def test_a_scene_that_changed_is_reported_with_the_measured_mismatch(textured):

@@ -268,9 +268,9 @@ def test_cross_validated_training_makes_fewer_noisy_copies(case, monkeypatch):
     rows = []
 
     class CountingLoss(spectramorph.ReconstructionLoss):
-        def __init__(self, endmembers, targets) -> None:
+        def __init__(self, endmembers, targets, weights=None) -> None:
             rows.append(targets.shape[0])
-            super().__init__(endmembers, targets)
+            super().__init__(endmembers, targets, weights)
 
     monkeypatch.setattr(spectramorph, "ReconstructionLoss", CountingLoss)
     fuse(lr, msi, srf, seed=0, prior="none", max_epochs=5)

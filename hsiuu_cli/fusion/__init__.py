@@ -262,6 +262,7 @@ def plan_fusion(
             border=sensor.spatial.border,
             edge_pixels_left_out=diagnosis.edge_left_out,
             edge_lines_down_weighted=diagnosis.edge_lines_down_weighted,
+            edge_pixels_down_weighted=diagnosis.edge_pixels_down_weighted,
         )
         msi_noise = msi_noise_power(msi, msi_ok, sensor)
         trust = msi_trust(sensor, lr_values[lr_ok], srf, msi_noise=msi_noise)
@@ -294,7 +295,8 @@ def plan_fusion(
         if epochs is not None:
             settings.epochs, settings.validation_folds = epochs, 0
         model = plan.model = fit_spectramorph(lr_values, lr_use, msi_strip, (rows_hr, cols_hr), srf, plan.sensor, settings, trust,
-                                             line_weights=None if diagnosis is None else diagnosis.line_weights)
+                                             line_weights=None if diagnosis is None else diagnosis.line_weights,
+                                             pixel_weights=None if diagnosis is None else diagnosis.pixel_weights)
         endmember_spectra = model.endmembers * scale
         plan.with_abundances = return_abundances
         info.update(endmembers=k, epochs=model.epochs, epochs_chosen_by=model.epochs_chosen_by,

@@ -61,10 +61,16 @@ class Diagnosis:
     """Per LR row and per LR column: how far the LR-HSI's pixels there are to be believed against the
     interior's (1 inside; below 1 on edge lines whose pixels the border model explains worse); None when every
     line has weight 1."""
+    pixel_weights: np.ndarray | None = None
+    """LR grid: each pixel's weight in the network's training (:func:`edge_pixel_weights`); None when all are 1."""
 
     @property
     def edge_lines_down_weighted(self) -> int:
         return 0 if self.line_weights is None else int(sum((weights < 1).sum() for weights in self.line_weights))
+
+    @property
+    def edge_pixels_down_weighted(self) -> int:
+        return 0 if self.pixel_weights is None else int((self.pixel_weights < 1).sum())
 
     def warnings(self, sensor: SensorFit, checks: "Checks | None" = None) -> list[dict]:
         """What did not fit, as {"part", "message"} entries (empty when everything did)."""
@@ -140,7 +146,8 @@ def diagnose(sensor: SensorFit, msi: np.ndarray, msi_valid: np.ndarray, lr: np.n
     relative = errors / power
     # edge pixels whose PSF reaches past the image and that the border model does not explain (content
     # from beyond the MSI's edge on a misregistered pair, an unknown border): left out, however many
-    edge = edge_pixels(sensor.spatial, rows_lr, cols_lr, *msi.shape[:2])[use]
+    edge_map = edge_pixels(sensor.spatial, rows_lr, cols_lr, *msi.shape[:2])
+    edge = edge_map[use]
     energy = relative.mean(axis=1)
     typical = max(float(np.median(energy[~edge] if (~edge).sum() >= 3 else energy)), ERROR_FLOOR)
     unexplained_edge = edge & (energy > OUTLIER_FACTOR * typical)
@@ -166,7 +173,8 @@ def diagnose(sensor: SensorFit, msi: np.ndarray, msi_valid: np.ndarray, lr: np.n
     weights = edge_line_weights(energy_map, *edge_lines(sensor.spatial, rows_lr, cols_lr, *msi.shape[:2]), typical)
     if all((line == 1.0).all() for line in weights):
         weights = None  # every line as trusted as the interior: the consistency step's model as it is
-    return Diagnosis(band_residual, outliers, lr_reliable, int(unexplained_edge.sum()), weights)
+    return Diagnosis(band_residual, outliers, lr_reliable, int(unexplained_edge.sum()), weights,
+                     edge_pixel_weights(energy_map, edge_map, typical))
 
 
 def edge_line_weights(energy: np.ndarray, edge_rows: np.ndarray, edge_cols: np.ndarray,
@@ -187,6 +195,25 @@ def edge_line_weights(energy: np.ndarray, edge_rows: np.ndarray, edge_cols: np.n
                 line_weight[index] = min(1.0, typical / max(float(np.median(misfit)), 1e-30))
         weights.append(line_weight)
     return weights[0], weights[1]
+
+
+EDGE_WEIGHT_POWER = 3.0
+"""An edge pixel's training weight is (interior's typical misfit / its misfit) to this power. The inverse-variance
+weight itself (power 1) left a misregistered pair's corrupted edge pixels enough pull to spoil the network's map
+inside: dB lost to 1–2 px of misregistration on Salton Sea (12 × 14 LR pixels, 69 of them edge pixels) 1.12 /
+1.46 / 2.27 at power 1, 0.97 / 1.44 / 2.27 at 3 (1.39 / 2.24 / 2.49 unweighted); over 18 shifted synthetic pairs
++1.2 against +2.8 dB summed (docs/benchmarks.md, § Edge pixels weighted in training)."""
+
+
+def edge_pixel_weights(energy: np.ndarray, edge: np.ndarray, typical: float) -> np.ndarray | None:
+    """The LR pixels' weights in the network's training (LR grid): 1 inside; an edge pixel (its PSF reaches past
+    the image), whose LR value the border model only guesses at, min(1, typical / its misfit) to the power
+    :data:`EDGE_WEIGHT_POWER`, so that one the MSI does not explain (it sees ground beyond the MSI's edge) does not
+    teach the network a wrong map. None when every weight is 1 (pixels without a measured misfit keep 1)."""
+    weights = np.ones(energy.shape)
+    measured = edge & np.isfinite(energy)
+    weights[measured] = np.minimum(1.0, typical / np.maximum(energy[measured], 1e-30)) ** EDGE_WEIGHT_POWER
+    return None if (weights == 1.0).all() else weights
 
 
 @dataclass

@@ -244,6 +244,7 @@ def fit_spectramorph(
     settings: SpectraMorphSettings,
     trust: Trust,
     line_weights: tuple[np.ndarray, np.ndarray] | None = None,
+    pixel_weights: np.ndarray | None = None,
 ) -> "SpectraMorphModel":
     """Everything SpectraMorph learns from the whole scene, at LR scale: endmembers, the network, the
     prior and the consistency step's LR-scale terms (:class:`SpectraMorphModel` then fuses any strip
@@ -253,7 +254,8 @@ def fit_spectramorph(
     ``msi_strip(start, stop)`` returns HR rows start:stop of the calibrated MSI (in the units of
     ``lr`` seen through ``srf``) and their validity (read here only to take the MSI to the LR grid).
     ``line_weights`` (per LR row, per LR column; :func:`hsiuu_cli.fusion.guard.edge_line_weights`)
-    weigh the LR-HSI's rows and columns in the consistency step.
+    weigh the LR-HSI's rows and columns in the consistency step; ``pixel_weights`` (LR grid;
+    :func:`hsiuu_cli.fusion.guard.edge_pixel_weights`) the LR pixels in the network's training loss.
     """
     import torch
 
@@ -308,6 +310,7 @@ def fit_spectramorph(
     coarse_sample = None if prior == "none" else spread_sample(coarse_lr[train_valid], settings.max_train_pixels)
     train_y = lr[train_valid] - coarse_lr[train_valid] if prior == "residual" else lr[train_valid]
     train_y = spread_sample(train_y, settings.max_train_pixels)
+    row_weights = None if pixel_weights is None else spread_sample(pixel_weights[train_valid], settings.max_train_pixels)
     cross_validated = (settings.optimizer == "lbfgs" and prior == "none" and settings.validation_folds > 0
                        and msi_sample.shape[0] >= settings.validation_folds * MIN_HELD_OUT_PIXELS)
     msi_inputs = [msi_sample]
@@ -324,6 +327,7 @@ def fit_spectramorph(
         noise_rng = np.random.default_rng(settings.seed)
         msi_inputs = [msi_sample + noise_rng.standard_normal(msi_sample.shape).astype(np.float32) * sigma for _ in range(copies)]
         train_y = np.tile(train_y, (copies, 1))
+        row_weights = None if row_weights is None else np.tile(row_weights, copies)
     train_x = np.concatenate([features(msi, coarse_sample) for msi in msi_inputs]).astype(np.float32)
     feature_mean = train_x.mean(axis=0)
     feature_scale = train_x.std(axis=0) + 1e-6 * max(float(np.abs(train_x).max()), 1e-12)
@@ -347,7 +351,8 @@ def fit_spectramorph(
         return coefficient_map(network(x), settings.coefficients)
 
     inputs = standardise(train_x)
-    loss = ReconstructionLoss(e, torch.from_numpy(train_y.astype(np.float32)).to(device))
+    loss = ReconstructionLoss(e, torch.from_numpy(train_y.astype(np.float32)).to(device),
+                              None if row_weights is None else torch.from_numpy(row_weights).to(device))
     epochs, epochs_chosen_by, networks = settings.epochs, "setting", [network]
     workers = training_processes(torch.get_num_threads()) if device.type == "cpu" else 1
     # the network and its data are small: threads cost more than they save, and much more on a busy machine
@@ -698,24 +703,30 @@ def cross_validated_networks(network, coefficients_kind: str, loss: "Reconstruct
 class ReconstructionLoss:
     """mean((c·E − Y)²) over the pixels and bands of targets Y (N × B), for coefficients c (N × K) and
     endmembers E (K × B), from K × K and N × K statistics: the cost of a training step does not grow
-    with the hundreds of HSI bands. In float64, because the expansion subtracts nearly equal terms."""
+    with the hundreds of HSI bands. In float64, because the expansion subtracts nearly equal terms.
+    With ``weights`` (N), the weighted mean over the pixels."""
 
-    def __init__(self, endmembers, targets) -> None:
+    def __init__(self, endmembers, targets, weights=None) -> None:
         e, y = endmembers.double(), targets.double()
         self.gram = e @ e.T
         self.projections = y @ e.T
         self.energy = (y**2).sum(dim=1)
         self.bands = y.shape[1]
+        self.weights = None if weights is None else weights.double()
 
     def rows(self, selected) -> "ReconstructionLoss":
         """The same loss over the targets' ``selected`` rows (a boolean mask) only."""
         subset = copy.copy(self)
         subset.projections, subset.energy = self.projections[selected], self.energy[selected]
+        subset.weights = None if self.weights is None else self.weights[selected]
         return subset
 
     def __call__(self, coefficients):
         c = coefficients.double()
-        return ((c @ self.gram * c).sum() - 2 * (c * self.projections).sum() + self.energy.sum()) / (c.shape[0] * self.bands)
+        if self.weights is None:
+            return ((c @ self.gram * c).sum() - 2 * (c * self.projections).sum() + self.energy.sum()) / (c.shape[0] * self.bands)
+        per_pixel = (c @ self.gram * c).sum(dim=1) - 2 * (c * self.projections).sum(dim=1) + self.energy
+        return (self.weights * per_pixel).sum() / (self.weights.sum() * self.bands)
 
 
 def train_lbfgs(network, loss_function, iterations: int, callback: Callable[[], None] | None = None) -> None:
