@@ -168,6 +168,28 @@ def test_reconstruction_loss_is_the_mean_squared_spectral_error():
     assert float(loss.rows(rows)(coefficients[rows])) == pytest.approx(float(expected), rel=1e-5)
 
 
+def test_weighted_reconstruction_loss_is_the_weighted_mean_over_pixels():
+    import torch
+
+    from hsiuu_cli.fusion.spectramorph import ReconstructionLoss
+
+    generator = torch.Generator().manual_seed(1)
+    endmembers, targets = torch.rand(4, 30, generator=generator), torch.rand(20, 30, generator=generator)
+    coefficients = torch.randn(20, 4, generator=generator)
+    weights = torch.rand(20, generator=generator)
+    weights[3] = 0.0
+    per_pixel = ((coefficients @ endmembers - targets) ** 2).mean(dim=1)
+    loss = ReconstructionLoss(endmembers, targets, weights)
+    assert float(loss(coefficients)) == pytest.approx(float((weights * per_pixel).sum() / weights.sum()), rel=1e-5)
+    # a pixel of weight 0 does not count, whatever its error
+    moved = targets.clone()
+    moved[3] += 5.0
+    assert float(ReconstructionLoss(endmembers, moved, weights)(coefficients)) == pytest.approx(float(loss(coefficients)), rel=1e-5)
+    rows = torch.arange(20) % 2 == 0
+    expected = (weights[rows] * per_pixel[rows]).sum() / weights[rows].sum()
+    assert float(loss.rows(rows)(coefficients[rows])) == pytest.approx(float(expected), rel=1e-5)
+
+
 def _validation_problem(learnable: bool):
     """A tiny regression from 4 inputs to 3 coefficients of 10-band spectra: the targets a smooth function
     of the inputs (learnable), or noise that only memorising can fit."""
