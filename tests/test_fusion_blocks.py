@@ -66,9 +66,9 @@ def test_blocks_give_the_bytes_of_one_block(pair, monkeypatch, tmp_path, options
     result = fit.result(out, abundances, checks)
     assert out.tobytes() == whole.fused.tobytes()
     # the strips' halos are right: the whole grid as one strip differs only by the rounding of the
-    # network's batches and of the LR sums
+    # network's batches and of the LR sums (carried further by the refit's training on the result)
     scale = float(np.nanmax(np.abs(one_strip)))
-    np.testing.assert_allclose(out, one_strip, rtol=1e-4, atol=1e-5 * scale)
+    np.testing.assert_allclose(out, one_strip, rtol=1e-3, atol=1e-4 * scale)
     assert np.isnan(out[5:9, 10:20]).all() and np.isfinite(out[20:]).all()
     if abundances is not None:
         assert abundances.tobytes() == whole.abundances.tobytes()
@@ -100,7 +100,8 @@ def test_a_blended_result_is_written_by_the_final_pass(pair, monkeypatch):
     out = np.empty(fit.plan.shape, dtype=np.float32)
     fit.plan.sinks = Sinks(ArrayOut(out))
     checks = run_blocks(fit.plan, counted)
-    assert passes == ["first_pass", "consistency_pass", "final_pass"]
+    # the first round makes the refit's targets, the second the result
+    assert passes == ["first_pass", "consistency_pass", "first_pass", "consistency_pass", "final_pass"]
     assert checks.alpha == 0.25 and out.tobytes() == whole.fused.tobytes()
 
 

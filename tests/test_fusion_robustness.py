@@ -98,7 +98,9 @@ def test_a_few_bad_msi_pixels_do_not_collapse_the_trust():
     assert "outliers" in {w["part"] for w in result.info["model_warnings"]}
     away = np.ones((128, 128), bool)
     away[52:76, 52:76] = False
-    assert metrics.psnr(result.fused[away], cube[away]) > metrics.psnr(clean.fused[away], cube[away]) - 1.5
+    # the clean pair's result is at 56 dB, where 25 training pixels fewer move the PSNR by dB; a collapsed trust
+    # would fall towards bicubic, tens of dB below
+    assert metrics.psnr(result.fused[away], cube[away]) > metrics.psnr(clean.fused[away], cube[away]) - 3.0
 
 
 def test_misregistration_is_estimated_and_reported(textured):
@@ -187,6 +189,7 @@ def test_a_scene_that_changed_is_reported_with_the_measured_mismatch(textured):
     result = fuse(lr, msi, srf, **FAST)
     warnings = {w["part"]: w["message"] for w in result.info["model_warnings"]}
     assert "content" in warnings and "% of the HSI's variance" in warnings["content"]
+    assert result.info["refit_iterations"] == 0  # an MSI hardly trusted has nothing to teach the network at HR
     checks = result.info["checks"]
     for name, floor in (("lr_consistency", "lr"), ("msi_consistency", "msi")):
         limit = max(checks[name]["bicubic"], checks["noise_floor"][floor])

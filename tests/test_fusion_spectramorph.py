@@ -10,6 +10,7 @@ from hsiuu_cli import degrade, metrics
 from hsiuu_cli.errors import ParameterError
 import hsiuu_cli.fusion as fusion
 from hsiuu_cli.fusion import fuse
+from hsiuu_cli.fusion.spectramorph import SpectraMorphSettings
 
 
 
@@ -67,12 +68,33 @@ def test_deterministic_with_seed(case, fused):
     assert not np.array_equal(other.fused, fused.fused)
 
 
+def test_the_refit_on_hr_pixels_gains(case, fused):
+    """Trained on LR pixels, the network only meets mixtures; trained further on HR pixels, their targets its own
+    prediction made consistent with the LR-HSI, it maps the MSI's pixels themselves."""
+    cube, lr, msi, srf, _ = case
+    assert fused.info["refit_iterations"] == SpectraMorphSettings().refit_iterations > 0
+    without = fuse(lr, msi, srf, seed=0, refit_iterations=0)
+    assert without.info["refit_iterations"] == 0
+    assert metrics.psnr(fused.fused, cube) > metrics.psnr(without.fused, cube) + 1.0
+
+
+def test_the_refit_does_not_pass_on_the_msi_noise(case):
+    """The refit's targets leave the MSI out: a 25 dB MSI's noise in them would teach the network to pass it on
+    (measured: 1.6 dB lost against no refit)."""
+    cube, lr, msi, srf, _ = case
+    noisy = degrade.add_noise(msi, 25, 0)
+    refitted, without = fuse(lr, noisy, srf, seed=0), fuse(lr, noisy, srf, seed=0, refit_iterations=0)
+    assert metrics.psnr(refitted.fused, cube) > metrics.psnr(without.fused, cube)
+    assert metrics.sam(refitted.fused, cube) <= metrics.sam(without.fused, cube)
+
+
 def test_strips_give_the_same_cube_as_one_pass(case, fused, monkeypatch):
     """Memory is bounded by the strip size, not the grid: many small strips change nothing."""
     _, lr, msi, srf, _ = case
     monkeypatch.setattr(fusion.blocks, "STRIP_BYTES", 1)  # one ratio-high strip at a time
     stripped = fuse(lr, msi, srf, seed=0)
-    np.testing.assert_allclose(stripped.fused, fused.fused, rtol=1e-4, atol=1e-5 * float(np.abs(fused.fused).max()))
+    # the strips round the network's batches differently, which the refit's training carries further
+    np.testing.assert_allclose(stripped.fused, fused.fused, rtol=1e-3, atol=1e-4 * float(np.abs(fused.fused).max()))
 
 
 def test_fills_a_given_output_array(case, tmp_path):
@@ -209,7 +231,7 @@ def _validation_problem(learnable: bool):
 
 @pytest.mark.parametrize("learnable", [True, False])
 def test_cross_validation_stops_early_only_where_training_longer_overfits(learnable):
-    from hsiuu_cli.fusion.spectramorph import SpectraMorphSettings, cross_validated_networks
+    from hsiuu_cli.fusion.spectramorph import cross_validated_networks
 
     network, inputs, loss = _validation_problem(learnable)
     before = [p.detach().clone() for p in network.parameters()]
@@ -295,8 +317,8 @@ def test_cross_validated_training_makes_fewer_noisy_copies(case, monkeypatch):
             super().__init__(endmembers, targets, weights)
 
     monkeypatch.setattr(spectramorph, "ReconstructionLoss", CountingLoss)
-    fuse(lr, msi, srf, seed=0, prior="none", max_epochs=5)
-    fuse(lr, msi, srf, seed=0, prior="none", epochs=5)
+    fuse(lr, msi, srf, seed=0, prior="none", max_epochs=5, refit_iterations=0)
+    fuse(lr, msi, srf, seed=0, prior="none", epochs=5, refit_iterations=0)
     assert spectramorph.CROSS_VALIDATED_COPIES < spectramorph.AUGMENTATION_COPIES
     assert rows == [spectramorph.CROSS_VALIDATED_COPIES * 144, spectramorph.AUGMENTATION_COPIES * 144]
 

@@ -206,6 +206,7 @@ def fuse_command(
                 return_abundances=save_abundances,
             )
             plan = fit.plan
+            advance.set_total(plan.counted_passes * pair.hr.rows)
             # only the shape, type and header of these are used: the blocks write the pixels
             fused_header = cubes.output_cube(pair.lr, pair.hr, np.broadcast_to(np.float32(np.nan), plan.shape), fit, lr_hsi, hr_msi)
             maps_header = None

@@ -128,9 +128,10 @@ def fuse(
     """Fuse ``lr_hsi`` (h × w × B) and ``hr_msi`` (H × W × b, H = ratio·h) through ``srf_matrix`` (B × b).
 
     ``out`` may be a preallocated H × W × B float32 array (e.g. a memory map) to fill; otherwise
-    one is allocated. ``advance`` receives progress in HR rows (two passes for spectramorph with the
-    consistency step). The other options are :func:`plan_fusion`'s. The HR grid is fused a block of
-    rows at a time (:mod:`hsiuu_cli.fusion.blocks`), as a cluster would.
+    one is allocated. ``advance`` receives progress in HR rows (the plan's ``counted_passes``: two
+    for spectramorph with the consistency step, four when it also refits its networks). The other
+    options are :func:`plan_fusion`'s. The HR grid is fused a block of rows at a time
+    (:mod:`hsiuu_cli.fusion.blocks`), as a cluster would.
     """
     fit = plan_fusion(lr_hsi, hr_msi, srf_matrix, return_abundances=return_abundances, **options)
     plan = fit.plan
@@ -301,7 +302,8 @@ def plan_fusion(
         plan.with_abundances = return_abundances
         info.update(endmembers=k, epochs=model.epochs, epochs_chosen_by=model.epochs_chosen_by,
                     networks=len(model.networks), training_loss=model.training_loss,
-                    coefficients=settings.coefficients, prior=model.prior, consistency=settings.consistency)
+                    coefficients=settings.coefficients, prior=model.prior, consistency=settings.consistency,
+                    refit_iterations=model.refit_iterations)
     elif method == "bicubic":
         plan.model = BicubicStrips(lr_values, ratio)
     else:

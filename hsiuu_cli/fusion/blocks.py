@@ -16,14 +16,16 @@ bicubic, the scaling back to the HSI's units, the no-data mask and bad bands (th
 
 Two steps sum over the whole grid, so the blocks run in passes with a reduction on the client in
 between, each pass keeping its result in the output (the next pass of a block reads its own rows
-back, so the network runs once): :func:`first_pass` writes the method's result (the network's first
-guess) and returns the consistency step's LR-scale sums, which the client adds in row order and
-solves; :func:`consistency_pass` corrects the rows and returns the guard's sums, from which the
-client decides; :func:`final_pass` blends (when the guard asks for it), scales, masks and writes the
-final rows. Sums are added strip by strip in row order, whatever order blocks finish in; each strip
-is the same rows as a run without blocks (:data:`STRIP_BYTES` depends only on the scene's shape);
-and blocks compute on one thread: the output is byte for byte the same whichever process computes
-a block.
+back, so the network runs once a round): :func:`first_pass` writes the method's result (the
+network's first guess) and returns the consistency step's LR-scale sums, which the client adds in
+row order and solves; :func:`consistency_pass` corrects the rows and returns the guard's sums, from
+which the client decides (where SpectraMorph refits its networks, a first round of the two passes
+makes the refit's targets, consistent with the LR-HSI alone, and returns the networks' HR training
+pairs, a fixed lattice of pixels; then the two passes run again with the refitted networks);
+:func:`final_pass` blends (when the guard asks for it), scales, masks and writes the final rows.
+Sums are added strip by strip in row order, whatever order blocks finish in; each strip is the same
+rows as a run without blocks (:data:`STRIP_BYTES` depends only on the scene's shape); and blocks
+compute on one thread: the output is byte for byte the same whichever process computes a block.
 """
 
 from __future__ import annotations
@@ -190,7 +192,20 @@ class FusionPlan:
     pass_input: object | None = None
     pass_output: object | None = None
     """Where the current pass reads its rows from and writes them to (set by :func:`run_blocks`)."""
+    refit_step: int = 0
+    """While SpectraMorph's consistency pass collects the refit's pairs: every this-many-th pixel of the HR
+    grid, in row order (0: not collecting)."""
     info: dict = field(default_factory=dict)
+
+    @property
+    def refits(self) -> bool:
+        """Whether :func:`run_blocks` refits the model (SpectraMorph's networks) after its consistency pass."""
+        return self.consistency is not None and getattr(self.model, "refit_iterations", 0) > 0
+
+    @property
+    def counted_passes(self) -> int:
+        """Passes over the HR rows that report progress (the method's and consistency passes)."""
+        return 1 if self.consistency is None else 4 if self.refits else 2
 
     @property
     def blocks(self) -> list[tuple[int, int]]:
@@ -251,6 +266,8 @@ class BlockSums:
 
     solver: list[SolverSums] = field(default_factory=list)
     checks: list[StripChecks] = field(default_factory=list)
+    refit: list = field(default_factory=list)
+    """SpectraMorph's refit pairs (:class:`hsiuu_cli.fusion.spectramorph.RefitPairs`), strip by strip."""
 
 
 def first_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
@@ -313,18 +330,24 @@ def _consistency_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
 
     values = plan.pass_input.read_rows(start, stop)
     sums = BlockSums()
-    if plan.guard is not None:
+    checks = plan.guard is not None and not plan.refit_step  # the guard judges the refitted result only
+    if checks:
         gr, gc = plan.sampling()
     for first, last in plan.strips(start, stop):
         raise_if_stopped()
-        msi, _, usable = plan.read_msi(first, last)
+        msi, valid, usable = plan.read_msi(first, last)
         calibrated = plan.calibration(msi, usable)
         part = values[first - start : last - start]
         first_guess = plan.good_bands(part)
         fused = plan.consistency.correct(first_guess, plan.model.msi_for_solve(first_guess, calibrated, usable, plan.srf),
                                          first, last)
-        if plan.guard is not None:
+        if checks:
             sums.checks.append(_strip_checks(plan, fused, msi, usable, gr, gc, first, last))
+        if plan.refit_step:
+            cols = plan.shape[1]
+            on_lattice = (np.arange(first * cols, last * cols) % plan.refit_step == 0).reshape(last - first, cols)
+            picked = on_lattice & usable & plan.output_valid(valid, first, last)
+            sums.refit.append(plan.model.refit_pairs(fused, calibrated, picked, first, last))
         part[:] = plan.with_every_band(fused)
     plan.pass_output.write(start, 0, values)
     return sums
@@ -393,7 +416,8 @@ def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, advance: Calla
     and the final pass. Returns the guard's checks (None without a guard)."""
     rows = [stop - start for start, stop in plan.blocks]
     guard, solver = plan.guard, plan.consistency
-    passes = 3 if solver is not None else 2
+    refits = plan.refits
+    passes = 5 if refits else 3 if solver is not None else 2
     # the last pass writes the output; with scratch, the passes before it alternate with it
     targets = [plan.sinks.values if (passes - 1 - index) % 2 == 0 else (plan.sinks.scratch or plan.sinks.values)
                for index in range(passes)]
@@ -402,17 +426,36 @@ def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, advance: Calla
     if guard is not None:
         fused_bands = plan.shape[2] if plan.bad is None else plan.bad.good.size
         sums = CheckSums(plan.lr_valid.shape, fused_bands, plan.srf.shape[1])
+    pairs = []
+
     def add(index: int, block: BlockSums) -> None:
         for part in block.solver:
-            solver.add(part)
+            plan.consistency.add(part)
         for part in block.checks:
             sums.add(part)
+        pairs.extend(block.refit)
         advance(rows[index])
 
+    if refits:
+        # the first round's result is only the refit's targets: consistent with the LR-HSI alone
+        final_solver, plan.model.solver = plan.model.solver, plan.model.target_solver
     map_blocks(first_pass, plan, InOrder(add))
     if solver is not None:
-        solver.finish()
+        plan.consistency.finish()
         plan.pass_input, plan.pass_output = targets[0], targets[1]
+        if refits:
+            rows_hr, cols_hr = plan.shape[:2]
+            plan.refit_step = -(-rows_hr * cols_hr // plan.model.refit_pixels)
+            map_blocks(consistency_pass, plan, InOrder(add))
+            plan.refit_step = 0
+            from .spectramorph import RefitPairs
+
+            plan.model.refit(RefitPairs.joined(pairs))
+            plan.model.solver = final_solver
+            plan.pass_input, plan.pass_output = None, targets[2]
+            map_blocks(first_pass, plan, InOrder(add))
+            plan.consistency.finish()
+            plan.pass_input, plan.pass_output = targets[2], targets[3]
         map_blocks(consistency_pass, plan, InOrder(add))
     checks = None
     if sums is not None:
