@@ -413,7 +413,9 @@ def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, advance: Calla
     """Fuse every block of ``plan`` into ``plan.sinks`` through ``map_blocks`` (in this process, or
     as cluster tasks): the method's pass (with the consistency step's sums, or the guard's), the
     consistency solve on the LR grid and its pass (with the guard's sums), the guard's decision,
-    and the final pass. Returns the guard's checks (None without a guard)."""
+    and the final pass; where SpectraMorph refits, a first round of the first two passes and the refit
+    before them (the model's networks are refitted in place: a second call refits them again).
+    Returns the guard's checks (None without a guard)."""
     rows = [stop - start for start, stop in plan.blocks]
     guard, solver = plan.guard, plan.consistency
     refits = plan.refits
@@ -421,7 +423,6 @@ def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, advance: Calla
     # the last pass writes the output; with scratch, the passes before it alternate with it
     targets = [plan.sinks.values if (passes - 1 - index) % 2 == 0 else (plan.sinks.scratch or plan.sinks.values)
                for index in range(passes)]
-    plan.pass_input, plan.pass_output = None, targets[0]
     sums = None
     if guard is not None:
         fused_bands = plan.shape[2] if plan.bad is None else plan.bad.good.size
@@ -437,25 +438,12 @@ def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, advance: Calla
         advance(rows[index])
 
     if refits:
-        # the first round's result is only the refit's targets: consistent with the LR-HSI alone
-        final_solver, plan.model.solver = plan.model.solver, plan.model.target_solver
+        _refit_round(plan, map_blocks, add, targets, pairs)
+    plan.pass_input, plan.pass_output = None, targets[-3 if solver is not None else -2]
     map_blocks(first_pass, plan, InOrder(add))
     if solver is not None:
         plan.consistency.finish()
-        plan.pass_input, plan.pass_output = targets[0], targets[1]
-        if refits:
-            rows_hr, cols_hr = plan.shape[:2]
-            plan.refit_step = -(-rows_hr * cols_hr // plan.model.refit_pixels)
-            map_blocks(consistency_pass, plan, InOrder(add))
-            plan.refit_step = 0
-            from .spectramorph import RefitPairs
-
-            plan.model.refit(RefitPairs.joined(pairs))
-            plan.model.solver = final_solver
-            plan.pass_input, plan.pass_output = None, targets[2]
-            map_blocks(first_pass, plan, InOrder(add))
-            plan.consistency.finish()
-            plan.pass_input, plan.pass_output = targets[2], targets[3]
+        plan.pass_input, plan.pass_output = targets[-3], targets[-2]
         map_blocks(consistency_pass, plan, InOrder(add))
     checks = None
     if sums is not None:
@@ -465,3 +453,24 @@ def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, advance: Calla
     plan.pass_input, plan.pass_output = targets[-2], targets[-1]
     map_blocks(final_pass, plan, lambda index, block: None)
     return checks
+
+
+def _refit_round(plan: FusionPlan, map_blocks: MapBlocks, add: Callable[[int, BlockSums], None], targets: list,
+                 pairs: list) -> None:
+    """SpectraMorph's refit: the first two passes with the consistency step's LR term only (into ``targets``' first
+    two), whose result at a lattice of HR pixels (``pairs``, gathered by ``add``) the networks are refitted on."""
+    from .spectramorph import RefitPairs
+
+    model = plan.model
+    # the first round's result is only the refit's targets: consistent with the LR-HSI alone
+    final_solver, model.solver = model.solver, model.target_solver
+    try:
+        plan.pass_input, plan.pass_output = None, targets[0]
+        map_blocks(first_pass, plan, InOrder(add))
+        model.solver.finish()
+        rows_hr, cols_hr = plan.shape[:2]
+        plan.pass_input, plan.pass_output, plan.refit_step = targets[0], targets[1], -(-rows_hr * cols_hr // model.refit_pixels)
+        map_blocks(consistency_pass, plan, InOrder(add))
+    finally:
+        model.solver, plan.refit_step = final_solver, 0
+    model.refit(RefitPairs.joined(pairs))
