@@ -199,7 +199,7 @@ class FusionPlan:
 
     @property
     def refits(self) -> bool:
-        """Whether :func:`run_blocks` refits the model (SpectraMorph's networks) after its consistency pass."""
+        """Whether :func:`run_blocks` refits the model (SpectraMorph's networks) after a first round of its passes."""
         return self.consistency is not None and getattr(self.model, "refit_iterations", 0) > 0
 
     @property
