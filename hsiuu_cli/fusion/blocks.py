@@ -20,12 +20,13 @@ back, so the network runs once a round): :func:`first_pass` writes the method's 
 network's first guess) and returns the consistency step's LR-scale sums, which the client adds in
 row order and solves; :func:`consistency_pass` corrects the rows and returns the guard's sums, from
 which the client decides (where SpectraMorph refits its networks, a first round of the two passes
-makes the refit's targets, consistent with the LR-HSI alone, and returns the networks' HR training
-pairs, a fixed lattice of pixels; then the two passes run again with the refitted networks);
-:func:`final_pass` blends (when the guard asks for it), scales, masks and writes the final rows.
-Sums are added strip by strip in row order, whatever order blocks finish in; each strip is the same
-rows as a run without blocks (:data:`STRIP_BYTES` depends only on the scene's shape); and blocks
-compute on one thread: the output is byte for byte the same whichever process computes a block.
+makes the refit's targets, consistent with the LR-HSI alone: the first returns the networks' inputs
+at a fixed lattice of HR pixels, the second their result there; then the two passes run again with
+the refitted networks); :func:`final_pass` blends (when the guard asks for it), scales, masks and
+writes the final rows. Sums are added strip by strip in row order, whatever order blocks finish in;
+each strip is the same rows as a run without blocks (:data:`STRIP_BYTES` depends only on the scene's
+shape); and blocks compute on one thread: the output is byte for byte the same whichever process
+computes a block.
 """
 
 from __future__ import annotations
@@ -233,14 +234,22 @@ class FusionPlan:
         """SpectraMorph's consistency solver (None: the method has no such step)."""
         return getattr(self.model, "solver", None)
 
-    def method_strip(self, start: int, stop: int, calibrated: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def method_strip(self, start: int, stop: int, calibrated: np.ndarray, usable: np.ndarray,
+                     picked: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, object]:
         """The method's result for HR rows start:stop (scaled units) before the consistency step and
-        the guard, and its coefficient maps when it has them."""
+        the guard, its coefficient maps when it has them, and SpectraMorph's refit inputs at ``picked``."""
         if isinstance(self.model, BicubicStrips):
-            return self.model.strip(start // self.ratio, stop // self.ratio), None
+            return self.model.strip(start // self.ratio, stop // self.ratio), None, None
         if isinstance(self.model, Precomputed):
-            return self.model.strip(start, stop)
-        return self.model.predict(calibrated, usable, start, stop)
+            return *self.model.strip(start, stop), None
+        return self.model.predict(calibrated, usable, start, stop, picked)
+
+    def refit_lattice(self, start: int, stop: int, valid: np.ndarray, usable: np.ndarray) -> np.ndarray:
+        """HR rows start:stop's pixels the refit learns from: every ``refit_step``-th pixel of the grid in row
+        order, where the MSI is used and the output has data."""
+        cols = self.shape[1]
+        on_lattice = (np.arange(start * cols, stop * cols) % self.refit_step == 0).reshape(stop - start, cols)
+        return on_lattice & usable & self.output_valid(valid, start, stop)
 
     def sampling(self):
         """The fitted sampling matrices (LR × HR rows, LR × HR columns)."""
@@ -267,7 +276,8 @@ class BlockSums:
     solver: list[SolverSums] = field(default_factory=list)
     checks: list[StripChecks] = field(default_factory=list)
     refit: list = field(default_factory=list)
-    """SpectraMorph's refit pairs (:class:`hsiuu_cli.fusion.spectramorph.RefitPairs`), strip by strip."""
+    """SpectraMorph's refit lattice, strip by strip: its inputs (:class:`hsiuu_cli.fusion.spectramorph.RefitInputs`)
+    from the first pass, its consistent result from the consistency pass."""
 
 
 def first_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
@@ -292,7 +302,10 @@ def _first_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
         raise_if_stopped()
         msi, valid, usable = plan.read_msi(first, last)
         calibrated = None if plan.calibration is None else plan.calibration(msi, usable)
-        fused, coefficients = plan.method_strip(first, last, calibrated, usable)
+        picked = plan.refit_lattice(first, last, valid, usable) if plan.refit_step else None
+        fused, coefficients, lattice = plan.method_strip(first, last, calibrated, usable, picked)
+        if lattice is not None:
+            sums.refit.append(lattice)
         values[first - start : last - start] = plan.with_every_band(fused)
         if plan.consistency is not None:
             sums.solver.append(plan.consistency.strip_sums(fused, plan.model.msi_for_solve(fused, calibrated, usable, plan.srf),
@@ -344,10 +357,7 @@ def _consistency_pass(plan: FusionPlan, start: int, stop: int) -> BlockSums:
         if checks:
             sums.checks.append(_strip_checks(plan, fused, msi, usable, gr, gc, first, last))
         if plan.refit_step:
-            cols = plan.shape[1]
-            on_lattice = (np.arange(first * cols, last * cols) % plan.refit_step == 0).reshape(last - first, cols)
-            picked = on_lattice & usable & plan.output_valid(valid, first, last)
-            sums.refit.append(plan.model.refit_pairs(fused, calibrated, picked, first, last))
+            sums.refit.append(fused[plan.refit_lattice(first, last, valid, usable)])
         part[:] = plan.with_every_band(fused)
     plan.pass_output.write(start, 0, values)
     return sums
@@ -427,18 +437,18 @@ def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, advance: Calla
     if guard is not None:
         fused_bands = plan.shape[2] if plan.bad is None else plan.bad.good.size
         sums = CheckSums(plan.lr_valid.shape, fused_bands, plan.srf.shape[1])
-    pairs = []
+    gathered = []
 
     def add(index: int, block: BlockSums) -> None:
         for part in block.solver:
             plan.consistency.add(part)
         for part in block.checks:
             sums.add(part)
-        pairs.extend(block.refit)
+        gathered.extend(block.refit)
         advance(rows[index])
 
     if refits:
-        _refit_round(plan, map_blocks, add, targets, pairs)
+        _refit_round(plan, map_blocks, add, targets, gathered)
     plan.pass_input, plan.pass_output = None, targets[-3 if solver is not None else -2]
     map_blocks(first_pass, plan, InOrder(add))
     if solver is not None:
@@ -456,21 +466,26 @@ def run_blocks(plan: FusionPlan, map_blocks: MapBlocks = in_turn, advance: Calla
 
 
 def _refit_round(plan: FusionPlan, map_blocks: MapBlocks, add: Callable[[int, BlockSums], None], targets: list,
-                 pairs: list) -> None:
+                 gathered: list) -> None:
     """SpectraMorph's refit: the first two passes with the consistency step's LR term only (into ``targets``' first
-    two), whose result at a lattice of HR pixels (``pairs``, gathered by ``add``) the networks are refitted on."""
-    from .spectramorph import RefitPairs
+    two), the networks' inputs at a lattice of HR pixels taken by the first and their result by the second (both
+    ``gathered`` by ``add``), on which the networks are refitted."""
+    from .spectramorph import RefitInputs
 
     model = plan.model
+    rows_hr, cols_hr = plan.shape[:2]
     # the first round's result is only the refit's targets: consistent with the LR-HSI alone
     final_solver, model.solver = model.solver, model.target_solver
+    plan.refit_step = -(-rows_hr * cols_hr // model.refit_pixels)
     try:
         plan.pass_input, plan.pass_output = None, targets[0]
         map_blocks(first_pass, plan, InOrder(add))
+        lattice = RefitInputs.joined(gathered)
+        gathered.clear()
         model.solver.finish()
-        rows_hr, cols_hr = plan.shape[:2]
-        plan.pass_input, plan.pass_output, plan.refit_step = targets[0], targets[1], -(-rows_hr * cols_hr // model.refit_pixels)
+        plan.pass_input, plan.pass_output = targets[0], targets[1]
         map_blocks(consistency_pass, plan, InOrder(add))
+        fused = np.concatenate(gathered)
     finally:
         model.solver, plan.refit_step = final_solver, 0
-    model.refit(RefitPairs.joined(pairs))
+    model.refit(lattice, fused)

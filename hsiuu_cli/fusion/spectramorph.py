@@ -472,10 +472,11 @@ class SpectraMorphModel:
             self._on_device = (networks, torch.from_numpy(self.endmembers).to(device), device)
         return self._on_device
 
-    def predict(self, msi: np.ndarray, valid: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, msi: np.ndarray, valid: np.ndarray, start: int, stop: int,
+                picked: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, "RefitInputs | None"]:
         """The network's spectra (rows × cols × B) and coefficients (rows × cols × K) for HR rows
         start:stop, from their calibrated MSI and its validity; ``start`` and ``stop`` are multiples
-        of the ratio."""
+        of the ratio. With ``picked`` (rows × cols), also the refit's inputs at those pixels."""
         import torch
 
         ratio = self.enlarged.ratio
@@ -485,6 +486,7 @@ class SpectraMorphModel:
         filled = np.where(valid[:, :, None], msi, coarse @ self.srf)
         networks, e, device = self._networks()
         inputs = prior_features(filled, coarse, self.prior, self.prior_mean, self.prior_components, self.srf, self.with_msi)
+        lattice = None if picked is None else RefitInputs(inputs[picked].astype(np.float32), coarse[picked].astype(np.float32))
         inputs = inputs.reshape(-1, self.feature_mean.size)
         with torch.no_grad():
             x = torch.from_numpy(((inputs - self.feature_mean) / self.feature_scale).astype(np.float32)).to(device)
@@ -493,31 +495,20 @@ class SpectraMorphModel:
         if self.prior == "residual":
             # the MSI-borne correction, shrunk by how far the MSI agrees with the HSI (1 on a consistent pair)
             spectra = coarse + self.detail_gain * spectra
-        return spectra.astype(np.float32, copy=False), coef.cpu().numpy().reshape(rows, cols, -1)
+        return spectra.astype(np.float32, copy=False), coef.cpu().numpy().reshape(rows, cols, -1), lattice
 
-    def refit_pairs(self, fused: np.ndarray, msi: np.ndarray, picked: np.ndarray, start: int, stop: int) -> "RefitPairs":
-        """The network's inputs and targets at the ``picked`` pixels of HR rows start:stop, from their
-        consistent result ``fused`` and calibrated MSI (picked pixels have MSI data): what :meth:`refit`
-        learns from."""
-        ratio = self.enlarged.ratio
-        coarse = self.enlarged.strip(start // ratio, stop // ratio)[picked]
-        inputs = prior_features(msi[picked], coarse, self.prior, self.prior_mean, self.prior_components, self.srf, self.with_msi)
-        targets = fused[picked]
-        if self.prior == "residual":
-            targets = (targets - coarse) / self.detail_gain
-        return RefitPairs(inputs.astype(np.float32), targets.astype(np.float32))
-
-    def refit(self, pairs: "RefitPairs") -> None:
-        """Every network trained further, for ``refit_iterations`` L-BFGS iterations, to map HR pixels'
-        inputs to their targets (:meth:`refit_pairs`), on the CPU."""
+    def refit(self, lattice: "RefitInputs", fused: np.ndarray) -> None:
+        """Every network trained further, for ``refit_iterations`` L-BFGS iterations, to map the inputs of
+        HR pixels (:meth:`predict`'s ``picked``) to their consistent result ``fused`` (N × B), on the CPU."""
         import torch
 
-        if pairs.inputs.shape[0] < max(2 * self.endmembers.shape[0], 16):
+        if fused.shape[0] < max(2 * self.endmembers.shape[0], 16):
             return  # too few pixels with data to learn from: the first fit stays
+        targets = (fused - lattice.coarse) / self.detail_gain if self.prior == "residual" else fused
         self.__dict__.pop("_on_device", None)
         networks = [member.to("cpu") for member in self.networks]
-        inputs = torch.from_numpy(((pairs.inputs - self.feature_mean) / self.feature_scale).astype(np.float32))
-        loss = ReconstructionLoss(torch.from_numpy(self.endmembers), torch.from_numpy(pairs.targets))
+        inputs = torch.from_numpy(((lattice.inputs - self.feature_mean) / self.feature_scale).astype(np.float32))
+        loss = ReconstructionLoss(torch.from_numpy(self.endmembers), torch.from_numpy(targets.astype(np.float32)))
         workers = training_processes(torch.get_num_threads())
         with one_thread():
             ensemble_networks(networks, self.coefficients_kind, loss, inputs, self.refit_iterations, workers)
@@ -531,15 +522,16 @@ class SpectraMorphModel:
 
 
 @dataclass
-class RefitPairs:
-    """HR pixels' network inputs (N × features) and targets (N × B) for :meth:`SpectraMorphModel.refit`."""
+class RefitInputs:
+    """HR pixels' network inputs (N × features) and the enlarged LR-HSI there (N × B, what the residual prior
+    adds): taken while the network predicts them, so the refit does not enlarge the LR-HSI again."""
 
     inputs: np.ndarray
-    targets: np.ndarray
+    coarse: np.ndarray
 
     @classmethod
-    def joined(cls, parts: list["RefitPairs"]) -> "RefitPairs":
-        return cls(np.concatenate([part.inputs for part in parts]), np.concatenate([part.targets for part in parts]))
+    def joined(cls, parts: list["RefitInputs"]) -> "RefitInputs":
+        return cls(np.concatenate([part.inputs for part in parts]), np.concatenate([part.coarse for part in parts]))
 
 
 VALIDATION_PATIENCE = 300
